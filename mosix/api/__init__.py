@@ -1,0 +1,1 @@
+"""The MOSIX API: typed models that are the only schema (CRDs are generated from them)."""

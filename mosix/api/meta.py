@@ -1,0 +1,59 @@
+"""What every mosix resource shares: the API group, the model base, object metadata."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+from pydantic import alias_generators
+
+GROUP = "mosix.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+CATEGORY = "mosix"
+
+
+class Model(pydantic.BaseModel):
+    """Base of every spec and status part: camelCase on the wire, unknown fields refused."""
+
+    model_config = pydantic.ConfigDict(
+        alias_generator=alias_generators.to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=False,
+        validate_assignment=True,
+        use_attribute_docstrings=False,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, unset fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class ObjectMeta(pydantic.BaseModel):
+    """The subset of Kubernetes object metadata that mosix reads; the rest is kept as is."""
+
+    model_config = pydantic.ConfigDict(alias_generator=alias_generators.to_camel,
+                                       populate_by_name=True, extra="allow")
+
+    name: str = ""
+    namespace: str | None = None
+    uid: str | None = None
+    resource_version: str | None = None
+    generation: int | None = None
+    creation_timestamp: str | None = None
+    deletion_timestamp: str | None = None
+    labels: dict[str, str] = pydantic.Field(default_factory=dict)
+    annotations: dict[str, str] = pydantic.Field(default_factory=dict)
+    finalizers: list[str] = pydantic.Field(default_factory=list)
+
+
+class Condition(Model):
+    """A Kubernetes-style condition: one observed fact with its reason."""
+
+    type: str = pydantic.Field(description="The aspect this condition reports, e.g. Migratable, Admitted.")
+    status: str = pydantic.Field(description="True, False or Unknown.", pattern="^(True|False|Unknown)$")
+    reason: str = pydantic.Field(default="", description="A CamelCase word saying why.")
+    message: str = pydantic.Field(default="", description="A sentence for humans.")
+    last_transition_time: str | None = pydantic.Field(
+        default=None, description="When status last changed (RFC 3339).")
