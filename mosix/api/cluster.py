@@ -34,10 +34,12 @@ class GridPeer(NodeSpan):
 class QueuePolicy(meta.Model):
     """The shared queue's defaults."""
 
-    default_priority: int = Field(default=50, ge=0, le=65535,
-                                  description="Priority of a queued job that names none (mosrun -q).")
-    max_running: int | None = Field(default=None, ge=1,
-                                    description="Most queued jobs running at once; unset: as many as nodes fit.")
+    default_priority: int = Field(
+        default=50, ge=0, le=65535, description="Priority of a queued job that names none (mosrun -q)."
+    )
+    max_running: int | None = Field(
+        default=None, ge=1, description="Most queued jobs running at once; unset: as many as nodes fit."
+    )
 
 
 class FreezingPolicy(meta.Model):
@@ -45,9 +47,11 @@ class FreezingPolicy(meta.Model):
 
     load_limits: dict[str, float] = Field(
         default_factory=lambda: {"0": 4.0},
-        description="Per grid class: freeze that class's processes on a node whose load per CPU passes this.")
-    directory: str = Field(default="/var/lib/mosix/freeze", min_length=1,
-                           description="Where frozen memory images are kept on each node.")
+        description="Per grid class: freeze that class's processes on a node whose load per CPU passes this.",
+    )
+    directory: str = Field(
+        default="/var/lib/mosix/freeze", min_length=1, description="Where frozen memory images are kept on each node."
+    )
 
 
 class BalancingPolicy(meta.Model):
@@ -56,7 +60,9 @@ class BalancingPolicy(meta.Model):
     interval_seconds: float = Field(default=2.0, gt=0, le=3600, description="How often to look for better placements.")
     min_gain: float = Field(default=0.2, ge=0, description="Move only when the expected speedup exceeds this fraction.")
     hysteresis_seconds: float = Field(default=30.0, ge=0, description="A job that moved stays put at least this long.")
-    memory_reserve_mb: int = Field(default=256, ge=0, description="Usher processes away when free memory falls below this.")
+    memory_reserve_mb: int = Field(
+        default=256, ge=0, description="Usher processes away when free memory falls below this."
+    )
 
 
 class MosixClusterSpec(meta.Model):

@@ -15,7 +15,7 @@ DEFAULT_IMAGE = "mosix/testload:local"
 NODE_REF_PATTERN = r"^([0-9]+|[0-9]{1,3}(\.[0-9]{1,3}){3}|[a-z0-9]([-a-z0-9.]*[a-z0-9])?)$"
 
 
-class Placement(str, enum.Enum):
+class Placement(enum.StrEnum):
     """Where the job starts: mosrun's node-assignment options."""
 
     HOME = "Home"  # -h, and the default: start on the home node, free to migrate
@@ -24,14 +24,14 @@ class Placement(str, enum.Enum):
     RANGE = "Range"  # -j{ranges}
 
 
-class BatchMode(str, enum.Enum):
+class BatchMode(enum.StrEnum):
     """mosrun -E / -M: a batch job sent to another node of the cluster."""
 
     NATIVE = "Native"  # -E: a native Linux process, never migrates
     MOSIX = "Mosix"  # -M: a MOSIX process whose home node may be another node
 
 
-class Unsupported(str, enum.Enum):
+class Unsupported(enum.StrEnum):
     """What happens when the job uses something checkpointing cannot carry (mosrun -e / -w)."""
 
     ABORT = "Abort"
@@ -39,7 +39,7 @@ class Unsupported(str, enum.Enum):
     WARN = "Warn"  # -w
 
 
-class FreezeReason(str, enum.Enum):
+class FreezeReason(enum.StrEnum):
     """mosps FRZ: why a job is frozen."""
 
     AUTO = "Auto"  # A: the node's load is too high for its class
@@ -47,7 +47,7 @@ class FreezeReason(str, enum.Enum):
     MANUAL = "Manual"  # M: the user asked
 
 
-class AfterCheckpoint(str, enum.Enum):
+class AfterCheckpoint(enum.StrEnum):
     """migrate checkpoint / checkstop / exit: what the process does after the checkpoint."""
 
     CONTINUE = "Continue"
@@ -55,7 +55,7 @@ class AfterCheckpoint(str, enum.Enum):
     EXIT = "Exit"
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     """The job's life, in the order it is usually lived."""
 
     QUEUED = "Queued"
@@ -79,20 +79,25 @@ class NodeRange(meta.Model):
     last: int = Field(ge=1, description="Last node number of the range (inclusive).")
 
     __cel__: ClassVar[list[dict[str, str]]] = [
-        {"rule": "self.first <= self.last", "message": "first must not exceed last"}]
+        {"rule": "self.first <= self.last", "message": "first must not exceed last"}
+    ]
 
 
 class Queue(meta.Model):
     """mosrun -q{pri}: wait in the cluster's queue, and the user's queue operations (mosq)."""
 
     priority: int | None = Field(
-        default=None, ge=0, le=MAX_PRIORITY,
+        default=None,
+        ge=0,
+        le=MAX_PRIORITY,
         description="Queue priority, lower runs first (mosrun -q{pri}). Unset: the cluster's "
-                    "default (MosixCluster spec.queue.defaultPriority, normally 50).")
+        "default (MosixCluster spec.queue.defaultPriority, normally 50).",
+    )
     position: int | None = Field(
         default=None,
         description="Place within its priority group (mosq advance/retard). Unset: the job's "
-                    "creation time in milliseconds, so the queue is first come, first served.")
+        "creation time in milliseconds, so the queue is first come, first served.",
+    )
     run_now: bool = Field(default=False, description="Release from the queue at once (mosq run).")
 
 
@@ -100,14 +105,17 @@ class CheckpointPolicy(meta.Model):
     """mosrun -C{base} -A{min} -N{max}: where and when checkpoints are written."""
 
     base: str | None = Field(
-        default=None, min_length=1,
+        default=None,
+        min_length=1,
         description="Checkpoint file base name; sets are written as base.1, base.2, ... "
-                    "(mosrun -C). Unset: ckpt.{job}.")
+        "(mosrun -C). Unset: ckpt.{job}.",
+    )
     interval_minutes: int | None = Field(
-        default=None, ge=1, le=525600, description="Checkpoint every this many minutes (mosrun -A).")
+        default=None, ge=1, le=525600, description="Checkpoint every this many minutes (mosrun -A)."
+    )
     max_sets: int | None = Field(
-        default=None, ge=1, le=1000,
-        description="Keep at most this many sets, then recycle the extensions (mosrun -N).")
+        default=None, ge=1, le=1000, description="Keep at most this many sets, then recycle the extensions (mosrun -N)."
+    )
 
 
 class FdRemap(meta.Model):
@@ -121,13 +129,18 @@ class Recover(meta.Model):
     """mosrun -R{file} [-O...]: continue a program from a checkpoint."""
 
     from_checkpoint: str = Field(
-        alias="from", min_length=1, description="The checkpoint set to recover from, e.g. /tmp/ckpt.1.")
+        alias="from", min_length=1, description="The checkpoint set to recover from, e.g. /tmp/ckpt.1."
+    )
     fd_remap: list[FdRemap] = Field(
-        default_factory=list, max_length=64, description="Descriptors to reopen on other files (mosrun -O).")
+        default_factory=list, max_length=64, description="Descriptors to reopen on other files (mosrun -O)."
+    )
 
     __cel__: ClassVar[list[dict[str, str]]] = [
-        {"rule": "!has(self.fdRemap) || self.fdRemap.all(a, self.fdRemap.exists_one(b, b.fd == a.fd))",
-         "message": "each fd may be remapped once"}]
+        {
+            "rule": "!has(self.fdRemap) || self.fdRemap.all(a, self.fdRemap.exists_one(b, b.fd == a.fd))",
+            "message": "each fd may be remapped once",
+        }
+    ]
 
 
 class CommandSet(meta.Model):
@@ -135,29 +148,39 @@ class CommandSet(meta.Model):
 
     max_running: int = Field(ge=1, le=100000, description="At most this many lines run at once (-S{max}).")
     lines: list[list[str]] = Field(
-        min_length=1, description="The command lines, in the order they start; each a program and its arguments.")
+        min_length=1, description="The command lines, in the order they start; each a program and its arguments."
+    )
 
 
 class MigrationRequest(meta.Model):
     """migrate {id} {node|home}: a one-shot request, carried out once per serial."""
 
-    to: str = Field(pattern=NODE_REF_PATTERN.replace("^(", "^(home|"),
-                    description="Target node: number, IP address, name, or 'home'.")
-    serial: int = Field(ge=1, description="Raised by each request; done when status.observedMigrationSerial reaches it.")
+    to: str = Field(
+        pattern=NODE_REF_PATTERN.replace("^(", "^(home|"),
+        description="Target node: number, IP address, name, or 'home'.",
+    )
+    serial: int = Field(
+        ge=1, description="Raised by each request; done when status.observedMigrationSerial reaches it."
+    )
 
 
 class CheckpointRequest(meta.Model):
     """migrate {id} checkpoint|checkstop|exit: a one-shot checkpoint request."""
 
-    after: AfterCheckpoint = Field(default=AfterCheckpoint.CONTINUE,
-                                   description="Continue (checkpoint), Stop (checkstop) or Exit (exit).")
-    serial: int = Field(ge=1, description="Raised by each request; done when status.observedCheckpointSerial reaches it.")
+    after: AfterCheckpoint = Field(
+        default=AfterCheckpoint.CONTINUE, description="Continue (checkpoint), Stop (checkstop) or Exit (exit)."
+    )
+    serial: int = Field(
+        ge=1, description="Raised by each request; done when status.observedCheckpointSerial reaches it."
+    )
 
 
 class SignalRequest(meta.Model):
     """moskillall: deliver a signal to the job's processes, once per serial."""
 
-    signal: str = Field(pattern=r"^(SIG)?[A-Z0-9+-]+$|^[0-9]{1,2}$", description="Signal name or number (default TERM).")
+    signal: str = Field(
+        pattern=r"^(SIG)?[A-Z0-9+-]+$|^[0-9]{1,2}$", description="Signal name or number (default TERM)."
+    )
     serial: int = Field(ge=1, description="Raised by each request; done when status.observedSignalSerial reaches it.")
 
 
@@ -165,71 +188,126 @@ class MosixJobSpec(meta.Model):
     """What the user asked for: the program, and mosrun's options."""
 
     command: list[str] = Field(default_factory=list, description="The program and its arguments.")
-    image: str = Field(default=DEFAULT_IMAGE, min_length=1,
-                       description="OCI image the program runs in (a registry reference or oci: layout).")
+    image: str = Field(
+        default=DEFAULT_IMAGE,
+        min_length=1,
+        description="OCI image the program runs in (a registry reference or oci: layout).",
+    )
     user: str | None = Field(default=None, description="Who submitted the job (mosq USER), set by mosrun.")
     working_dir: str | None = Field(
-        default=None, description="The job's working directory on its home node (mosrun -E/dir, -M/dir; "
-                                  "default: where mosrun was started).")
+        default=None,
+        description="The job's working directory on its home node (mosrun -E/dir, -M/dir; "
+        "default: where mosrun was started).",
+    )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     home_node: str | None = Field(
-        default=None, pattern=NODE_REF_PATTERN,
-        description="The home node: where the job's I/O lives (default: the submitting node).")
-    placement: Placement = Field(default=Placement.HOME,
-                                 description="Where to start: Home (-h), Best (-b), Node (-r/-n/-IP), Range (-j).")
-    node: str | None = Field(default=None, pattern=NODE_REF_PATTERN,
-                             description="With placement Node: a node number (-3), IP (-132.65.174.1) or name (-rmos1).")
-    node_ranges: list[NodeRange] = Field(default_factory=list, max_length=64,
-                                         description="With placement Range: node-number ranges (-j1-4,7-9).")
-    grid_class: int = Field(default=0, ge=0, le=65535,
-                            description="Grid class (-G{class}); above 0 the job may migrate to other clusters.")
-    memory_mb: int | None = Field(default=None, ge=1, le=16777216,
-                                  description="Most memory the job needs, in MB (-m); nodes with less free are avoided.")
-    job_id: int = Field(default=0, ge=0, le=2147483647,
-                        description="User's job id (-J); jobs sharing it are listed, killed and migrated together.")
+        default=None,
+        pattern=NODE_REF_PATTERN,
+        description="The home node: where the job's I/O lives (default: the submitting node).",
+    )
+    placement: Placement = Field(
+        default=Placement.HOME, description="Where to start: Home (-h), Best (-b), Node (-r/-n/-IP), Range (-j)."
+    )
+    node: str | None = Field(
+        default=None,
+        pattern=NODE_REF_PATTERN,
+        description="With placement Node: a node number (-3), IP (-132.65.174.1) or name (-rmos1).",
+    )
+    node_ranges: list[NodeRange] = Field(
+        default_factory=list, max_length=64, description="With placement Range: node-number ranges (-j1-4,7-9)."
+    )
+    grid_class: int = Field(
+        default=0, ge=0, le=65535, description="Grid class (-G{class}); above 0 the job may migrate to other clusters."
+    )
+    memory_mb: int | None = Field(
+        default=None,
+        ge=1,
+        le=16777216,
+        description="Most memory the job needs, in MB (-m); nodes with less free are avoided.",
+    )
+    job_id: int = Field(
+        default=0,
+        ge=0,
+        le=2147483647,
+        description="User's job id (-J); jobs sharing it are listed, killed and migrated together.",
+    )
     queue: Queue | None = Field(default=None, description="Wait in the cluster queue (-q, -q{pri}).")
-    parallel: int | None = Field(default=None, ge=1, le=100000,
-                                 description="Gang size (-P{n}): released from the queue only when n slots are free at once.")
+    parallel: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description="Gang size (-P{n}): released from the queue only when n slots are free at once.",
+    )
     commands: CommandSet | None = Field(default=None, description="Run the lines of a commands file (-S{max} file).")
     batch: BatchMode | None = Field(default=None, description="Batch job: Native (-E) or Mosix (-M).")
-    unsupported: Unsupported = Field(default=Unsupported.ABORT,
-                                     description="When checkpointing is impossible: Abort, Continue (-e) or Warn (-w).")
+    unsupported: Unsupported = Field(
+        default=Unsupported.ABORT, description="When checkpointing is impossible: Abort, Continue (-e) or Warn (-w)."
+    )
     checkpoint: CheckpointPolicy | None = Field(default=None, description="Checkpoint files and schedule (-C, -A, -N).")
     recover: Recover | None = Field(default=None, description="Recover from a checkpoint (-R{file}, -O).")
-    private_dirs: list[str] = Field(default_factory=list,
-                                    description="Temporary private directories (-X): local to the container, migrate with it.")
+    private_dirs: list[str] = Field(
+        default_factory=list, description="Temporary private directories (-X): local to the container, migrate with it."
+    )
     host_time: bool = Field(default=False, description="Take the time from the hosting node, not home (-t).")
-    stay_on_syscalls: bool = Field(default=False,
-                                   description="Never bring the job home because of its system calls or I/O (-c).")
-    io_decay: int | None = Field(default=None, ge=0, le=10000,
-                                 description="Per 10000: how much of its I/O statistics survive each second (-d{n}; -d is 0).")
+    stay_on_syscalls: bool = Field(
+        default=False, description="Never bring the job home because of its system calls or I/O (-c)."
+    )
+    io_decay: int | None = Field(
+        default=None,
+        ge=0,
+        le=10000,
+        description="Per 10000: how much of its I/O statistics survive each second (-d{n}; -d is 0).",
+    )
     locked: bool = Field(default=False, description="Never migrate automatically (-L).")
     stdin: bool = Field(default=False, description="Forward standard input to the job (-i).")
     due: str | None = Field(default=None, description="When the user expects the job to complete (mosps DUE).")
     frozen: bool = Field(default=False, description="Keep the job frozen (migrate freeze; false: migrate continue).")
     migration: MigrationRequest | None = Field(default=None, description="A migrate {id} {node|home} request.")
-    checkpoint_request: CheckpointRequest | None = Field(default=None,
-                                                         description="A migrate checkpoint/checkstop/exit request.")
+    checkpoint_request: CheckpointRequest | None = Field(
+        default=None, description="A migrate checkpoint/checkstop/exit request."
+    )
     signal: SignalRequest | None = Field(default=None, description="A moskillall request.")
 
     __cel__: ClassVar[list[dict[str, str]]] = [
-        {"rule": "(has(self.command) && size(self.command) > 0) || has(self.commands) || has(self.recover)",
-         "message": "a job needs a command, a commands file (-S) or a checkpoint to recover from (-R)"},
-        {"rule": "!(has(self.command) && size(self.command) > 0 && has(self.commands))",
-         "message": "command and commands (-S) are exclusive", "fieldPath": ".commands"},
-        {"rule": "self.placement != 'Node' || has(self.node)",
-         "message": "placement Node needs node (-r{host}, -{n} or -{IP})", "fieldPath": ".node"},
-        {"rule": "self.placement == 'Node' || !has(self.node)",
-         "message": "node is only for placement Node", "fieldPath": ".node"},
-        {"rule": "self.placement != 'Range' || (has(self.nodeRanges) && size(self.nodeRanges) > 0)",
-         "message": "placement Range needs nodeRanges (-j)", "fieldPath": ".nodeRanges"},
-        {"rule": "!has(self.parallel) || self.parallel == 1 || has(self.queue)",
-         "message": "parallel (-P) jobs must be queued (-q)", "fieldPath": ".parallel"},
-        {"rule": "!(has(self.batch) && self.batch == 'Native' && self.gridClass > 0)",
-         "message": "a native batch job (-E) cannot go to the grid (-G)", "fieldPath": ".gridClass"},
-        {"rule": "!(has(self.recover) && has(self.command) && size(self.command) > 0)",
-         "message": "recover (-R) continues the checkpointed program; give no command with it",
-         "fieldPath": ".command"},
+        {
+            "rule": "(has(self.command) && size(self.command) > 0) || has(self.commands) || has(self.recover)",
+            "message": "a job needs a command, a commands file (-S) or a checkpoint to recover from (-R)",
+        },
+        {
+            "rule": "!(has(self.command) && size(self.command) > 0 && has(self.commands))",
+            "message": "command and commands (-S) are exclusive",
+            "fieldPath": ".commands",
+        },
+        {
+            "rule": "self.placement != 'Node' || has(self.node)",
+            "message": "placement Node needs node (-r{host}, -{n} or -{IP})",
+            "fieldPath": ".node",
+        },
+        {
+            "rule": "self.placement == 'Node' || !has(self.node)",
+            "message": "node is only for placement Node",
+            "fieldPath": ".node",
+        },
+        {
+            "rule": "self.placement != 'Range' || (has(self.nodeRanges) && size(self.nodeRanges) > 0)",
+            "message": "placement Range needs nodeRanges (-j)",
+            "fieldPath": ".nodeRanges",
+        },
+        {
+            "rule": "!has(self.parallel) || self.parallel == 1 || has(self.queue)",
+            "message": "parallel (-P) jobs must be queued (-q)",
+            "fieldPath": ".parallel",
+        },
+        {
+            "rule": "!(has(self.batch) && self.batch == 'Native' && self.gridClass > 0)",
+            "message": "a native batch job (-E) cannot go to the grid (-G)",
+            "fieldPath": ".gridClass",
+        },
+        {
+            "rule": "!(has(self.recover) && has(self.command) && size(self.command) > 0)",
+            "message": "recover (-R) continues the checkpointed program; give no command with it",
+            "fieldPath": ".command",
+        },
     ]
 
 

@@ -33,8 +33,7 @@ class Model(pydantic.BaseModel):
 class ObjectMeta(pydantic.BaseModel):
     """The subset of Kubernetes object metadata that mosix reads; the rest is kept as is."""
 
-    model_config = pydantic.ConfigDict(alias_generator=alias_generators.to_camel,
-                                       populate_by_name=True, extra="allow")
+    model_config = pydantic.ConfigDict(alias_generator=alias_generators.to_camel, populate_by_name=True, extra="allow")
 
     name: str = ""
     namespace: str | None = None
@@ -55,5 +54,4 @@ class Condition(Model):
     status: str = pydantic.Field(description="True, False or Unknown.", pattern="^(True|False|Unknown)$")
     reason: str = pydantic.Field(default="", description="A CamelCase word saying why.")
     message: str = pydantic.Field(default="", description="A sentence for humans.")
-    last_transition_time: str | None = pydantic.Field(
-        default=None, description="When status last changed (RFC 3339).")
+    last_transition_time: str | None = pydantic.Field(default=None, description="When status last changed (RFC 3339).")

@@ -11,7 +11,7 @@ from pydantic import Field
 from mosix.api import meta
 
 
-class NodeState(str, enum.Enum):
+class NodeState(enum.StrEnum):
     """mosctl status "Status:"."""
 
     RUNNING = "Running Normally"
@@ -20,7 +20,7 @@ class NodeState(str, enum.Enum):
     DOWN = "Down"
 
 
-class DaemonState(str, enum.Enum):
+class DaemonState(enum.StrEnum):
     UP = "Up"
     DOWN = "Down"
 
@@ -29,13 +29,14 @@ class MosixNodeSpec(meta.Model):
     """The node's identity and the policies its administrator set."""
 
     number: int = Field(ge=1, le=65535, description="The node's logical MOSIX number (mosctl whois).")
-    address: str = Field(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$",
-                         description="IP address of the node's agent.")
+    address: str = Field(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$", description="IP address of the node's agent.")
     hostname: str | None = Field(default=None, description="Host name, when it differs from the object name.")
     agent_port: int = Field(default=7341, ge=1, le=65535, description="Port of the agent's authenticated API.")
     metrics_port: int = Field(default=9341, ge=1, le=65535, description="Port of the agent's Prometheus metrics.")
     block: bool = Field(default=False, description="Accept no new guest processes (mosctl block).")
-    expel: bool = Field(default=False, description="Send guest processes away, freezing those that cannot go (reason E).")
+    expel: bool = Field(
+        default=False, description="Send guest processes away, freezing those that cannot go (reason E)."
+    )
     max_guests: int = Field(default=10, ge=0, le=100000, description="Most guest processes from the grid at once.")
     features: list[str] = Field(default_factory=list, description="Node features (setpe 'no features' when empty).")
 

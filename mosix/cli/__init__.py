@@ -1,0 +1,1 @@
+"""The MOSIX commands, with the tutorial's exact syntax: one module per command."""

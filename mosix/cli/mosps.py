@@ -1,0 +1,146 @@
+"""mosps: MOSIX processes with WHERE, FROM, ORIGPID, CLASS, FRZ, DUE, NMIGS (ps-style flags)."""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+
+from mosix.api import job
+from mosix.cli import columns, common, output, usage
+
+USAGE = (
+    """usage: mosps [-AeIhMLOnVPD] [-J{job-id}]
+  -A, -e  every user's processes (default: only yours)
+  -I      nodes as IP addresses          -h  nodes as host names
+  -M      only the last component of host names
+  -L      only local processes           -O  only local processes that are away
+  -V      only guest processes           -n  show NMIGS
+  -P      show ORIGPID                   -D  show DUE
+  -J{id}  only processes with this job id
+"""
+    + common.HELP
+)
+
+
+@dataclasses.dataclass
+class Options:
+    all_users: bool = False
+    style: str = "host"
+    local_only: bool = False
+    away_only: bool = False
+    guests_only: bool = False
+    nmigs: bool = False
+    origpid: bool = False
+    due: bool = False
+    job_id: int | None = None
+    common: common.Common = dataclasses.field(default_factory=common.Common)
+
+
+def parse(argv: list[str]) -> Options:
+    """ps-style: letters may be grouped (-AMn); -J takes the rest of its word (-J20)."""
+    opts = Options()
+    i = 0
+    while i < len(argv):
+        used = common.take(argv, i, opts.common)
+        if used:
+            i += used
+            continue
+        word = argv[i]
+        if not word.startswith("-") or word == "-" or word.startswith("--"):
+            raise usage.UsageError(word, "unknown option" if word.startswith("-") else "unexpected argument")
+        letters = word[1:]
+        for k, letter in enumerate(letters):
+            flag = f"-{letter}"
+            if letter == "J":
+                value = letters[k + 1 :]
+                if not value.isdigit():
+                    raise usage.UsageError("-J", f"needs a job id attached, e.g. -J20 (got {value!r})")
+                opts.job_id = int(value)
+                break
+            if letter in "Ae":
+                opts.all_users = True
+            elif letter == "I":
+                opts.style = "ip"
+            elif letter == "h":
+                opts.style = "host"
+            elif letter == "M":
+                opts.style = "short"
+            elif letter == "L":
+                opts.local_only = True
+            elif letter == "O":
+                opts.away_only = True
+            elif letter == "V":
+                opts.guests_only = True
+            elif letter == "n":
+                opts.nmigs = True
+            elif letter == "P":
+                opts.origpid = True
+            elif letter == "D":
+                opts.due = True
+            else:
+                raise usage.UsageError(flag, "unknown option")
+        i += 1
+    if sum((opts.local_only, opts.away_only, opts.guests_only)) > 1:
+        raise usage.UsageError("-L", "-L, -O and -V choose different processes: give one")
+    return opts
+
+
+def select(jobs: list[job.MosixJob], opts: Options, names: columns.NodeNames, me: str) -> list[job.MosixJob]:
+    """The processes mosps lists: live ones, filtered by the flags."""
+    chosen = []
+    for j in jobs:
+        if j.status.phase.finished:
+            continue
+        if not opts.all_users and j.spec.user not in (None, me):
+            continue
+        if opts.job_id is not None and j.spec.job_id != opts.job_id:
+            continue
+        home_here = names.is_here(j.status.home_node or j.spec.home_node or names.here)
+        running_here = names.is_here(j.status.node)
+        if opts.local_only and not home_here:
+            continue
+        if opts.away_only and (not home_here or running_here or j.status.node is None):
+            continue
+        if opts.guests_only and (home_here or not running_here):
+            continue
+        chosen.append(j)
+    return sorted(chosen, key=lambda j: j.name.zfill(20))
+
+
+def render(jobs: list[job.MosixJob], opts: Options, names: columns.NodeNames) -> str:
+    headers = ["PID", "WHERE", "FROM"]
+    headers += ["ORIGPID"] if opts.origpid else []
+    headers += ["CLASS", "FRZ"]
+    headers += ["DUE"] if opts.due else []
+    headers += ["NMIGS"] if opts.nmigs else []
+    headers += ["TTY", "CMD"]
+    rows = []
+    for j in jobs:
+        waiting = columns.is_waiting(j)
+        row: list[object] = [j.name, columns.where(j, names), columns.home(j, names)]
+        row += [j.status.orig_pid or "-"] if opts.origpid else []
+        row += ["N/A" if waiting else columns.class_name(j), columns.frz(j)]
+        row += [j.spec.due or "-"] if opts.due else []
+        row += ["N/A" if waiting else j.status.migrations] if opts.nmigs else []
+        row += ["?", columns.command_line(j)]
+        rows.append(row)
+    return output.table(headers, rows)
+
+
+def _main(argv: list[str]) -> int:
+    opts = parse(argv)
+    if opts.common.help:
+        print(USAGE)
+        return 0
+    api = opts.common.connect()
+    names = columns.NodeNames(tuple(api.nodes()), common.here(), opts.style)
+    chosen = select(api.jobs(), opts, names, getpass.getuser())
+    if opts.common.output != "table":
+        output.objects([j.wire() for j in chosen], opts.common.output)
+    else:
+        print(render(chosen, opts, names), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return usage.run("mosps", USAGE, _main, argv)
