@@ -332,9 +332,7 @@ def _main(argv: list[str]) -> int:
         return 0
     api = req.common.connect()
     if req.inspect is not None:
-        from mosix.cli import inspect as inspect_cmd
-
-        return inspect_cmd.show(api, req.inspect)
+        raise usage.Refused("-I: checkpoint inspection is not available yet in this build")
     assert req.spec is not None
     created = api.submit(req.spec, name=req.name, annotations={client.COMMAND_LINE_ANNOTATION: req.command_line})
     if req.detach:
