@@ -339,6 +339,12 @@ class MosixJobStatus(meta.Model):
     completion_time: str | None = Field(default=None, description="When the job finished.")
     exit_code: int | None = Field(default=None, description="The program's exit code.")
     message: str | None = Field(default=None, description="The last thing worth saying about the job.")
+    target_node: str | None = Field(
+        default=None, description="Where the control plane wants the job; its agent migrates it there, then clears it."
+    )
+    restore_from: str | None = Field(
+        default=None, description="Checkpoint set the next start restores from (recovery after a node died)."
+    )
     observed_migration_serial: int = Field(default=0, description="Last migrate request carried out.")
     observed_checkpoint_serial: int = Field(default=0, description="Last checkpoint request carried out.")
     observed_signal_serial: int = Field(default=0, description="Last moskillall request carried out.")
@@ -348,6 +354,17 @@ class MosixJobStatus(meta.Model):
     running_lines: int | None = Field(default=None, description="With -S: command lines running now.")
     finished_lines: int | None = Field(default=None, description="With -S: command lines finished.")
     conditions: list[meta.Condition] = Field(default_factory=list, description="Observed facts with their reasons.")
+
+
+def where(phase: Phase, node: str | None) -> str:
+    """mosps WHERE as stored for `kubectl get mj`: the node, or the special state the job is in."""
+    if phase in (Phase.QUEUED, Phase.PENDING) and node is None:
+        return "queue" if phase == Phase.QUEUED else "starting"
+    if phase.finished:
+        return "done" if phase == Phase.SUCCEEDED else "failed"
+    if phase == Phase.MIGRATING:
+        return "migrating"
+    return node or "-"
 
 
 class MosixJob(pydantic.BaseModel):

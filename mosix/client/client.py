@@ -41,6 +41,12 @@ class Client:
     def __init__(self, backend: store.Store) -> None:
         self.store = backend
 
+    def key(self, obj: job.MosixJob) -> str:
+        """The job's name in this client's scope: "namespace/name" when it spans namespaces."""
+        if getattr(self.store, "namespace", None) == "*" and obj.metadata.namespace:
+            return f"{obj.metadata.namespace}/{obj.name}"
+        return obj.name
+
     # jobs
     def jobs(self) -> list[job.MosixJob]:
         return [job.MosixJob.model_validate(b) for b in self.store.list(job.MosixJob)]
