@@ -101,8 +101,3 @@ def priority(j: job.MosixJob, default: int) -> int:
     if j.spec.queue is not None and j.spec.queue.priority is not None:
         return j.spec.queue.priority
     return default
-
-
-def queue_key(j: job.MosixJob, default: int) -> tuple[int, int, str]:
-    """Queue order: priority (lower first), then position (first come, first served), then name."""
-    return (priority(j, default), client.queue_position(j), j.name.zfill(20))

@@ -12,7 +12,7 @@ OUTPUTS = ("table", "json", "yaml")
 HELP = """cluster options (every command):
   --kubeconfig FILE   talk to the Kubernetes cluster of this kubeconfig (or $MOSIX_KUBECONFIG)
   --context NAME      kubeconfig context
-  --namespace NS      namespace of the jobs (Kubernetes)
+  --namespace NS      namespace of the jobs (Kubernetes; or $MOSIX_NAMESPACE)
   --local             talk to the local cluster of `mosix up` (the default when it is up)
   -o, --output FMT    table (default), json or yaml"""
 
@@ -36,7 +36,8 @@ class Common:
         try:
             from mosix.client import kube
 
-            return client.Client(kube.KubeStore(kubeconfig, self.context, self.namespace))
+            namespace = self.namespace or os.environ.get("MOSIX_NAMESPACE") or None
+            return client.Client(kube.KubeStore(kubeconfig, self.context, namespace))
         except Exception as e:  # kubernetes' config loader raises several unrelated types
             raise store.StoreError(
                 f"no cluster to talk to: no local cluster is up (`mosix up`) and Kubernetes "

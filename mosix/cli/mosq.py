@@ -5,6 +5,8 @@ from __future__ import annotations
 from mosix.api import job
 from mosix.cli import columns, common, output, usage
 from mosix.client import client
+from mosix.controller import views
+from mosix.policy import queue
 
 USAGE = (
     """usage: mosq list                      jobs waiting in the queue
@@ -52,7 +54,9 @@ def parse(argv: list[str]) -> tuple[str, list[str], common.Common]:
 
 
 def ordered(jobs: list[job.MosixJob], default: int) -> list[job.MosixJob]:
-    return sorted(jobs, key=lambda j: columns.queue_key(j, default))
+    """Waiting jobs in queue order: the policy core's one comparator decides."""
+    by_name = {j.name: j for j in jobs}
+    return [by_name[v.name] for v in queue.order([views.job_view(j) for j in jobs], default)]
 
 
 def render(jobs: list[job.MosixJob], default: int, names: columns.NodeNames, *, listall: bool) -> str:
@@ -110,17 +114,9 @@ def _main(argv: list[str]) -> int:
     elif op == "cngpri":
         api.patch_job(target.name, {"queue": {"priority": int(args[0])}})
     else:
-        pri = columns.priority(target, default)
-        group = [
-            client.queue_position(j)
-            for j in api.jobs()
-            if columns.is_waiting(j) and columns.priority(j, default) == pri and j.name != target.name
-        ]
-        if op == "advance":
-            position = min(group, default=client.queue_position(target) + 1) - 1
-        else:
-            position = max(group, default=client.queue_position(target) - 1) + 1
-        api.patch_job(target.name, {"queue": {"position": position}})
+        waiting = [views.job_view(j) for j in api.jobs() if columns.is_waiting(j)]
+        move = queue.advance if op == "advance" else queue.retard
+        api.patch_job(target.name, {"queue": {"position": move(waiting, target.name, default)}})
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import pydantic
@@ -12,22 +11,6 @@ from mosix.client import store
 
 FIRST_PID = 1001
 COMMAND_LINE_ANNOTATION = "mosix.dev/command-line"
-
-
-def creation_ms(obj: job.MosixJob) -> int:
-    """The job's creation time in milliseconds: the default first-come-first-served position."""
-    stamp = obj.metadata.creation_timestamp
-    if not stamp:
-        return 0
-    when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return int(when.timestamp() * 1000)
-
-
-def queue_position(obj: job.MosixJob) -> int:
-    """Where the job stands within its priority group (mosq advance/retard move it)."""
-    if obj.spec.queue is not None and obj.spec.queue.position is not None:
-        return obj.spec.queue.position
-    return creation_ms(obj)
 
 
 def pid_of(obj: job.MosixJob) -> int | None:

@@ -1,0 +1,108 @@
+"""Decisions and user requests → status patches for the agents to carry out, plus one Event each.
+
+The contract with the agents (level-triggered, like a kubelet): the control plane writes, on a
+job's status, `node` + phase Pending (start it there; from `restoreFrom` when set), `targetNode`
+(move it there), `frozen` (freeze it for that reason; cleared: continue it), or phase Failed.
+The agent on `status.node` carries that out and writes back what it observed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mosix.api import job
+from mosix.policy import decisions
+
+Patch = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One Kubernetes-style Event about a job."""
+
+    job: str
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclasses.dataclass
+class Plan:
+    """Status patches by job name, and the events explaining them."""
+
+    patches: dict[str, Patch] = dataclasses.field(default_factory=dict)
+    events: list[Event] = dataclasses.field(default_factory=list)
+
+    def add(self, name: str, patch: Patch, event: Event | None = None) -> None:
+        self.patches.setdefault(name, {}).update(patch)
+        if event is not None:
+            self.events.append(event)
+
+
+def requests(jobs: dict[str, job.MosixJob], plan: Plan) -> None:
+    """The user's migrate/freeze/continue requests (spec) turned into desired state (status), by job key."""
+    for key, j in jobs.items():
+        s, st = j.spec, j.status
+        if st.phase.finished:
+            continue
+        req = s.migration
+        if req is not None and req.serial > st.observed_migration_serial:
+            patch: Patch = {"observedMigrationSerial": req.serial}
+            to = st.home_node or s.home_node if req.to == "home" else req.to
+            if st.phase in (job.Phase.RUNNING, job.Phase.FROZEN) and to and to != st.node:
+                patch["targetNode"] = to
+                plan.add(key, patch, Event(key, "MigrationRequested", f"migrate to {to} (requested)"))
+            else:
+                plan.add(key, patch)
+        if s.frozen and st.frozen is None and st.phase in (job.Phase.RUNNING, job.Phase.PENDING):
+            plan.add(key, {"frozen": job.FreezeReason.MANUAL.value},
+                     Event(key, "FreezeRequested", "freeze (requested)"))
+        if not s.frozen and st.frozen == job.FreezeReason.MANUAL:
+            plan.add(key, {"frozen": None}, Event(key, "ContinueRequested", "continue (requested)"))
+
+
+def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Plan) -> None:
+    """The policy's decisions as desired state."""
+    for a in result.admissions:
+        j = jobs[a.job]
+        home = j.status.home_node or j.spec.home_node or a.nodes[0]
+        plan.add(a.job, {"phase": job.Phase.PENDING.value, "node": a.nodes[0], "homeNode": home,
+                         "where": a.nodes[0], "queuePosition": None, "message": None},
+                 Event(a.job, "Placed", f"placed on {', '.join(a.nodes)} ({a.reason.value})"))
+    for m in result.migrations:
+        plan.add(m.job, {"targetNode": m.target},
+                 Event(m.job, "MigrationDecided", f"migrate {m.source} → {m.target} ({m.reason.value})"))
+    for f in result.freezes:
+        plan.add(f.job, {"frozen": f.reason.value}, Event(f.job, "FreezeDecided", f"freeze ({f.reason.value})"))
+    for c in result.continues:
+        plan.add(c.job, {"frozen": None}, Event(c.job, "ContinueDecided", f"continue on {c.node}"))
+    for r in result.recoveries:
+        plan.add(r.job, {"phase": job.Phase.PENDING.value, "node": r.target, "where": r.target,
+                         "restoreFrom": r.checkpoint, "targetNode": None},
+                 Event(r.job, "Recovering", f"node {r.source} died; restarting on {r.target} from {r.checkpoint}",
+                       warning=True))
+    for lost in result.failures:
+        plan.add(lost.job, {"phase": job.Phase.FAILED.value, "where": "failed", "message": lost.message},
+                 Event(lost.job, lost.reason.value, lost.message, warning=True))
+    for w in result.waits:
+        j = jobs[w.job]
+        message = f"waiting: {w.reason.value}"
+        if j.status.message != message:
+            plan.add(w.job, {"message": message})
+
+
+def queue_positions(ordered: list[str], jobs: dict[str, job.MosixJob], default: int, plan: Plan) -> None:
+    """Waiting jobs' place in the queue and the priority in force, written only when changed."""
+    for place, name in enumerate(ordered, start=1):
+        j = jobs[name]
+        pri = j.spec.queue.priority if j.spec.queue and j.spec.queue.priority is not None else default
+        patch: Patch = {}
+        if j.status.queue_position != place:
+            patch["queuePosition"] = place
+        if j.status.priority != pri:
+            patch["priority"] = pri
+        if j.status.where != "queue":
+            patch["where"] = "queue"
+        if patch:
+            plan.add(name, patch)

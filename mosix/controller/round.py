@@ -1,0 +1,45 @@
+"""One control round over any store: read everything, decide with the policy core, write desired state."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from mosix.client import client, store
+from mosix.controller import metrics, plan, views
+from mosix.policy import decide, queue
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one round did: the plan it applied, how long deciding took, and patches that failed."""
+
+    plan: plan.Plan
+    decide_seconds: float
+    conflicts: list[str]
+
+
+def run_round(api: client.Client, now: float | None = None) -> Outcome:
+    """Reads jobs, nodes and the cluster; decides; patches job status. Safe to repeat (level-triggered)."""
+    now = time.time() if now is None else now
+    by_name = {api.key(j): j for j in api.jobs()}
+    conf = api.get_cluster()
+    started = time.perf_counter()
+    snap = views.snapshot_of(by_name, api.nodes(), conf, now)
+    result = decide.decide(snap)
+    elapsed = time.perf_counter() - started
+    out = plan.Plan()
+    plan.requests(by_name, out)
+    plan.decided(result, by_name, out)
+    waiting = [j.name for j in queue.order(snap.jobs, conf.spec.queue.default_priority) if j.queued]
+    admitted = {a.job for a in result.admissions}
+    plan.queue_positions([n for n in waiting if n not in admitted], by_name,
+                         conf.spec.queue.default_priority, out)
+    metrics.observe(snap, result, elapsed)
+    conflicts = []
+    for name, patch in out.patches.items():
+        try:
+            api.patch_job_status(name, patch)
+        except (store.NotFound, store.Conflict) as e:  # deleted or changed meanwhile: next round sees it
+            conflicts.append(f"{name}: {e}")
+    return Outcome(out, elapsed, conflicts)

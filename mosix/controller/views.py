@@ -1,0 +1,110 @@
+"""MOSIX objects → the policy core's frozen views (the only place that knows both shapes)."""
+
+from __future__ import annotations
+
+import datetime
+
+from mosix.api import cluster, job, node
+from mosix.policy import snapshot
+
+
+def seconds(stamp: str | None) -> float | None:
+    """An RFC 3339 time as seconds since the epoch (the snapshot's clock)."""
+    if not stamp:
+        return None
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _ms(stamp: str | None) -> int:
+    value = seconds(stamp)
+    return int(value * 1000) if value is not None else 0
+
+
+def position(j: job.MosixJob) -> int:
+    """Place within its priority group: mosq advance/retard's value, else the creation time in ms."""
+    if j.spec.queue is not None and j.spec.queue.position is not None:
+        return j.spec.queue.position
+    return _ms(j.metadata.creation_timestamp)
+
+
+def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
+    """The job as the policy sees it, named `key` (default: its name)."""
+    s, st = j.spec, j.status
+    queued = s.queue is not None
+    commands = s.commands
+    return snapshot.JobView(
+        name=key or j.name,
+        state=snapshot.JobState(st.phase.value if (queued or st.phase != job.Phase.QUEUED) else "Pending"),
+        priority=s.queue.priority if s.queue is not None else None,
+        position=position(j),
+        submitted=int(j.name) if j.name.isdigit() else _ms(j.metadata.creation_timestamp),
+        run_now=bool(s.queue and s.queue.run_now),
+        queued=queued,
+        node=st.node,
+        home=st.home_node or s.home_node,
+        placement=snapshot.PlacementKind(s.placement.value),
+        node_ref=s.node,
+        ranges=tuple((r.first, r.last) for r in s.node_ranges),
+        grid_class=s.grid_class,
+        memory_mb=s.memory_mb or 0,
+        parallel=s.parallel or 1,
+        commands_max=commands.max_running if commands else None,
+        commands_total=len(commands.lines) if commands else 0,
+        commands_started=(st.running_lines or 0) + (st.finished_lines or 0),
+        commands_running=st.running_lines or 0,
+        locked=s.locked or s.batch == job.BatchMode.NATIVE,
+        migratable=st.migratable and s.batch != job.BatchMode.NATIVE,
+        started_at=seconds(st.start_time),
+        last_migration=seconds(st.last_migration_time),
+        frozen_reason=snapshot.FreezeReason(st.frozen.value) if st.frozen else None,
+        stay_on_syscalls=s.stay_on_syscalls,
+        checkpoints=tuple(snapshot.CheckpointView(name=c.name, time=seconds(c.time) or 0.0, node=c.node)
+                          for c in st.checkpoints),
+    )
+
+
+def node_view(n: node.MosixNode, *, now: float, dead_after: float) -> snapshot.NodeView:
+    st = n.status
+    beat = seconds(st.heartbeat)
+    alive = beat is not None and now - beat <= dead_after and st.state != node.NodeState.DOWN
+    return snapshot.NodeView(
+        name=n.name,
+        number=n.spec.number,
+        address=n.spec.address,
+        cpus=max(st.cpus, 1),
+        speed=float(st.speed or 1),
+        load=st.load,
+        memory_free_mb=st.memory.available_mb,
+        memory_total_mb=st.memory.total_mb,
+        frozen=st.frozen,
+        procs=st.procs,
+        alive=alive,
+        block=n.spec.block,
+        expel=n.spec.expel,
+        accept=st.accept or not alive,
+        guests_running=st.guests.running,
+        guests_max=n.spec.max_guests,
+    )
+
+
+def cluster_view(c: cluster.MosixCluster) -> snapshot.ClusterView:
+    s = c.spec
+    return snapshot.ClusterView(
+        default_priority=s.queue.default_priority,
+        max_running=s.queue.max_running,
+        freeze_limits={int(k): v for k, v in s.freezing.load_limits.items()},
+        min_gain=s.balancing.min_gain,
+        hysteresis_s=s.balancing.hysteresis_seconds,
+        memory_reserve_mb=s.balancing.memory_reserve_mb,
+    )
+
+
+def snapshot_of(jobs: dict[str, job.MosixJob], nodes: list[node.MosixNode], conf: cluster.MosixCluster,
+                now: float) -> snapshot.Snapshot:
+    """One decision round's input, jobs by their key; finished jobs are left out."""
+    return snapshot.Snapshot(
+        nodes=tuple(node_view(n, now=now, dead_after=conf.spec.dead_after_seconds) for n in nodes),
+        jobs=tuple(job_view(j, key) for key, j in jobs.items() if not j.status.phase.finished),
+        cluster=cluster_view(conf),
+        now=now,
+    )

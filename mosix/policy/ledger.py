@@ -1,0 +1,129 @@
+"""The projected state of one decision round.
+
+Decisions made earlier in a round change what later ones see (a node that just received a
+job is busier), so every module works against one `Ledger`: the snapshot's indexes plus the
+load, free memory and guest counts as this round's decisions leave them, and the set of jobs
+already decided (each job gets at most one decision per round).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from mosix.policy import snapshot
+
+EPSILON = 1e-9
+
+Rank = tuple[bool, float, float, int, int, str]
+
+
+def unit_time(node: snapshot.NodeView, load: float) -> float:
+    """Seconds per unit of work for one process on `node` carrying `load` processes."""
+    speed = node.speed if node.speed > 0 else 1.0
+    return max(1.0, load / max(node.cpus, 1)) / speed
+
+
+class Ledger:
+    """Indexes of a snapshot and the node state projected by this round's decisions."""
+
+    def __init__(self, snap: snapshot.Snapshot) -> None:
+        self.snapshot = snap
+        self.cluster = snap.cluster
+        self.now = snap.now
+        self.nodes: dict[str, snapshot.NodeView] = {n.name: n for n in snap.nodes}
+        self.by_number: dict[int, snapshot.NodeView] = {n.number: n for n in snap.nodes}
+        self.by_address: dict[str, snapshot.NodeView] = {n.address: n for n in snap.nodes if n.address}
+        self.jobs: dict[str, snapshot.JobView] = {j.name: j for j in snap.jobs}
+        self.load: dict[str, float] = {n.name: n.load for n in snap.nodes}
+        self.free_mb: dict[str, int] = {n.name: n.memory_free_mb for n in snap.nodes}
+        self.guests: dict[str, int] = {n.name: n.guests_running for n in snap.nodes}
+        self.decided: set[str] = set()
+        self.version: dict[str, int] = dict.fromkeys(self.nodes, 0)
+        self._heaps: dict[tuple[float, bool], list[tuple[Rank, int]]] = {}
+        for job in snap.jobs:
+            # Started but not yet running: the agent's reported load does not show it yet.
+            if job.state is snapshot.JobState.PENDING and job.node in self.nodes:
+                self.load[job.node] += job.cpu_demand
+
+    def alive(self, name: str | None) -> bool:
+        """True when `name` is a known node that is up."""
+        node = self.nodes.get(name) if name is not None else None
+        return node is not None and node.alive
+
+    def is_guest(self, job: snapshot.JobView, node: snapshot.NodeView) -> bool:
+        """A guest in the grid's sense: running on another cluster's node."""
+        return not node.local and node.name != job.home
+
+    def add(self, job: snapshot.JobView, name: str) -> None:
+        """Account for `job` starting on node `name`."""
+        self.load[name] += job.cpu_demand
+        self.free_mb[name] -= job.memory_mb
+        if self.is_guest(job, self.nodes[name]):
+            self.guests[name] += 1
+        self._changed(name)
+
+    def remove(self, job: snapshot.JobView, name: str) -> None:
+        """Account for `job` leaving node `name` (moved, frozen or finished)."""
+        if name not in self.nodes:
+            return
+        self.load[name] = max(0.0, self.load[name] - job.cpu_demand)
+        self.free_mb[name] += job.memory_mb
+        if self.is_guest(job, self.nodes[name]):
+            self.guests[name] = max(0, self.guests[name] - 1)
+        self._changed(name)
+
+    def move(self, job: snapshot.JobView, source: str, target: str) -> None:
+        """Account for `job` migrating from `source` to `target`."""
+        self.remove(job, source)
+        self.add(job, target)
+
+    def free_slots(self, name: str) -> int:
+        """Whole CPUs left idle on node `name`."""
+        node = self.nodes[name]
+        return max(0, int(node.cpus - self.load[name] + EPSILON))
+
+    def rank(self, node: snapshot.NodeView, demand: float, slot: bool) -> Rank:
+        """The best-node order, better first; criteria in order:
+
+        1. when the process needs an idle CPU (`slot`), nodes that have one;
+        2. seconds per unit of work there once a process of `demand` is added (speed and
+           load per CPU together);
+        3. load per CPU once it is added;
+        4. free memory, more first;
+        5. node number, lower first;
+        6. node name (deterministic tie-break).
+        """
+        load = self.load[node.name] + demand
+        cpus = max(node.cpus, 1)
+        busy = slot and load > cpus + EPSILON
+        return (busy, unit_time(node, load), load / cpus, -self.free_mb[node.name], node.number, node.name)
+
+    def ranked(self, demand: float, slot: bool) -> list[tuple[Rank, int]]:
+        """A heap of (rank, version) for processes of `demand`; stale entries are skipped by
+        `pop_ranked`. Kept up to date as the round's decisions change nodes."""
+        heap = self._heaps.get((demand, slot))
+        if heap is None:
+            heap = [(self.rank(n, demand, slot), self.version[n.name]) for n in self.snapshot.nodes]
+            heapq.heapify(heap)
+            self._heaps[(demand, slot)] = heap
+        return heap
+
+    def pop_ranked(self, heap: list[tuple[Rank, int]]) -> snapshot.NodeView | None:
+        """The best-ranked node still current in `heap`, removed from it (push it back with
+        `push_ranked`); None when the heap is exhausted."""
+        while heap:
+            entry, version = heapq.heappop(heap)
+            if version == self.version[entry[5]]:
+                return self.nodes[entry[5]]
+        return None
+
+    def push_ranked(self, heap: list[tuple[Rank, int]], node: snapshot.NodeView, demand: float,
+                    slot: bool) -> None:
+        """Put `node` back into `heap` with its current rank."""
+        heapq.heappush(heap, (self.rank(node, demand, slot), self.version[node.name]))
+
+    def _changed(self, name: str) -> None:
+        self.version[name] += 1
+        node = self.nodes[name]
+        for (demand, slot), heap in self._heaps.items():
+            self.push_ranked(heap, node, demand, slot)

@@ -1,0 +1,236 @@
+"""The cluster queue with MOSIX semantics (mosrun -q, mosq).
+
+One queue for the whole cluster: lower priority numbers first, then first come, first
+served. mosq advance/retard rewrite a job's position within its priority group; mosq run
+lets it bypass the order. Gangs (-P n) leave only when n slots are free at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import math
+from collections.abc import Iterable, Sequence
+
+from mosix.policy import decisions, ledger, placement, snapshot
+
+
+class QueueError(ValueError):
+    """A queue operation that cannot be done (unknown job, not waiting, bad priority)."""
+
+
+def key(job: snapshot.JobView, default_priority: int) -> tuple[bool, int, int, int, str]:
+    """The queue order, first out first; criteria in order:
+
+    1. run now (mosq run) before everything else;
+    2. priority, lower first (unset: the cluster default);
+    3. position, lower first (submission time unless advanced or retarded);
+    4. submission order;
+    5. name (deterministic tie-break).
+    """
+    return (not job.run_now, job.effective_priority(default_priority), job.position, job.submitted, job.name)
+
+
+def waiting(jobs: Iterable[snapshot.JobView]) -> list[snapshot.JobView]:
+    """The jobs still waiting in the queue, unordered."""
+    return [j for j in jobs if j.state is snapshot.JobState.QUEUED]
+
+
+def order(jobs: Iterable[snapshot.JobView], default_priority: int = snapshot.DEFAULT_PRIORITY,
+          ) -> list[snapshot.JobView]:
+    """The waiting jobs in queue order (mosq list)."""
+    return sorted(waiting(jobs), key=lambda j: key(j, default_priority))
+
+
+def _find(jobs: Sequence[snapshot.JobView], name: str) -> snapshot.JobView:
+    for job in jobs:
+        if job.name == name:
+            if job.state is not snapshot.JobState.QUEUED:
+                raise QueueError(f"job {name} is not waiting in the queue")
+            return job
+    raise QueueError(f"no job {name} in the queue")
+
+
+def _group(jobs: Sequence[snapshot.JobView], job: snapshot.JobView, default_priority: int) -> list[int]:
+    pri = job.effective_priority(default_priority)
+    return [j.position for j in waiting(jobs)
+            if j.name != job.name and j.effective_priority(default_priority) == pri]
+
+
+def advance(jobs: Sequence[snapshot.JobView], name: str,
+            default_priority: int = snapshot.DEFAULT_PRIORITY) -> int:
+    """mosq advance: the position that puts job `name` at the head of its priority group."""
+    job = _find(jobs, name)
+    others = _group(jobs, job, default_priority)
+    return job.position if not others else min(job.position, min(others) - 1)
+
+
+def retard(jobs: Sequence[snapshot.JobView], name: str,
+           default_priority: int = snapshot.DEFAULT_PRIORITY) -> int:
+    """mosq retard: the position that puts job `name` at the end of its priority group."""
+    job = _find(jobs, name)
+    others = _group(jobs, job, default_priority)
+    return job.position if not others else max(job.position, max(others) + 1)
+
+
+def cngpri(job: snapshot.JobView, priority: int) -> snapshot.JobView:
+    """mosq cngpri: the waiting job with a new priority; it keeps its place in time."""
+    if job.state is not snapshot.JobState.QUEUED:
+        raise QueueError(f"job {job.name} is not waiting in the queue")
+    if not 0 <= priority <= snapshot.MAX_PRIORITY:
+        raise QueueError(f"priority {priority} is outside 0..{snapshot.MAX_PRIORITY}")
+    return dataclasses.replace(job, priority=priority)
+
+
+def run(job: snapshot.JobView) -> snapshot.JobView:
+    """mosq run: the waiting job, released at the next round whatever the order and load."""
+    if job.state is not snapshot.JobState.QUEUED:
+        raise QueueError(f"job {job.name} is not waiting in the queue")
+    return dataclasses.replace(job, run_now=True)
+
+
+def delete(jobs: Sequence[snapshot.JobView], name: str) -> tuple[snapshot.JobView, ...]:
+    """mosq delete: the jobs without waiting job `name`."""
+    _find(jobs, name)
+    return tuple(j for j in jobs if j.name != name)
+
+
+def processes(job: snapshot.JobView) -> int:
+    """How many processes the job would start now: a gang's n, a -S file's next lines, or 1."""
+    if job.commands_max is not None:
+        return max(0, min(job.commands_max - job.commands_running, job.commands_total - job.commands_started))
+    return max(job.parallel, 1)
+
+
+def _occupies_queue_slot(job: snapshot.JobView) -> bool:
+    active = (snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING, snapshot.JobState.PENDING)
+    return job.queued and job.state in active and job.node is not None
+
+
+def _why_not(led: ledger.Ledger, job: snapshot.JobView) -> decisions.WaitReason:
+    if job.placement is snapshot.PlacementKind.NODE:
+        node = placement.resolve(led, job.node_ref) if job.node_ref is not None else None
+        candidates = [] if node is None else [node]
+    elif job.placement is snapshot.PlacementKind.RANGE:
+        numbers = {n for first, last in job.ranges for n in range(first, last + 1)}
+        candidates = [led.by_number[n] for n in sorted(numbers) if n in led.by_number]
+    else:
+        candidates = list(led.snapshot.nodes)
+    allowed = [n for n in candidates if placement.allowed(led, n, job)]
+    if not allowed:
+        return decisions.WaitReason.NO_NODE
+    if not any(placement.fits(led, n, job, slot=False) for n in allowed):
+        return decisions.WaitReason.NO_MEMORY
+    return decisions.WaitReason.NO_SLOTS
+
+
+def _take(led: ledger.Ledger, job: snapshot.JobView, count: int, *, slot: bool) -> tuple[str, ...]:
+    """Nodes for up to `count` processes of `job`, kept in the ledger.
+
+    A -S file's lines are independent, so as many as fit are taken; any other job gets all
+    `count` or nothing (a gang is never partly placed).
+    """
+    taken: list[str] = []
+    one = dataclasses.replace(job, parallel=1)
+    for _ in range(count):
+        node = placement.choose(led, one, slot=slot)
+        if node is None:
+            if job.commands_max is not None:
+                break
+            for name in taken:
+                led.remove(one, name)
+            return ()
+        led.add(one, node.name)
+        taken.append(node.name)
+    return tuple(taken)
+
+
+def admit_into(led: ledger.Ledger) -> tuple[list[decisions.Admission], list[decisions.Wait]]:
+    """Start what may start this round, recording it in `led`.
+
+    Jobs that are not queued start at once wherever their placement says. Queued jobs go in
+    `key` order while the cluster has free slots: each process takes one, and a gang takes
+    all of its n or none. A blocked gang reserves n of the free slots, so jobs behind it
+    cannot take the slots it waits for and it is not starved; a job blocked by memory or by
+    its node is passed over. The -S lines of a file start as
+    slots allow, never more than its max at once.
+    """
+    cluster = led.cluster
+    admissions: list[decisions.Admission] = []
+    waits: list[decisions.Wait] = []
+    queue: list[snapshot.JobView] = []
+    for job in led.snapshot.jobs:
+        if job.name in led.decided:
+            continue
+        more_lines = (job.commands_max is not None and job.state is snapshot.JobState.RUNNING
+                      and processes(job) > 0)
+        if job.queued and (job.state is snapshot.JobState.QUEUED or more_lines):
+            queue.append(job)
+        elif not job.queued and ((job.state is snapshot.JobState.PENDING and job.node is None) or more_lines):
+            _start(led, job, slot=False, reason=_reason(job, decisions.AdmitReason.DIRECT),
+                   admissions=admissions, waits=waits)
+    usable = [n for n in led.snapshot.nodes if n.alive and not n.block and not n.expel and n.accept]
+    capacity = sum(led.free_slots(n.name) for n in usable)
+    cpus = sum(n.cpus for n in usable)
+    running = sum(1 for j in led.snapshot.jobs if _occupies_queue_slot(j))
+    limit = math.inf if cluster.max_running is None else cluster.max_running
+    if capacity <= 0:  # a full cluster: only mosq run jobs can start, skip ordering the rest
+        queue = [j for j in queue if j.run_now and j.state is snapshot.JobState.QUEUED]
+    heap = [(key(j, cluster.default_priority), j) for j in queue]  # keys end in the unique name
+    heapq.heapify(heap)  # pop in order only as far as the slots go: cheaper than a full sort
+    while heap:
+        job = heapq.heappop(heap)[1]
+        if job.run_now and job.state is snapshot.JobState.QUEUED:
+            _start(led, job, slot=False, reason=decisions.AdmitReason.RUN_NOW,
+                   admissions=admissions, waits=waits)
+            continue
+        if capacity <= 0:
+            break
+        if running >= limit and job.state is snapshot.JobState.QUEUED:
+            waits.append(decisions.Wait(job.name, decisions.WaitReason.MAX_RUNNING))
+            break
+        count = processes(job)
+        if job.commands_max is not None:
+            count = min(count, capacity)
+        elif count > cpus:  # a gang larger than the cluster: waiting would block everyone
+            waits.append(decisions.Wait(job.name, decisions.WaitReason.GANG))
+            continue
+        elif count > capacity:
+            waits.append(decisions.Wait(job.name, decisions.WaitReason.GANG))
+            capacity -= count  # reserved: what frees up goes to the gang first
+            continue
+        started = _start(led, job, slot=True, reason=_reason(job, decisions.AdmitReason.QUEUE),
+                         admissions=admissions, waits=waits, count=count)
+        if started:
+            capacity -= started
+            running += 1 if job.state is snapshot.JobState.QUEUED else 0
+        elif count > 1 and waits[-1].reason is decisions.WaitReason.NO_SLOTS:
+            waits[-1] = decisions.Wait(job.name, decisions.WaitReason.GANG)
+            capacity -= count
+    return admissions, waits
+
+
+def _reason(job: snapshot.JobView, first: decisions.AdmitReason) -> decisions.AdmitReason:
+    return decisions.AdmitReason.LINES if job.state is snapshot.JobState.RUNNING else first
+
+
+def _start(led: ledger.Ledger, job: snapshot.JobView, *, slot: bool, reason: decisions.AdmitReason,
+           admissions: list[decisions.Admission], waits: list[decisions.Wait],
+           count: int | None = None) -> int:
+    """Place `count` processes of `job` (default: `processes(job)`); the number started."""
+    wanted = processes(job) if count is None else count
+    if wanted <= 0:
+        return 0
+    nodes = _take(led, job, wanted, slot=slot)
+    if not nodes:
+        waits.append(decisions.Wait(job.name, _why_not(led, job)))
+        return 0
+    first = job.commands_started if job.commands_max is not None else 0
+    admissions.append(decisions.Admission(job.name, nodes, reason, first_line=first))
+    led.decided.add(job.name)
+    return len(nodes)
+
+
+def admit(snap: snapshot.Snapshot) -> list[decisions.Admission]:
+    """The admissions of one round on `snap`, queue order first."""
+    return admit_into(ledger.Ledger(snap))[0]

@@ -1,0 +1,56 @@
+"""Recovery: a job whose node died restarts from its newest reachable checkpoint elsewhere.
+
+Without a checkpoint it fails, saying so; with checkpoints only on dead nodes it fails too,
+since waiting for a dead node would leave it hanging with no owner.
+"""
+
+from __future__ import annotations
+
+from mosix.policy import decisions, ledger, placement, snapshot
+
+_LIVE = (snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING, snapshot.JobState.FROZEN,
+         snapshot.JobState.PENDING)
+
+
+def lost(led: ledger.Ledger, job: snapshot.JobView) -> bool:
+    """Was `job` on a node that is now dead or gone?"""
+    return job.state in _LIVE and job.node is not None and not led.alive(job.node)
+
+
+def newest(led: ledger.Ledger, job: snapshot.JobView) -> snapshot.CheckpointView | None:
+    """The checkpoint to restart from; criteria in order: reachable (shared storage or a
+    live node), newest time, then the greatest name (deterministic tie-break)."""
+    usable = [c for c in job.checkpoints if c.node is None or led.alive(c.node)]
+    return max(usable, key=lambda c: (c.time, c.name), default=None)
+
+
+def recover_into(led: ledger.Ledger) -> tuple[list[decisions.Recovery], list[decisions.Failure],
+                                              list[decisions.Wait]]:
+    """Recoveries, failures and waits (no node to restart on) for jobs lost with their node."""
+    recoveries: list[decisions.Recovery] = []
+    failures: list[decisions.Failure] = []
+    waits: list[decisions.Wait] = []
+    for job in sorted((j for j in led.snapshot.jobs if lost(led, j)), key=lambda j: j.name):
+        if job.name in led.decided:
+            continue
+        assert job.node is not None
+        led.decided.add(job.name)
+        checkpoint = newest(led, job)
+        if checkpoint is None:
+            reason = (decisions.FailReason.CHECKPOINT_LOST if job.checkpoints
+                      else decisions.FailReason.NO_CHECKPOINT)
+            text = "its checkpoints were on dead nodes" if job.checkpoints else "it had no checkpoint"
+            failures.append(decisions.Failure(job.name, reason, f"node {job.node} died and {text}"))
+            continue
+        target = placement.best(led, job, slot=True) or placement.best(led, job, slot=False)
+        if target is None:
+            waits.append(decisions.Wait(job.name, decisions.WaitReason.NO_NODE))
+            continue
+        led.add(job, target.name)
+        recoveries.append(decisions.Recovery(job.name, checkpoint.name, job.node, target.name))
+    return recoveries, failures, waits
+
+
+def recover(snap: snapshot.Snapshot) -> list[decisions.Recovery]:
+    """The recoveries of one round on `snap`."""
+    return recover_into(ledger.Ledger(snap))[0]

@@ -1,0 +1,166 @@
+"""What the policy sees: frozen views of nodes, jobs and the cluster's knobs at one instant.
+
+The control plane maps `mosix.api` objects into these; the policy never sees pydantic
+models, so it stays cheap to construct in tests and in the simulators. Times are seconds on
+one clock chosen by the caller (`now` is passed in, never read).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+from collections.abc import Mapping
+
+DEFAULT_PRIORITY = 50
+MAX_PRIORITY = 65535
+
+
+class JobState(enum.StrEnum):
+    """The job's life as the policy needs it; values match `mosix.api.job.Phase`."""
+
+    QUEUED = "Queued"  # waiting in the cluster queue (-q)
+    PENDING = "Pending"  # not queued, or released: waiting to be started somewhere
+    RUNNING = "Running"
+    MIGRATING = "Migrating"
+    FROZEN = "Frozen"
+    STOPPED = "Stopped"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class PlacementKind(enum.StrEnum):
+    """mosrun's node assignment; values match `mosix.api.job.Placement`."""
+
+    HOME = "Home"  # -h and the default
+    BEST = "Best"  # -b
+    NODE = "Node"  # -r{host}, -{n}, -{a.b.c.d}
+    RANGE = "Range"  # -j{ranges}
+
+
+class FreezeReason(enum.StrEnum):
+    """mosps FRZ; values match `mosix.api.job.FreezeReason`."""
+
+    AUTO = "Auto"
+    EXPELLED = "Expelled"
+    MANUAL = "Manual"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeView:
+    """One node as `mosctl status` and the cluster configuration describe it.
+
+    `local` is membership of this cluster; grid peers' nodes are not local and carry the
+    peer's `outsider`/`dontgo`/`dont_take` flags. `load` is in CPU-bound processes.
+    """
+
+    name: str
+    number: int
+    address: str = ""
+    cpus: int = 1
+    speed: float = 1.0
+    load: float = 0.0
+    memory_free_mb: int = 0
+    memory_total_mb: int = 0
+    frozen: int = 0
+    procs: int = 0
+    alive: bool = True
+    block: bool = False
+    expel: bool = False
+    accept: bool = True
+    local: bool = True
+    outsider: bool = False
+    dontgo: bool = False
+    dont_take: bool = False
+    guests_running: int = 0
+    guests_max: int = 10
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckpointView:
+    """One checkpoint set; `node` holds its images (None: on storage every node reads)."""
+
+    name: str
+    time: float
+    node: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobView:
+    """One job (one `mosrun`), with the options and state the decisions depend on.
+
+    `name` must be unique in the snapshot (the control plane uses namespace/name).
+    `priority` None means the cluster default. `position` orders a priority group (mosq
+    advance/retard rewrite it; by default the submission time in ms) and `submitted` breaks
+    ties. `memory_mb` is the most the job needs (-m), 0 when unknown. `commands_*` describe a
+    -S commands file. `expected_remaining_s` is a hint; without it the balancer takes the
+    job's age as its expected remaining time, as MOSIX does.
+    """
+
+    name: str
+    state: JobState = JobState.QUEUED
+    priority: int | None = None
+    position: int = 0
+    submitted: int = 0
+    run_now: bool = False
+    queued: bool = True
+    node: str | None = None
+    home: str | None = None
+    placement: PlacementKind = PlacementKind.HOME
+    node_ref: str | None = None
+    ranges: tuple[tuple[int, int], ...] = ()
+    grid_class: int = 0
+    memory_mb: int = 0
+    parallel: int = 1
+    commands_max: int | None = None
+    commands_total: int = 0
+    commands_started: int = 0
+    commands_running: int = 0
+    locked: bool = False
+    migratable: bool = True
+    started_at: float | None = None
+    last_migration: float | None = None
+    frozen_reason: FreezeReason | None = None
+    cpu_demand: float = 1.0
+    expected_remaining_s: float | None = None
+    io_rate_kbps: float = 0.0
+    stay_on_syscalls: bool = False
+    checkpoints: tuple[CheckpointView, ...] = ()
+
+    def effective_priority(self, default: int) -> int:
+        """The priority in force: the job's own, or the cluster's default."""
+        return default if self.priority is None else self.priority
+
+
+def _default_limits() -> Mapping[int, float]:
+    return types.MappingProxyType({0: 4.0})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClusterView:
+    """The MosixCluster knobs the policy reads.
+
+    `freeze_limits` maps a grid class to the load per CPU above which that class's jobs are
+    frozen (classes not listed are never frozen for load). A migration is worth it when the
+    job's speed-up exceeds `min_gain` and the time it saves exceeds its cost:
+    `migration_cost_s` plus `memory_mb / migration_mb_per_s`.
+    """
+
+    default_priority: int = DEFAULT_PRIORITY
+    max_running: int | None = None
+    freeze_limits: Mapping[int, float] = dataclasses.field(default_factory=_default_limits)
+    min_gain: float = 0.2
+    hysteresis_s: float = 30.0
+    memory_reserve_mb: int = 256
+    migration_cost_s: float = 1.0
+    migration_mb_per_s: float = 1000.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything one decision round looks at, taken at `now`."""
+
+    nodes: tuple[NodeView, ...]
+    jobs: tuple[JobView, ...]
+    cluster: ClusterView = dataclasses.field(default_factory=ClusterView)
+    now: float = 0.0
