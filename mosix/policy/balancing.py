@@ -1,10 +1,11 @@
 """Load balancing and memory ushering: which running jobs should move, and where.
 
-A move must pay for itself: the job's speed on the target (with the job added) must beat
-its speed now by `min_gain`, and the time that saves over the job's expected remaining run
-(its age, as MOSIX assumes, unless a hint is given) must exceed the migration's cost.
-Because a move must strictly improve the mover's speed, and a job that moved stays put for
-`hysteresis_s`, nothing ping-pongs.
+A move must pay for itself: the mover must run more than `min_gain` faster on the target
+(counting itself there), and the seconds saved over every job the move touches (the mover,
+those it leaves, minus those it joins; each job's expected remaining time is its age, as
+MOSIX assumes, unless a hint is given) must exceed the migration's cost. Each move strictly
+lowers that total, so a round cannot undo itself, and a job that moved stays put for
+`hysteresis_s`, so nothing ping-pongs across rounds.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def _order(job: snapshot.JobView, now: float) -> tuple[float, str]:
 
 def _pool(led: ledger.Ledger) -> dict[str, list[snapshot.JobView]]:
     pool: dict[str, list[snapshot.JobView]] = {}
-    for job in led.snapshot.jobs:
+    for job in led.in_state(snapshot.JobState.RUNNING):
         if job.name not in led.decided and movable(job, led.now, led.cluster) and led.alive(job.node):
             assert job.node is not None
             pool.setdefault(job.node, []).append(job)
@@ -118,8 +119,8 @@ def usher_into(led: ledger.Ledger) -> list[decisions.Migration]:
 
 def _pending(led: ledger.Ledger) -> dict[str, float]:
     pending: dict[str, float] = {}
-    for job in led.snapshot.jobs:
-        if job.node is not None and job.state in (snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING):
+    for job in led.in_state(snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING):
+        if job.node is not None:
             pending[job.node] = pending.get(job.node, 0.0) + remaining(job, led.now)
     return pending
 

@@ -13,14 +13,14 @@ from mosix.policy import balancing, decisions, freezing, ledger, queue, recovery
 def decide(snap: snapshot.Snapshot) -> decisions.Decisions:
     """Everything the control plane should do now, given `snap`."""
     led = ledger.Ledger(snap)
-    recoveries, failures, lost_waits = recovery.recover_into(led)
+    recoveries, failures, lost_waits, restarts = recovery.recover_into(led)
     expel_moves, expel_freezes = freezing.expel_into(led)
     continues = freezing.continue_into(led)
     admissions, waits = queue.admit_into(led)
     moves = balancing.usher_into(led) + balancing.balance_into(led)
     freezes = freezing.freeze_into(led)
     return decisions.Decisions(
-        admissions=tuple(admissions),
+        admissions=tuple(restarts + admissions),
         migrations=tuple(expel_moves + moves),
         freezes=tuple(expel_freezes + freezes),
         continues=tuple(continues),

@@ -18,6 +18,7 @@ class AdmitReason(enum.StrEnum):
     RUN_NOW = "RunNow"  # mosq run: released regardless of order and load
     DIRECT = "Direct"  # not queued (no -q): mosrun starts it at once
     LINES = "Lines"  # more lines of a -S commands file may start
+    RESTART = "Restart"  # its node died before it started: start it elsewhere
 
 
 class WaitReason(enum.StrEnum):

@@ -35,8 +35,8 @@ def freeze_order(job: snapshot.JobView, node: str, default_priority: int) -> tup
 
 def _on(led: ledger.Ledger, state: snapshot.JobState) -> dict[str, list[snapshot.JobView]]:
     jobs: dict[str, list[snapshot.JobView]] = {}
-    for job in led.snapshot.jobs:
-        if job.state is state and job.node is not None and job.name not in led.decided:
+    for job in led.in_state(state):
+        if job.node is not None and job.name not in led.decided:
             jobs.setdefault(job.node, []).append(job)
     return jobs
 
@@ -45,7 +45,8 @@ def freeze_into(led: ledger.Ledger) -> list[decisions.Freeze]:
     """Freeze the excess on nodes whose load per CPU passes a class's limit.
 
     Classes with lower limits are relieved first; within a class, jobs go in `freeze_order`
-    and freezing stops as soon as the node is back at the limit.
+    and freezing stops as soon as the node is back at the limit; then `_spare` lifts any
+    freeze a later, bigger one made unnecessary.
     """
     cluster = led.cluster
     freezes: list[decisions.Freeze] = []
@@ -151,8 +152,8 @@ def expel_into(led: ledger.Ledger) -> tuple[list[decisions.Migration], list[deci
     for node in sorted(led.snapshot.nodes, key=lambda n: n.name):
         if not node.alive or not node.expel:
             continue
-        guests = sorted((j for j in led.snapshot.jobs
-                         if j.node == node.name and j.state in _ACTIVE and j.home is not None
+        guests = sorted((j for j in led.in_state(*_ACTIVE)
+                         if j.node == node.name and j.home is not None
                          and j.home != node.name and j.name not in led.decided), key=lambda j: j.name)
         for job in guests:
             if not job.migratable:

@@ -33,7 +33,7 @@ class Ledger:
         self.nodes: dict[str, snapshot.NodeView] = {n.name: n for n in snap.nodes}
         self.by_number: dict[int, snapshot.NodeView] = {n.number: n for n in snap.nodes}
         self.by_address: dict[str, snapshot.NodeView] = {n.address: n for n in snap.nodes if n.address}
-        self.jobs: dict[str, snapshot.JobView] = {j.name: j for j in snap.jobs}
+        self.by_state: dict[snapshot.JobState, list[snapshot.JobView]] = {state: [] for state in snapshot.JobState}
         self.load: dict[str, float] = {n.name: n.load for n in snap.nodes}
         self.free_mb: dict[str, int] = {n.name: n.memory_free_mb for n in snap.nodes}
         self.guests: dict[str, int] = {n.name: n.guests_running for n in snap.nodes}
@@ -41,9 +41,17 @@ class Ledger:
         self.version: dict[str, int] = dict.fromkeys(self.nodes, 0)
         self._heaps: dict[tuple[float, bool], list[tuple[Rank, int]]] = {}
         for job in snap.jobs:
+            self.by_state[job.state].append(job)
+        for job in self.by_state[snapshot.JobState.PENDING]:
             # Started but not yet running: the agent's reported load does not show it yet.
-            if job.state is snapshot.JobState.PENDING and job.node in self.nodes:
+            if job.node in self.nodes:
                 self.load[job.node] += job.cpu_demand
+
+    def in_state(self, *states: snapshot.JobState) -> list[snapshot.JobView]:
+        """The snapshot's jobs in any of `states`, in snapshot order within each state."""
+        if len(states) == 1:
+            return self.by_state[states[0]]
+        return [job for state in states for job in self.by_state[state]]
 
     def alive(self, name: str | None) -> bool:
         """True when `name` is a known node that is up."""

@@ -28,7 +28,8 @@ def key(job: snapshot.JobView, default_priority: int) -> tuple[bool, int, int, i
     4. submission order;
     5. name (deterministic tie-break).
     """
-    return (not job.run_now, job.effective_priority(default_priority), job.position, job.submitted, job.name)
+    priority = default_priority if job.priority is None else job.priority  # effective_priority, inlined
+    return (not job.run_now, priority, job.position, job.submitted, job.name)
 
 
 def waiting(jobs: Iterable[snapshot.JobView]) -> list[snapshot.JobView]:
@@ -128,10 +129,13 @@ def _take(led: ledger.Ledger, job: snapshot.JobView, count: int, *, slot: bool) 
     """Nodes for up to `count` processes of `job`, kept in the ledger.
 
     A -S file's lines are independent, so as many as fit are taken; any other job gets all
-    `count` or nothing (a gang is never partly placed).
+    `count` or nothing (a gang is never partly placed). A gang's processes go to the best
+    nodes unless it names its nodes, like MOSIX's MPI support (-P with -b).
     """
     taken: list[str] = []
     one = dataclasses.replace(job, parallel=1)
+    if job.parallel > 1 and job.placement is snapshot.PlacementKind.HOME:
+        one = dataclasses.replace(one, placement=snapshot.PlacementKind.BEST)  # a gang spreads, as -P -b
     for _ in range(count):
         node = placement.choose(led, one, slot=slot)
         if node is None:
@@ -152,27 +156,30 @@ def admit_into(led: ledger.Ledger) -> tuple[list[decisions.Admission], list[deci
     `key` order while the cluster has free slots: each process takes one, and a gang takes
     all of its n or none. A blocked gang reserves n of the free slots, so jobs behind it
     cannot take the slots it waits for and it is not starved; a job blocked by memory or by
-    its node is passed over. The -S lines of a file start as
-    slots allow, never more than its max at once.
+    its node is passed over. The -S lines of a file start as slots allow, never more than
+    its max at once.
     """
     cluster = led.cluster
     admissions: list[decisions.Admission] = []
     waits: list[decisions.Wait] = []
-    queue: list[snapshot.JobView] = []
-    for job in led.snapshot.jobs:
-        if job.name in led.decided:
+    decided = led.decided
+    queue = [j for j in led.in_state(snapshot.JobState.QUEUED) if j.queued and j.name not in decided]
+    for job in led.in_state(snapshot.JobState.PENDING, snapshot.JobState.RUNNING):
+        if job.name in decided:
             continue
         more_lines = (job.commands_max is not None and job.state is snapshot.JobState.RUNNING
                       and processes(job) > 0)
-        if job.queued and (job.state is snapshot.JobState.QUEUED or more_lines):
+        if job.queued and more_lines:
             queue.append(job)
         elif not job.queued and ((job.state is snapshot.JobState.PENDING and job.node is None) or more_lines):
             _start(led, job, slot=False, reason=_reason(job, decisions.AdmitReason.DIRECT),
                    admissions=admissions, waits=waits)
-    usable = [n for n in led.snapshot.nodes if n.alive and not n.block and not n.expel and n.accept]
+    usable = [n for n in led.snapshot.nodes
+              if n.alive and not n.block and not n.expel and n.accept and not n.dontgo]
     capacity = sum(led.free_slots(n.name) for n in usable)
     cpus = sum(n.cpus for n in usable)
-    running = sum(1 for j in led.snapshot.jobs if _occupies_queue_slot(j))
+    active = led.in_state(snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING, snapshot.JobState.PENDING)
+    running = sum(1 for j in active if _occupies_queue_slot(j))
     limit = math.inf if cluster.max_running is None else cluster.max_running
     if capacity <= 0:  # a full cluster: only mosq run jobs can start, skip ordering the rest
         queue = [j for j in queue if j.run_now and j.state is snapshot.JobState.QUEUED]

@@ -25,17 +25,28 @@ def newest(led: ledger.Ledger, job: snapshot.JobView) -> snapshot.CheckpointView
 
 
 def recover_into(led: ledger.Ledger) -> tuple[list[decisions.Recovery], list[decisions.Failure],
-                                              list[decisions.Wait]]:
-    """Recoveries, failures and waits (no node to restart on) for jobs lost with their node."""
+                                              list[decisions.Wait], list[decisions.Admission]]:
+    """Recoveries, failures, waits (no node to restart on) and restarts for jobs lost with
+    their node. A job that was only about to start (Pending) and has no checkpoint lost
+    nothing: it simply starts elsewhere."""
     recoveries: list[decisions.Recovery] = []
     failures: list[decisions.Failure] = []
     waits: list[decisions.Wait] = []
-    for job in sorted((j for j in led.snapshot.jobs if lost(led, j)), key=lambda j: j.name):
+    restarts: list[decisions.Admission] = []
+    for job in sorted((j for j in led.in_state(*_LIVE) if lost(led, j)), key=lambda j: j.name):
         if job.name in led.decided:
             continue
         assert job.node is not None
         led.decided.add(job.name)
         checkpoint = newest(led, job)
+        if checkpoint is None and job.state is snapshot.JobState.PENDING:
+            target = placement.choose(led, job, slot=False)
+            if target is None:
+                waits.append(decisions.Wait(job.name, decisions.WaitReason.NO_NODE))
+            else:
+                led.add(job, target.name)
+                restarts.append(decisions.Admission(job.name, (target.name,), decisions.AdmitReason.RESTART))
+            continue
         if checkpoint is None:
             reason = (decisions.FailReason.CHECKPOINT_LOST if job.checkpoints
                       else decisions.FailReason.NO_CHECKPOINT)
@@ -48,7 +59,7 @@ def recover_into(led: ledger.Ledger) -> tuple[list[decisions.Recovery], list[dec
             continue
         led.add(job, target.name)
         recoveries.append(decisions.Recovery(job.name, checkpoint.name, job.node, target.name))
-    return recoveries, failures, waits
+    return recoveries, failures, waits, restarts
 
 
 def recover(snap: snapshot.Snapshot) -> list[decisions.Recovery]:

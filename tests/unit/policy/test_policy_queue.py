@@ -154,3 +154,9 @@ def test_explicit_node_waits_for_its_node() -> None:
     jobs = [job("pinned", 1, placement=snapshot.PlacementKind.NODE, node_ref="1"), job("free", 2)]
     out = queue.admit(snap(nodes, jobs))
     assert [(a.job, a.nodes) for a in out] == [("free", ("n2",))]
+
+
+def test_gang_from_home_spreads_over_the_best_nodes() -> None:
+    gang = job("gang", 1, parallel=2, placement=snapshot.PlacementKind.HOME)
+    out = queue.admit(snap([node(1), node(2)], [gang]))
+    assert [(a.job, sorted(a.nodes)) for a in out] == [("gang", ["n1", "n2"])]

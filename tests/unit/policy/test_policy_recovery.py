@@ -56,3 +56,10 @@ def test_unknown_node_counts_as_dead() -> None:
 def test_live_node_needs_no_recovery() -> None:
     out = run([node(1, load=1), node(2)], lost(CP("ck.1", 1.0), locked=True))
     assert out.recoveries == () and out.failures == ()
+
+
+def test_a_job_about_to_start_just_starts_elsewhere() -> None:
+    pending = lost(state=snapshot.JobState.PENDING, placement=snapshot.PlacementKind.BEST)
+    out = run([node(1, alive=False), node(2)], pending)
+    assert [(a.job, a.nodes, a.reason) for a in out.admissions] == [("j", ("n2",), decisions.AdmitReason.RESTART)]
+    assert out.failures == ()
