@@ -14,7 +14,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 trixie_packages=(criu python3-pycriu runc python3-venv python3-pip-whl python3-setuptools-whl python3-pyfuse3 python3-protobuf
   etcd-server docker.io docker-buildx containerd containernetworking-plugins prometheus podman)
 plain_packages=(iptables fuse3 busybox-static iproute2 xz-utils skopeo umoci debootstrap tmux
-  openssl curl sqlite3 psmisc procps)
+  openssl curl sqlite3 psmisc procps gcc libc6-dev)
 
 install_system() {
   local want=() p

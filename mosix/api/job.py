@@ -315,7 +315,9 @@ class CheckpointSet(meta.Model):
     """One checkpoint written by an agent."""
 
     name: str = Field(description="base.N")
-    node: str = Field(description="Node whose agent holds the images.")
+    node: str | None = Field(
+        default=None, description="Node whose agent holds the images; unset: on storage every node reads."
+    )
     time: str = Field(description="When it was taken (RFC 3339).")
     size_bytes: int = Field(default=0, ge=0, description="Size of the images.")
 

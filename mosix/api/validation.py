@@ -103,7 +103,13 @@ def errors(kind: str, body: dict[str, Any]) -> list[FieldError]:
     found: list[FieldError] = []
     validator = openapi_schema_validator.OAS30Validator(schema)
     for err in validator.iter_errors(body):
-        path = ".".join(str(p) for p in err.absolute_path)
+        path = ""
+        for part in err.absolute_path:
+            path = _join(path, part)
+        if err.validator == "required" and isinstance(err.instance, dict):
+            for missing in [k for k in err.validator_value if k not in err.instance]:
+                found.append(FieldError(_join(path, missing), "Required value"))
+            continue
         found.append(FieldError(path or "<root>", err.message))
     return found or _unknown_and_cel(schema, body, "")
 
