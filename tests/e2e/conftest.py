@@ -26,7 +26,7 @@ def cluster(tmp_path: pathlib.Path) -> Iterator[harness.Cluster]:
     try:
         yield c
     finally:
-        c.stop_control_plane()
+        c.down()
         if kubeconfig:
             subprocess.run(["kubectl", "--kubeconfig", kubeconfig, "delete", "namespace", c.namespace,
                             "--wait=false"], check=False, capture_output=True)

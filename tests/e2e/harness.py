@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from mosix.api import job
+from mosix.api import job, node
 from mosix.client import client, kube, local
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -32,6 +32,7 @@ class Cluster:
         self.kubeconfig = kubeconfig
         self.namespace = f"e2e-{uuid.uuid4().hex[:8]}" if kubeconfig else "default"
         self.control: subprocess.Popen[bytes] | None = None
+        self.agents: dict[int, subprocess.Popen[bytes]] = {}
         self.env = {**os.environ, "MOSIX_STATE": str(workdir / "state"), "MOSIX_NODE": "node1",
                     "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         if kubeconfig:
@@ -85,6 +86,53 @@ class Cluster:
             self.control.wait()
         self.control = None
 
+    def start_agent(self, number: int) -> None:
+        """Node `number`'s agent on 127.0.0.N, pointed at this cluster's store."""
+        # All agents of a test share this machine's disk, so their checkpoints are readable everywhere.
+        where = ["--kubeconfig", self.kubeconfig] if self.kubeconfig else ["--local-store", str(self.workdir / "state")]
+        where.append("--shared-checkpoints")
+        argv = [sys.executable, "-m", "mosix.agent", "--node-name", f"node{number}", "--node-number", str(number),
+                "--address", f"127.0.0.{number}", "--metrics-port", "0", "--cpus", "1", "--speed", "1000",
+                "--state-dir", str(self.workdir / "nodes" / f"node{number}"), *where]
+        log = (self.workdir / f"agent-{number}.log").open("ab")
+        self.agents[number] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def kill_agent(self, number: int, sig: int = signal.SIGKILL) -> None:
+        proc = self.agents.pop(number)
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+
+    def up(self, nodes: int) -> None:
+        """Agents on nodes 1..N and the control plane; returns when every node has reported."""
+        for number in range(1, nodes + 1):
+            self.start_agent(number)
+        self.start_control_plane()
+        names = {f"node{n}" for n in range(1, nodes + 1)}
+        self.wait_for(f"{nodes} nodes to report",
+                      lambda: names <= {n.name for n in self.api().nodes() if n.status.heartbeat})
+
+    def down(self) -> None:
+        """Stops everything this cluster started (agents kill their containers on the way out), and what
+        a killed agent left behind: its containers and overlay mounts."""
+        for number in list(self.agents):
+            self.kill_agent(number, signal.SIGTERM)
+        self.stop_control_plane()
+        for root in self.workdir.glob("nodes/*/runc"):
+            listed = subprocess.run(["runc", "--root", str(root), "list", "-q"], capture_output=True, text=True,
+                                    check=False)
+            for container in listed.stdout.split():
+                subprocess.run(["runc", "--root", str(root), "delete", "-f", container], capture_output=True,
+                               check=False)
+        mounts = [line.split()[1] for line in pathlib.Path("/proc/mounts").read_text().splitlines()]
+        for target in sorted((m for m in mounts if m.startswith(str(self.workdir))), reverse=True):
+            subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+        if self.kubeconfig:
+            api = self.api()
+            for n in api.nodes():
+                if n.name.startswith("node"):
+                    api.store.delete(node.MosixNode, n.name)
+
     def wait_for(self, what: str, predicate: Callable[[], bool], timeout: float = 60.0) -> None:
         """Polls until predicate holds; fails naming what was awaited and the control plane's log tail."""
         deadline = time.monotonic() + timeout
@@ -94,9 +142,9 @@ class Cluster:
             if self.control is not None and self.control.poll() is not None:
                 break
             time.sleep(0.2)
-        tail = (self.workdir / "control.log").read_text(errors="replace")[-3000:] \
-            if (self.workdir / "control.log").exists() else ""
-        raise AssertionError(f"timed out waiting for {what}; control plane log:\n{tail}")
+        logs = "".join(f"\n--- {p.name}:\n{p.read_text(errors='replace')[-2000:]}"
+                       for p in sorted(self.workdir.glob("*.log")))
+        raise AssertionError(f"timed out waiting for {what}; logs:{logs}")
 
     def status(self, name: str) -> job.MosixJobStatus:
         return self.api().get_job(name).status
