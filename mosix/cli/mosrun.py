@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import os
+import pathlib
 import re
 import shlex
 import sys
@@ -325,14 +326,30 @@ def follow(api: client.Client, name: str, poll: float = 0.5) -> int:
         time.sleep(poll)
 
 
+def inspect(checkpoint: str) -> int:
+    """mosrun -I{set}: the files the process had open when the checkpoint was taken, read from its images."""
+    from mosix.agent import checkpoints, criu, errors
+
+    path = pathlib.Path(checkpoint)
+    if not path.is_dir():
+        raise usage.Refused(f"-I: no checkpoint set at {checkpoint}")
+    try:
+        descriptors = criu.inspect(path / checkpoints.IMAGES)
+    except errors.AgentError as e:
+        raise usage.Refused(f"-I: {e}") from e
+    for d in descriptors:
+        print(d.describe())
+    return 0
+
+
 def _main(argv: list[str]) -> int:
     req = parse(argv)
     if req.common.help:
         print(USAGE)
         return 0
-    api = req.common.connect()
     if req.inspect is not None:
-        raise usage.Refused("-I: checkpoint inspection is not available yet in this build")
+        return inspect(req.inspect)
+    api = req.common.connect()
     assert req.spec is not None
     created = api.submit(req.spec, name=req.name, annotations={client.COMMAND_LINE_ANNOTATION: req.command_line})
     if req.detach:

@@ -101,10 +101,11 @@ def cluster_view(c: cluster.MosixCluster) -> snapshot.ClusterView:
 
 def snapshot_of(jobs: dict[str, job.MosixJob], nodes: list[node.MosixNode], conf: cluster.MosixCluster,
                 now: float) -> snapshot.Snapshot:
-    """One decision round's input, jobs by their key; finished jobs are left out."""
+    """One decision round's input, jobs by their key; finished jobs and jobs being deleted are left out."""
     return snapshot.Snapshot(
         nodes=tuple(node_view(n, now=now, dead_after=conf.spec.dead_after_seconds) for n in nodes),
-        jobs=tuple(job_view(j, key) for key, j in jobs.items() if not j.status.phase.finished),
+        jobs=tuple(job_view(j, key) for key, j in jobs.items()
+                   if not j.status.phase.finished and not j.metadata.deletion_timestamp),
         cluster=cluster_view(conf),
         now=now,
     )
