@@ -127,8 +127,11 @@ class Cluster:
         mounts = [line.split()[1] for line in pathlib.Path("/proc/mounts").read_text().splitlines()]
         for target in sorted((m for m in mounts if m.startswith(str(self.workdir))), reverse=True):
             subprocess.run(["umount", "-l", target], capture_output=True, check=False)
-        if self.kubeconfig:
+        if self.kubeconfig:  # the queue is cluster-wide: leave nothing behind for the next scenario
             api = self.api()
+            for j in api.jobs():
+                api.store.patch(job.MosixJob, j.name, {"metadata": {"finalizers": None}})
+                api.delete_job(j.name)
             for n in api.nodes():
                 if n.name.startswith("node"):
                     api.store.delete(node.MosixNode, n.name)
