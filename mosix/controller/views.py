@@ -63,7 +63,27 @@ def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
     )
 
 
-def node_view(n: node.MosixNode, *, now: float, dead_after: float) -> snapshot.NodeView:
+RECENT_SECONDS = 10.0  # about twice the agents' load-average period: arrivals not yet in their load
+
+
+def arrivals(jobs: dict[str, job.MosixJob], now: float) -> dict[str, int]:
+    """Jobs each node received (started there, migrated there, or about to be) too recently to show in its
+    reported load: without them, consecutive rounds would send every job to the same idle node."""
+    count: dict[str, int] = {}
+    for j in jobs.values():
+        st = j.status
+        if st.phase.finished:
+            continue
+        if st.target_node:
+            count[st.target_node] = count.get(st.target_node, 0) + 1
+            continue
+        came = max(seconds(st.start_time) or 0.0, seconds(st.last_migration_time) or 0.0)
+        if st.node and (st.phase == job.Phase.PENDING or now - came < RECENT_SECONDS):
+            count[st.node] = count.get(st.node, 0) + 1
+    return count
+
+
+def node_view(n: node.MosixNode, *, now: float, dead_after: float, arrived: int = 0) -> snapshot.NodeView:
     st = n.status
     beat = seconds(st.heartbeat)
     alive = beat is not None and now - beat <= dead_after and st.state != node.NodeState.DOWN
@@ -73,7 +93,7 @@ def node_view(n: node.MosixNode, *, now: float, dead_after: float) -> snapshot.N
         address=n.spec.address,
         cpus=max(st.cpus, 1),
         speed=float(st.speed or 1),
-        load=st.load,
+        load=st.load + arrived,
         memory_free_mb=st.memory.available_mb,
         memory_total_mb=st.memory.total_mb,
         frozen=st.frozen,
@@ -102,8 +122,10 @@ def cluster_view(c: cluster.MosixCluster) -> snapshot.ClusterView:
 def snapshot_of(jobs: dict[str, job.MosixJob], nodes: list[node.MosixNode], conf: cluster.MosixCluster,
                 now: float) -> snapshot.Snapshot:
     """One decision round's input, jobs by their key; finished jobs and jobs being deleted are left out."""
+    recent = arrivals(jobs, now)
     return snapshot.Snapshot(
-        nodes=tuple(node_view(n, now=now, dead_after=conf.spec.dead_after_seconds) for n in nodes),
+        nodes=tuple(node_view(n, now=now, dead_after=conf.spec.dead_after_seconds, arrived=recent.get(n.name, 0))
+                    for n in nodes),
         jobs=tuple(job_view(j, key) for key, j in jobs.items()
                    if not j.status.phase.finished and not j.metadata.deletion_timestamp),
         cluster=cluster_view(conf),

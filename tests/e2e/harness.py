@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 
+from mosix.agent import checkpoints, tls
 from mosix.api import job, node
 from mosix.client import client, kube, local
 
@@ -35,6 +36,8 @@ class Cluster:
         self.agents: dict[int, subprocess.Popen[bytes]] = {}
         self.env = {**os.environ, "MOSIX_STATE": str(workdir / "state"), "MOSIX_NODE": "node1",
                     "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+        self.ca = workdir / "ca"
+        tls.make_ca(checkpoints.secure_dir(self.ca))
         if kubeconfig:
             self.env |= {"MOSIX_KUBECONFIG": kubeconfig, "MOSIX_NAMESPACE": self.namespace}
         else:
@@ -90,7 +93,8 @@ class Cluster:
         """Node `number`'s agent on 127.0.0.N, pointed at this cluster's store."""
         # All agents of a test share this machine's disk, so their checkpoints are readable everywhere.
         where = ["--kubeconfig", self.kubeconfig] if self.kubeconfig else ["--local-store", str(self.workdir / "state")]
-        where.append("--shared-checkpoints")
+        where += ["--shared-checkpoints", "--tls-dir", str(self.workdir / "nodes" / f"node{number}" / "tls"),
+                  "--issue-from", str(self.ca)]
         argv = [sys.executable, "-m", "mosix.agent", "--node-name", f"node{number}", "--node-number", str(number),
                 "--address", f"127.0.0.{number}", "--metrics-port", "0", "--cpus", "1", "--speed", "1000",
                 "--state-dir", str(self.workdir / "nodes" / f"node{number}"), *where]

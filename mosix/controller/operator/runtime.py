@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import hashlib
 import logging
 import os
 import socket
@@ -43,6 +44,8 @@ def configure(settings: kopf.OperatorSettings) -> None:
     `mosix.dev` annotations: our status schema has no room for Kopf's, and the models refuse it."""
     if not settings.peering.mandatory:
         settings.peering.name = PEERING
+    if not settings.peering.priority:
+        settings.peering.priority = replica_priority(identity())
     settings.posting.level = logging.INFO
     settings.posting.loggers = False
     settings.posting.reporting_component = "mosix-operator"
@@ -50,6 +53,12 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=meta.GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=meta.GROUP)
+
+
+def replica_priority(who: str) -> int:
+    """A distinct peering priority per replica, from its identity: Kopf pauses every peer of equal
+    priority, so replicas given none would all stand by; this way the highest-ranked one leads."""
+    return int(hashlib.sha256(who.encode()).hexdigest()[:7], 16) + 1
 
 
 def identity() -> str:

@@ -72,7 +72,7 @@ async def test_metrics_are_served_while_the_operator_runs(cluster: emulator.Clus
 async def test_only_the_leading_operator_acts(cluster: emulator.Cluster) -> None:
     await cluster.create(emulator.CLUSTERS, objects.mosix_cluster())
     await cluster.create(emulator.NODES, objects.node(1))
-    other = {"priority": 100, "lifetime": 600, "lastseen": objects.stamp()}
+    other = {"priority": 2**31, "lifetime": 600, "lastseen": objects.stamp()}  # above any replica_priority
     await cluster.patch(emulator.PEERINGS, "mosix", {"status": {"another-operator": other}})
     async with conftest.running(cluster) as k8s:
         await k8s.create(emulator.JOBS, objects.job("8101", placement="Best"), objects.NAMESPACE)
@@ -82,3 +82,11 @@ async def test_only_the_leading_operator_acts(cluster: emulator.Cluster) -> None
         await k8s.patch(emulator.PEERINGS, "mosix", {"status": {"another-operator": None}})
         await k8s.until(lambda: (k8s.get(emulator.JOBS, "8101", objects.NAMESPACE) or {}).get("status", {}).get("node"))
         assert cluster_status(k8s).get("leader") == conftest.IDENTITY
+
+
+def test_replicas_get_distinct_priorities() -> None:
+    from mosix.controller.operator import runtime
+
+    priorities = {runtime.replica_priority(f"mosix-operator-7d9f8-{n}") for n in range(100)}
+    assert len(priorities) == 100
+    assert all(0 < p <= 2**28 for p in priorities)

@@ -4,13 +4,12 @@
  * By default it is CPU-bound forever, printing its line number (0, 1, 2, ...) after each
  * unit of work (about 0.1 CPU-second on this machine; --unit changes it). Options:
  *   -m MB            keep MB of memory allocated and touched (resident)
- *   -f FILE          write to FILE (opened once, appended, on fd 3) ...
- *   --write KB       ... in chunks of KB kilobytes (default 4) ...
+ *   -f FILE          open FILE (appended) on fd 3 and write "x<n>" after each line n; or, with
+ *   --write KB       ... write it in chunks of KB kilobytes (default 4) ...
  *   --iosize MB      ... up to MB megabytes (default 10), before computing
  *   --cpu SECONDS    stop after this much CPU time (default: never)
  *   -n COUNT         stop after COUNT lines
- *   -d SECONDS       sleep SECONDS between lines instead of computing (an idle counter);
- *                    with -f, also write "x<n>" lines to FILE
+ *   -d SECONDS       sleep SECONDS between lines instead of computing (an idle counter)
  *   --unit N         loop iterations per line of CPU work (default 100000000)
  * Output is flushed after every line, so a checkpoint sees exactly what was written.
  */
@@ -77,7 +76,7 @@ int main(int argc, char **argv) {
         fd = open(file, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd < 0) { fprintf(stderr, "testload: %s: %s\n", file, strerror(errno)); return 1; }
         if (fd != 3) { if (dup2(fd, 3) < 0) { perror("testload: dup2"); return 1; } close(fd); fd = 3; }
-        if (delay < 0) {
+        if (io_given) {
             size_t chunk = (size_t)(write_kb * 1024), total = (size_t)(iosize_mb * 1024 * 1024);
             char *buf = calloc(1, chunk ? chunk : 1);
             for (size_t done = 0; chunk && done < total; done += chunk)
@@ -95,7 +94,7 @@ int main(int argc, char **argv) {
             if (memory) for (size_t p = 0; p < bytes; p += 4096) memory[p]++;
         }
         printf("%ld\n", line);
-        if (fd >= 0 && delay >= 0) dprintf(fd, "x%ld\n", line);
+        if (fd >= 0 && !io_given) dprintf(fd, "x%ld\n", line);
         if (cpu_limit >= 0 && cpu_seconds() >= cpu_limit) break;
     }
     return 0;

@@ -1,0 +1,177 @@
+"""The node agent process: the authenticated agent API and the reconcile loop over the store.
+
+`python -m mosix.agent --node-name node2 --address 127.0.0.2 --local-store DIR --tls-dir DIR`
+(the local cluster), or `--kubeconfig FILE` / in-cluster (Kubernetes), or `--no-store` (the API
+alone). TLS files in --tls-dir: ca.crt, and tls.crt/tls.key or <node>.crt/<node>.key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import logging
+import pathlib
+import signal
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import prometheus_client
+
+from mosix.agent import containers, criu, daemon, images, migration, nodestatus, server, tls
+from mosix.api import job, node
+from mosix.client import client, local
+
+PIPE_MAX_SIZE = 4194304
+T = TypeVar("T")
+log = logging.getLogger("mosix.agent")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="mosix-agent", description="The MOSIX node agent.")
+    p.add_argument("--node-name", required=True, help="this node's name (its MosixNode)")
+    p.add_argument("--node-number", type=int, default=None, help="logical MOSIX node number (default: from name)")
+    p.add_argument("--address", required=True, help="IP address the agent's API listens on (127.0.0.N locally)")
+    p.add_argument("--port", type=int, default=7341, help="port of the authenticated agent API")
+    p.add_argument("--metrics-port", type=int, default=9341, help="Prometheus metrics port (0: off)")
+    p.add_argument("--state-dir", type=pathlib.Path, default=None,
+                   help="this agent's containers, checkpoints and runc state (default /var/lib/mosix/agent/NODE)")
+    p.add_argument("--image-cache", type=pathlib.Path, default=images.DEFAULT_ROOT, help="shared image cache")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--local-store", type=pathlib.Path, help="state folder of the local cluster (mosix up)")
+    where.add_argument("--kubeconfig", help="kubeconfig of the Kubernetes cluster (default: in-cluster)")
+    where.add_argument("--no-store", action="store_true", help="serve the agent API only, with no control plane")
+    p.add_argument("--cpus", type=int, default=None, help="CPUs to report (default: this machine's)")
+    p.add_argument("--speed", type=int, default=None, help="speed to report in MOSIX units (default: measured)")
+    p.add_argument("--shared-checkpoints", action="store_true",
+                   help="checkpoint sets are on storage every node reads (the local cluster: one machine)")
+    p.add_argument("--tls-dir", type=pathlib.Path, required=True, help="ca.crt and this agent's certificate and key")
+    p.add_argument("--issue-from", type=pathlib.Path, help="cluster CA folder (ca.crt, ca.key) to issue our pair from")
+    return p.parse_args(argv)
+
+
+def number_of(name: str) -> int:
+    digits = "".join(c for c in name if c.isdigit())
+    if not digits:
+        raise SystemExit(f"mosix-agent: --node-number: cannot derive a node number from {name!r}")
+    return int(digits)
+
+
+def raise_pipe_max_size() -> None:
+    """CRIU's page server needs 4 MiB pipes for post-copy, and this machine lacks CAP_SYS_RESOURCE."""
+    path = pathlib.Path("/proc/sys/fs/pipe-max-size")
+    try:
+        if int(path.read_text()) < PIPE_MAX_SIZE:
+            path.write_text(str(PIPE_MAX_SIZE))
+    except OSError as e:
+        log.warning("could not raise fs.pipe-max-size: %s (post-copy migration will fail)", e)
+
+
+def identity(args: argparse.Namespace) -> tls.Identity:
+    """The agent's TLS files: tls.crt/tls.key (the chart's Secret), else <node>.crt/.key, else issued now."""
+    d = args.tls_dir
+    for cert, key in (("tls.crt", "tls.key"), (f"{args.node_name}.crt", f"{args.node_name}.key")):
+        if (d / cert).exists():
+            return tls.Identity(ca=d / "ca.crt", cert=d / cert, key=d / key)
+    if args.issue_from:
+        src = args.issue_from
+        ca = tls.Identity(ca=src / "ca.crt", cert=src / "ca.crt", key=src / "ca.key")
+        return tls.issue(ca, d, args.node_name, (args.address,))
+    raise SystemExit(f"mosix-agent: --tls-dir: no tls.crt or {args.node_name}.crt in {d}")
+
+
+class Loop:
+    """An asyncio loop in a thread: the API server lives there, and the reconcile loop submits to it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="agent-api", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+def migrator(api: client.Client, manager: containers.Manager, loop: Loop, context: ssl.SSLContext,
+             me: str) -> daemon.Migrate:
+    """Carries out a status.targetNode: stop-and-copy to the peer agent, then records where the job is."""
+
+    def migrate(key: str, j: job.MosixJob, target: node.MosixNode) -> None:
+        name = daemon.container_name(key)
+        peer = f"https://{target.spec.address}:{target.spec.agent_port}"
+        api.patch_job_status(key, {"phase": job.Phase.MIGRATING.value, "where": "migrating"})
+        try:
+            result = loop.run(migration.migrate(manager, name, peer, context))
+        except migration.MigrationFailed as e:
+            log.warning("job %s stays on %s: %s", key, me, e)
+            api.patch_job_status(key, {"phase": job.Phase.RUNNING.value, "where": me, "targetNode": None,
+                                       "message": f"migration to {target.name} failed: {e}"})
+            return
+        api.patch_job_status(key, {
+            "phase": job.Phase.RUNNING.value, "node": target.name, "where": target.name, "targetNode": None,
+            "migrations": j.status.migrations + 1, "lastFreezeMs": round(result.frozen_seconds * 1000, 1),
+            "lastMigrationTime": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            "origPid": result.peer_status.get("pid"), "message": None})
+        log.info("job %s migrated %s → %s, frozen %.3f s, %d bytes", key, me, target.name, result.frozen_seconds,
+                 result.bytes_sent)
+
+    return migrate
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.node_name} %(levelname)s %(message)s")
+    try:
+        criu.check()
+    except criu.CriuError as e:
+        log.error("%s", e)
+        return 1
+    raise_pipe_max_size()
+    ident = identity(args)
+    client_ctx = tls.client_context(ident)
+    state = args.state_dir or pathlib.Path("/var/lib/mosix/agent") / args.node_name
+    manager = containers.Manager(state, images.Cache(args.image_cache), node=args.node_name)
+    loop = Loop()
+    runner = loop.run(server.serve(manager, args.address, args.port, tls.server_context(ident), client_ctx))
+    log.info("agent %s serving on https://%s:%d", args.node_name, args.address, args.port)
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port, addr=args.address)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        if args.no_store:
+            while not stop.wait(1):
+                pass
+        else:
+            if args.local_store:
+                api = client.Client(local.LocalStore(args.local_store))
+            else:
+                from mosix.client import kube
+                api = client.Client(kube.KubeStore(args.kubeconfig, namespace=kube.ALL_NAMESPACES))
+            me = daemon.Identity(name=args.node_name, number=args.node_number or number_of(args.node_name),
+                                 address=args.address, port=args.port, metrics_port=args.metrics_port)
+            sampler = nodestatus.Sampler(cpus=args.cpus or nodestatus.default_cpus(),
+                                         speed=args.speed or nodestatus.measure_speed())
+            agent = daemon.Agent(api, manager, me, sampler, migrator(api, manager, loop, client_ctx, args.node_name),
+                                 shared_checkpoints=args.shared_checkpoints)
+            daemon.serve(agent, stop)
+    finally:
+        start = time.monotonic()
+        loop.run(runner.cleanup(), timeout=10)
+        loop.stop()
+        manager.close()
+        log.info("agent %s stopped in %.1f s", args.node_name, time.monotonic() - start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,468 @@
+"""Job container lifecycle on one agent: run, checkpoint, freeze, continue, restore, kill.
+
+Layout under the agent's state directory:
+    runc/                      runc --root (this agent's containers only)
+    jobs/<name>/               job.json, bundle/config.json, upper/ work/ rootfs/ (the overlay),
+                               stdout, stderr (appended, kept apart), exit_code
+    frozen/<name>/             the freeze set of a frozen job (a checkpoint set)
+    checkpoints/<name>/ckpt.N  checkpoint sets, unless the caller names another base
+Everything but the job's writable layer and output is root-only.
+
+A dump always pauses the container first (cgroup freezer), drains its stdout/stderr pipes and
+copies its writable layer, then checkpoints: the set's memory, files and output offsets all
+describe the same instant, which is what lets a restore continue the output with no line lost
+or repeated.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import contextlib
+import ctypes
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import pathlib
+import select
+import shutil
+import threading
+import time
+
+from mosix.agent import checkpoints, criu, errors, images, jobs, output, overlay, runc, spec
+
+log = logging.getLogger(__name__)
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants: detached containers then stay our children, so we get exit codes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+@dataclasses.dataclass
+class _Entry:
+    job: jobs.Job
+    dir: pathlib.Path
+    lock: threading.RLock = dataclasses.field(default_factory=threading.RLock)
+    state: jobs.State = jobs.State.STOPPED
+    pid: int | None = None
+    exit_code: int | None = None
+    freeze_reason: str | None = None
+    image_digest: str = ""
+    generation: int = 0
+    pumps: list[output.Pump] = dataclasses.field(default_factory=list)
+    exited: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+
+class Manager:
+    """All job containers of one agent."""
+
+    def __init__(self, state_dir: pathlib.Path, cache: images.Cache, node: str = "local",
+                 runtime: runc.Runtime | None = None) -> None:
+        self.state_dir = checkpoints.secure_dir(state_dir)
+        self.cache = cache
+        self.node = node
+        self.runtime = runtime or runc.Runtime(self.state_dir / "runc")
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        become_subreaper()
+
+    # --- queries -------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Jobs this agent knows."""
+        with self._lock:
+            return sorted(self._entries)
+
+    def status(self, name: str) -> jobs.Status:
+        """The job's state on this agent."""
+        e = self._get(name)
+        with e.lock:
+            base = self._base(e)
+            return jobs.Status(name=name, state=e.state, pid=e.pid if e.state == jobs.State.RUNNING else None,
+                               exit_code=e.exit_code, freeze_reason=e.freeze_reason,
+                               checkpoints=[str(p) for p in checkpoints.sets_of(base)])
+
+    def stdout_path(self, name: str) -> pathlib.Path:
+        """The file the job's stdout is appended to."""
+        return self._job_dir(name) / "stdout"
+
+    def stderr_path(self, name: str) -> pathlib.Path:
+        """The file the job's stderr is appended to."""
+        return self._job_dir(name) / "stderr"
+
+    def wait(self, name: str, timeout: float | None = None) -> int | None:
+        """Wait for the running job to exit by itself; its exit code (None on timeout)."""
+        e = self._get(name)
+        if not e.exited.wait(timeout):
+            return None
+        with e.lock:
+            return e.exit_code
+
+    # --- run -----------------------------------------------------------------------------
+
+    def run(self, job: jobs.Job, checkpoint_base: pathlib.Path | None = None,
+            max_sets: int | None = None) -> jobs.Status:
+        """Start a job in a new container with a fresh writable layer.
+
+        checkpoint_base and max_sets, if given, replace the job's own (mosrun -C, -N).
+        """
+        if checkpoint_base is not None:
+            job = dataclasses.replace(job, checkpoint_base=str(checkpoint_base))
+        if max_sets is not None:
+            job = dataclasses.replace(job, max_sets=max_sets)
+        with self._lock:
+            old = self._entries.get(job.name)
+            if old is not None and old.state in (jobs.State.RUNNING, jobs.State.FROZEN):
+                raise errors.JobError(f"job {job.name} is already {old.state.value.lower()} here")
+            e = _Entry(job=job, dir=self._job_dir(job.name))
+            self._entries[job.name] = e
+        with e.lock:
+            image = self.cache.resolve(job.image)
+            e.image_digest = image.identity
+            self._teardown_layer(e)
+            for p in ("stdout", "stderr", "exit_code", "stream.json"):
+                (e.dir / p).unlink(missing_ok=True)
+            self._prepare(e, image.rootfs, upper_from=None)
+            self._start(e, lambda stdio: self.runtime.run(job.name, e.dir / "bundle", stdio))
+        return self.status(job.name)
+
+    # --- checkpoint, freeze, continue, restore -----------------------------------------------
+
+    def checkpoint(self, name: str, keep_running: bool, base: pathlib.Path | None = None,
+                   max_sets: int | None = None, reason: str | None = None) -> pathlib.Path:
+        """Write the next set `base.N`; keep_running False is checkstop/exit.
+
+        base and max_sets default to the job's own (mosrun -C base -N max).
+        """
+        e = self._get(name)
+        with e.lock:
+            self._require(e, jobs.State.RUNNING)
+            base = base or self._base(e)
+            checkpoints.secure_dir(base.parent)
+            final, serial = checkpoints.next_set(base, max_sets or e.job.max_sets)
+            why = reason or ("checkpoint" if keep_running else "checkstop")
+            self._dump(e, final, serial, keep_running, why)
+            if not keep_running:
+                e.state = jobs.State.STOPPED
+            return final
+
+    def stop_into(self, name: str, final: pathlib.Path, reason: str) -> pathlib.Path:
+        """Dump the job into the set `final` and end its process (migration's first step; the
+        job's own checkpoint sets are untouched). A restore from it is the rollback."""
+        e = self._get(name)
+        with e.lock:
+            self._require(e, jobs.State.RUNNING)
+            checkpoints.secure_dir(final.parent)
+            self._dump(e, final, 1, False, reason)
+            e.state = jobs.State.STOPPED
+            return final
+
+    def freeze(self, name: str, reason: str = "Manual") -> pathlib.Path:
+        """Dump the job to disk and end its process (migrate freeze); reason: Manual, Expelled or Auto."""
+        e = self._get(name)
+        with e.lock:
+            self._require(e, jobs.State.RUNNING)
+            final = checkpoints.secure_dir(self.state_dir / "frozen") / name
+            self._dump(e, final, 1, False, f"freeze:{reason}")
+            e.state = jobs.State.FROZEN
+            e.freeze_reason = reason
+            return final
+
+    def continue_(self, name: str) -> jobs.Status:
+        """Bring a frozen job back from its freeze set (migrate continue)."""
+        e = self._get(name)
+        with e.lock:
+            self._require(e, jobs.State.FROZEN)
+            frozen = self.state_dir / "frozen" / name
+            self.restore(name, frozen)
+            shutil.rmtree(frozen)
+            return self.status(name)
+
+    def restore(self, name: str, set_dir: pathlib.Path, fd_remap: dict[int, str] | None = None) -> jobs.Status:
+        """Continue a job from a set on this agent (mosrun -R set -O fd=path).
+
+        Output offsets are logical (bytes the job has written since it started, wherever it ran).
+        If this agent's file holds output past the set's offset in the same stretch of the job's
+        life (it kept running after the checkpoint), that tail is cut: the restored process writes
+        those lines again. Otherwise the restored output is appended as a new stretch.
+        """
+        meta = checkpoints.read_meta(set_dir)
+        job = dataclasses.replace(jobs.Job.from_dict(meta.job), name=name)
+        with self._lock:
+            e = self._entries.get(name)
+            if e is None:
+                e = _Entry(job=job, dir=self._job_dir(name))
+                self._entries[name] = e
+        with e.lock:
+            if e.state == jobs.State.RUNNING:
+                raise errors.JobError(f"job {name} is running here: kill it before restoring")
+            e.job = job
+            image = self.cache.resolve(job.image)
+            if meta.image_digest and image.identity != meta.image_digest:
+                raise errors.CheckpointError(
+                    f"{set_dir} was taken on image {meta.image_digest}, {job.image} is now {image.identity}")
+            e.image_digest = image.identity
+            self._teardown_layer(e)
+            self._prepare(e, image.rootfs, upper_from=set_dir / checkpoints.UPPER)
+            self._cut_output(e, {"stdout": meta.stdout_offset, "stderr": meta.stderr_offset})
+            (e.dir / "exit_code").unlink(missing_ok=True)
+            images_dir = set_dir / checkpoints.IMAGES
+            staging: pathlib.Path | None = None
+            if fd_remap:
+                staging = self._scratch(f"remap-{name}")
+                shutil.rmtree(staging)
+                criu.remap(images_dir, staging, fd_remap)
+                images_dir = staging
+            work = self._scratch(f"restore-{name}")
+            try:
+                self._start(e, lambda stdio: self.runtime.restore(name, e.dir / "bundle", images_dir, work, stdio))
+            finally:
+                if staging is not None:
+                    shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
+            e.freeze_reason = None
+        return self.status(name)
+
+    # --- ending ----------------------------------------------------------------------------
+
+    def kill(self, name: str) -> None:
+        """Kill the job's container (if running) and wait until its output is in."""
+        e = self._get(name)
+        with e.lock:
+            running = e.state == jobs.State.RUNNING
+            if running:
+                with contextlib.suppress(runc.Refused):
+                    self.runtime.kill(name, "KILL", all_processes=True)
+        if running:
+            e.exited.wait(30)
+        with e.lock:
+            self._finish_container(e)
+
+    def remove(self, name: str) -> None:
+        """Forget the job: kill it, unmount and delete its layer, output and freeze set."""
+        e = self._get(name)
+        self.kill(name)
+        with e.lock:
+            self._teardown_layer(e)
+            shutil.rmtree(e.dir, ignore_errors=True)
+            shutil.rmtree(self.state_dir / "frozen" / name, ignore_errors=True)
+        with self._lock:
+            self._entries.pop(name, None)
+
+    def close(self) -> None:
+        """Kill every running container of this agent and unmount every layer (shutdown, tests)."""
+        for name in self.names():
+            e = self._get(name)
+            self.kill(name)
+            with e.lock:
+                self._teardown_layer(e)
+        # runc removes each job's cgroup, not the agent's parent /mosix/<node>: drop it once empty.
+        parent = spec.cgroup_path(self.node, "x").rsplit("/", 1)[0].lstrip("/")
+        for hierarchy in pathlib.Path("/sys/fs/cgroup").glob("*"):
+            with contextlib.suppress(OSError):
+                (hierarchy / parent).rmdir()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _get(self, name: str) -> _Entry:
+        with self._lock:
+            e = self._entries.get(name)
+        if e is None:
+            raise errors.JobError(f"no job {name!r} on this agent")
+        return e
+
+    def _require(self, e: _Entry, state: jobs.State) -> None:
+        if e.state != state:
+            raise errors.JobError(f"job {e.job.name} is {e.state.value.lower()}, not {state.value.lower()}")
+
+    def _job_dir(self, name: str) -> pathlib.Path:
+        return self.state_dir / "jobs" / name
+
+    def _base(self, e: _Entry) -> pathlib.Path:
+        if e.job.checkpoint_base:
+            return pathlib.Path(e.job.checkpoint_base)
+        return self.state_dir / "checkpoints" / e.job.name / "ckpt"
+
+    def _scratch(self, prefix: str) -> pathlib.Path:
+        tmp = checkpoints.secure_dir(self.state_dir / "tmp")
+        path = tmp / f"{prefix}-{os.getpid()}-{time.monotonic_ns()}"
+        path.mkdir(mode=0o700)
+        return path
+
+    def _prepare(self, e: _Entry, lower: pathlib.Path, upper_from: pathlib.Path | None) -> None:
+        """Job dir, writable layer (fresh or copied from a set), overlay, config.json."""
+        checkpoints.secure_dir(e.dir)
+        if upper_from is not None:
+            checkpoints.copy_tree(upper_from, e.dir / "upper")
+        overlay.mount(lower, e.dir / "upper", e.dir / "work", e.dir / "rootfs")
+        for d in e.job.private_dirs:
+            (e.dir / "rootfs" / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        bundle = checkpoints.secure_dir(e.dir / "bundle")
+        config = spec.config(e.job, e.dir / "rootfs", spec.cgroup_path(self.node, e.job.name))
+        (bundle / "config.json").write_text(json.dumps(config, indent=1))
+        (e.dir / "job.json").write_text(json.dumps(e.job.to_dict(), indent=1))
+
+    # Output stretches: stream.json maps each stream to [file offset, logical offset] where the
+    # present stretch of the local file began (run: [0, 0]; a restore starts a new stretch).
+
+    def _stretches(self, e: _Entry) -> dict[str, list[int]]:
+        try:
+            d = json.loads((e.dir / "stream.json").read_text())
+            return {k: [int(d[k][0]), int(d[k][1])] for k in ("stdout", "stderr")}
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return {"stdout": [0, 0], "stderr": [0, 0]}
+
+    def _logical_offsets(self, e: _Entry, sizes: list[int]) -> list[int]:
+        st = self._stretches(e)
+        return [st[k][1] + size - st[k][0] for k, size in zip(("stdout", "stderr"), sizes, strict=True)]
+
+    def _cut_output(self, e: _Entry, logical: dict[str, int]) -> None:
+        """Cut output the restored process will write again, and start a new stretch."""
+        st = self._stretches(e)
+        new: dict[str, list[int]] = {}
+        for stream, offset in logical.items():
+            path = e.dir / stream
+            size = path.stat().st_size if path.exists() else 0
+            file_start, logical_start = st[stream]
+            local = file_start + offset - logical_start
+            if offset >= logical_start and file_start <= local <= size:
+                if path.exists():
+                    os.truncate(path, local)
+                new[stream] = [local, offset]
+            else:
+                new[stream] = [size, offset]
+        (e.dir / "stream.json").write_text(json.dumps(new))
+
+    def _teardown_layer(self, e: _Entry) -> None:
+        overlay.unmount(e.dir / "rootfs")
+        for d in ("upper", "work", "rootfs"):
+            shutil.rmtree(e.dir / d, ignore_errors=True)
+
+    def _start(self, e: _Entry, launch: collections.abc.Callable[[runc.Stdio], int]) -> None:
+        """Give the container fresh pipes, launch it (run or restore), pump its output, reap it."""
+        with contextlib.suppress(runc.Refused):
+            self.runtime.delete(e.job.name, force=True)  # a stale record from an earlier life
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            pid = launch(runc.Stdio(stdin=runc.DEVNULL, stdout=out_w, stderr=err_w))
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        e.pumps = [output.Pump(out_r, e.dir / "stdout"), output.Pump(err_r, e.dir / "stderr")]
+        for p in e.pumps:
+            p.start()
+        e.generation += 1
+        e.exit_code = None
+        e.exited = threading.Event()
+        e.state = jobs.State.RUNNING
+        e.pid = pid
+        threading.Thread(target=self._reap, args=(e, e.pid, e.generation, e.exited),
+                         name=f"reap {e.job.name}", daemon=True).start()
+        if e.job.checkpoint_every:
+            threading.Thread(target=self._every, args=(e, e.generation, e.exited, e.job.checkpoint_every),
+                             name=f"checkpoint {e.job.name}", daemon=True).start()
+
+    def _reap(self, e: _Entry, pid: int, generation: int, exited: threading.Event) -> None:
+        """Wait for the container's init to end; if nobody dumped it, it exited: record how."""
+        try:
+            code = _wait_exit(pid)
+            for p in list(e.pumps):
+                p.wait(5)
+            with e.lock:
+                if e.generation == generation and e.state == jobs.State.RUNNING:
+                    e.state = jobs.State.EXITED
+                    e.exit_code = code
+                    (e.dir / "exit_code").write_text("" if code is None else f"{code}\n")
+                    self._finish_container(e)
+        finally:
+            exited.set()
+
+    def _every(self, e: _Entry, generation: int, exited: threading.Event, interval: float) -> None:
+        """mosrun -A: checkpoint (leaving it running) every interval, for this life of the process."""
+        while not exited.wait(interval):
+            with e.lock:
+                if e.generation != generation or e.state != jobs.State.RUNNING:
+                    return
+                try:
+                    self.checkpoint(e.job.name, keep_running=True, reason="periodic")
+                except errors.AgentError as err:
+                    log.warning("periodic checkpoint of %s failed: %s", e.job.name, err)
+
+    def _finish_container(self, e: _Entry) -> None:
+        """After the process is gone: flush output, forget the runc record."""
+        for p in e.pumps:
+            p.stop()
+        e.pumps = []
+        with contextlib.suppress(runc.Refused):
+            self.runtime.delete(e.job.name, force=True)
+
+    def _dump(self, e: _Entry, final: pathlib.Path, serial: int, leave_running: bool, reason: str) -> None:
+        """Pause, drain output, copy the writable layer, checkpoint; publish the set."""
+        name = e.job.name
+        staging = checkpoints.staging_for(final)
+        work = self._scratch(f"dump-{name}")
+        self.runtime.pause(name)
+        try:
+            offsets = self._logical_offsets(e, [p.drain() for p in e.pumps])
+            checkpoints.copy_tree(e.dir / "upper", staging / checkpoints.UPPER)
+            started = time.monotonic()
+            self.runtime.checkpoint(name, staging / checkpoints.IMAGES, work, leave_running=leave_running)
+            seconds = time.monotonic() - started
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(runc.RuncError):
+                if self.runtime.state(name).status == "paused":
+                    self.runtime.resume(name)
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        if leave_running:
+            with contextlib.suppress(runc.RuncError):
+                if self.runtime.state(name).status == "paused":
+                    self.runtime.resume(name)
+        else:
+            e.state = jobs.State.STOPPED  # before the reaper sees the death: not an exit
+            e.generation += 1
+            for p in e.pumps:
+                p.wait(10)
+            self._finish_container(e)
+            self._teardown_layer(e)
+        meta = checkpoints.Meta(
+            job=e.job.to_dict(), serial=serial, time=datetime.datetime.now(datetime.UTC).isoformat(),
+            node=self.node, reason=reason, stdout_offset=offsets[0],
+            stderr_offset=offsets[1], image_digest=e.image_digest,
+            dump_seconds=round(seconds, 4))
+        checkpoints.publish(staging, final, meta)
+
+
+def _wait_exit(pid: int) -> int | None:
+    """The exit status of pid as a shell reports it; None if it is not our child (no status)."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        _wait_foreign(pid)
+        return None
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _wait_foreign(pid: int) -> None:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    try:
+        select.select([fd], [], [])
+    finally:
+        os.close(fd)
+    return None

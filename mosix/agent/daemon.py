@@ -1,0 +1,252 @@
+"""The agent's control loop: carry out what the control plane wrote on the jobs placed here.
+
+Level-triggered, like a kubelet: each round reads the jobs whose `status.node` is this node and
+makes the containers match (start, restore, freeze, continue, checkpoint, signal, migrate, clean
+up on deletion), then reports what it observed. A restarted agent resumes from the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import pathlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mosix.agent import containers, errors, jobs, nodestatus
+from mosix.api import job, meta, node
+from mosix.client import client, store
+
+log = logging.getLogger("mosix.agent")
+
+Migrate = Callable[[str, job.MosixJob, node.MosixNode], None]
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def container_name(key: str) -> str:
+    """The container's name for a job key ("ns/name" → "ns.name")."""
+    return key.replace("/", ".")
+
+
+def job_record(name: str, j: job.MosixJob) -> jobs.Job:
+    """The parts of a MosixJob the container needs."""
+    env = {**j.spec.env, "MOSIX_JOB": j.name, "MOSIX_JOB_ID": str(j.spec.job_id)}
+    if j.spec.working_dir:
+        env["MOSIX_HOME_DIR"] = j.spec.working_dir
+    return jobs.Job(name=name, args=tuple(j.spec.command), env=tuple(sorted(env.items())), cwd="/",
+                    image=j.spec.image, memory_mb=j.spec.memory_mb, private_dirs=tuple(j.spec.private_dirs))
+
+
+@dataclasses.dataclass
+class Identity:
+    """Who this agent is."""
+
+    name: str
+    number: int
+    address: str
+    port: int
+    metrics_port: int
+
+
+class Agent:
+    """One node's agent over a store (Kubernetes or the local cluster)."""
+
+    def __init__(self, api: client.Client, manager: containers.Manager, me: Identity, sampler: nodestatus.Sampler,
+                 migrate: Migrate | None = None, *, shared_checkpoints: bool = False) -> None:
+        self.api = api
+        self.manager = manager
+        self.me = me
+        self.sampler = sampler
+        self.migrate = migrate
+        self.shared_checkpoints = shared_checkpoints  # every node reads this agent's checkpoint sets
+        self._last_checkpoint: dict[str, float] = {}
+
+    # --- the node -----------------------------------------------------------------------
+
+    def register(self) -> node.MosixNode:
+        """Creates this node's MosixNode, or keeps the administrator's policies on an existing one."""
+        want: dict[str, Any] = {"number": self.me.number, "address": self.me.address, "agentPort": self.me.port}
+        if self.me.metrics_port:
+            want["metricsPort"] = self.me.metrics_port
+        try:
+            current = self.api.get_node(self.me.name)
+        except store.NotFound:
+            body = node.MosixNode(metadata=meta.ObjectMeta(name=self.me.name),
+                                  spec=node.MosixNodeSpec.model_validate(want)).wire()
+            self.api.store.create(node.MosixNode, body)
+            return self.api.get_node(self.me.name)
+        if current.name != self.me.name:
+            raise errors.AgentError(f"node number {self.me.number} belongs to {current.name}")
+        self.api.store.patch(node.MosixNode, self.me.name, {"spec": want})
+        return self.api.get_node(self.me.name)
+
+    def report(self) -> None:
+        """Publishes the mosctl status fields."""
+        me = self.api.get_node(self.me.name)
+        pids, frozen, guests = [], 0, 0
+        for j in self.api.jobs():
+            if j.status.node != self.me.name or j.status.phase.finished:
+                continue
+            name = container_name(self.api.key(j))
+            try:
+                st = self.manager.status(name)
+            except errors.JobError:
+                continue
+            if st.state == jobs.State.RUNNING and st.pid:
+                pids.append(st.pid)
+                guests += (j.status.home_node or self.me.name) != self.me.name
+            frozen += st.state == jobs.State.FROZEN
+        status = self.sampler.sample(me.spec, nodestatus.JobsHere(pids=pids, frozen=frozen, guests=guests),
+                                     queue_up=self._queue_up())
+        self.api.store.patch(node.MosixNode, self.me.name, {"status": status.wire()}, status=True)
+
+    def _queue_up(self) -> bool:
+        return self.api.get_cluster().status.leader is not None
+
+    # --- the jobs -----------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """One pass over the jobs placed here."""
+        for j in self.api.jobs():
+            if j.status.node != self.me.name or (j.status.phase.finished and not j.metadata.deletion_timestamp):
+                continue
+            key = self.api.key(j)
+            try:
+                self._one(key, j)
+            except (errors.AgentError, OSError) as e:
+                log.warning("job %s: %s", key, e)
+                if j.status.phase == job.Phase.PENDING:  # it could not start here: say so, do not retry forever
+                    self._patch(key, {"phase": job.Phase.FAILED.value, "where": "failed",
+                                      "completionTime": now_rfc3339(), "message": f"could not start: {e}"})
+                else:
+                    self._patch(key, {"message": str(e)})
+
+    def _patch(self, key: str, status: dict[str, Any]) -> None:
+        with contextlib.suppress(store.NotFound):  # deleted meanwhile: nothing left to report on
+            self.api.patch_job_status(key, status)
+
+    def _known(self, name: str) -> jobs.Status | None:
+        try:
+            return self.manager.status(name)
+        except errors.JobError:
+            return None
+
+    def _one(self, key: str, j: job.MosixJob) -> None:
+        name = container_name(key)
+        st = j.status
+        here = self._known(name)
+        if j.metadata.deletion_timestamp:
+            if here is not None:
+                self.manager.remove(name)
+            self._patch(key, {"conditions": [{"type": "Cleaned", "status": "True", "reason": "Deleted",
+                                              "message": f"containers on {self.me.name} stopped and removed"}]})
+            return
+        if st.phase == job.Phase.PENDING:
+            self._start(key, name, j, here)
+            return
+        if here is None:
+            self._lost(key, j)
+            return
+        if here.state == jobs.State.EXITED:
+            code = here.exit_code if here.exit_code is not None else 1
+            phase = job.Phase.SUCCEEDED if code == 0 else job.Phase.FAILED
+            self._patch(key, {"phase": phase.value, "where": job.where(phase, self.me.name), "exitCode": code,
+                              "completionTime": now_rfc3339(), "targetNode": None})
+            return
+        if here.state == jobs.State.RUNNING:
+            self._running(key, name, j)
+        elif here.state == jobs.State.FROZEN and st.frozen is None:
+            self.manager.continue_(name)
+            self._patch(key, {"phase": job.Phase.RUNNING.value, "where": self.me.name,
+                              "origPid": self.manager.status(name).pid})
+
+    def _start(self, key: str, name: str, j: job.MosixJob, here: jobs.Status | None) -> None:
+        if here is not None and here.state == jobs.State.RUNNING:
+            self._patch(key, {"phase": job.Phase.RUNNING.value, "where": self.me.name, "origPid": here.pid})
+            return
+        if here is not None:
+            self.manager.remove(name)
+        base = pathlib.Path(j.spec.checkpoint.base) if j.spec.checkpoint and j.spec.checkpoint.base else None
+        max_sets = j.spec.checkpoint.max_sets if j.spec.checkpoint and j.spec.checkpoint.max_sets else 10
+        source = j.status.restore_from or (j.spec.recover.from_checkpoint if j.spec.recover else None)
+        if source:
+            remap = {r.fd: r.path for r in j.spec.recover.fd_remap} if j.spec.recover else None
+            started = self.manager.restore(name, pathlib.Path(source), remap)
+        else:
+            started = self.manager.run(job_record(name, j), checkpoint_base=base, max_sets=max_sets)
+        self._last_checkpoint[name] = time.monotonic()
+        self._patch(key, {"phase": job.Phase.RUNNING.value, "where": self.me.name, "origPid": started.pid,
+                          "startTime": j.status.start_time or now_rfc3339(), "restoreFrom": None,
+                          "homeNode": j.status.home_node or self.me.name, "message": None})
+
+    def _lost(self, key: str, j: job.MosixJob) -> None:
+        """A job placed here that this agent does not hold (the agent restarted): resume, or say why not."""
+        newest = j.status.checkpoints[-1].name if j.status.checkpoints else None
+        if newest and pathlib.Path(newest).exists():
+            self._patch(key, {"phase": job.Phase.PENDING.value, "restoreFrom": newest,
+                              "message": f"agent on {self.me.name} restarted; restoring {newest}"})
+        else:
+            self._patch(key, {"phase": job.Phase.FAILED.value, "where": "failed", "completionTime": now_rfc3339(),
+                              "message": f"lost when the agent on {self.me.name} restarted, with no checkpoint"})
+
+    def _running(self, key: str, name: str, j: job.MosixJob) -> None:
+        spec, st = j.spec, j.status
+        if st.frozen is not None:
+            self.manager.freeze(name, st.frozen.value)
+            self._patch(key, {"phase": job.Phase.FROZEN.value})
+            return
+        if spec.signal is not None and spec.signal.serial > st.observed_signal_serial:
+            self.manager.runtime.kill(name, spec.signal.signal, all_processes=True)
+            self._patch(key, {"observedSignalSerial": spec.signal.serial})
+        request = spec.checkpoint_request
+        if request is not None and request.serial > st.observed_checkpoint_serial:
+            self._checkpoint(key, name, j, request.after)
+            self._patch(key, {"observedCheckpointSerial": request.serial})
+            return
+        every = spec.checkpoint.interval_minutes if spec.checkpoint else None
+        if every and time.monotonic() - self._last_checkpoint.get(name, time.monotonic()) >= every * 60:
+            self._checkpoint(key, name, j, job.AfterCheckpoint.CONTINUE)
+        if st.target_node and st.target_node != self.me.name and self.migrate is not None:
+            target = self.api.get_node(st.target_node)
+            self.migrate(key, j, target)
+
+    def _checkpoint(self, key: str, name: str, j: job.MosixJob, after: job.AfterCheckpoint) -> None:
+        keep = after == job.AfterCheckpoint.CONTINUE
+        path = self.manager.checkpoint(name, keep_running=keep, reason=after.value.lower())
+        self._last_checkpoint[name] = time.monotonic()
+        sets = [c.wire() for c in j.status.checkpoints if c.name != str(path)]
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        sets.append({"name": str(path), "time": now_rfc3339(), "sizeBytes": size}
+                    | ({} if self.shared_checkpoints else {"node": self.me.name}))
+        patch: dict[str, Any] = {"checkpoints": sets[-50:]}
+        if after == job.AfterCheckpoint.STOP:
+            patch |= {"phase": job.Phase.STOPPED.value}
+        elif after == job.AfterCheckpoint.EXIT:
+            self.manager.remove(name)
+            patch |= {"phase": job.Phase.SUCCEEDED.value, "where": "done", "completionTime": now_rfc3339(),
+                      "message": f"checkpointed to {path} and exited"}
+        self._patch(key, patch)
+
+
+def serve(agent: Agent, stop: threading.Event, interval: float = 0.5, report_every: float = 2.0) -> None:
+    """Reconciles every `interval` and reports the node every `report_every` seconds, until stopped."""
+    agent.register()
+    last_report = 0.0
+    while not stop.is_set():
+        try:
+            if time.monotonic() - last_report >= report_every:
+                agent.report()
+                last_report = time.monotonic()
+            agent.reconcile()
+        except store.StoreError as e:  # the store is away for a moment: try again next round
+            log.warning("store: %s", e)
+        except Exception:
+            log.exception("agent round failed")
+        stop.wait(interval)

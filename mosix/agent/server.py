@@ -1,0 +1,197 @@
+"""The agent's HTTPS API, mutual TLS only: the control plane and peer agents run, checkpoint,
+freeze and continue jobs, and send migrations (`POST /migrations`, a checkpoint set as a tar
+stream followed by its SHA-256, checked before anything is unpacked or restored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import pathlib
+import shutil
+import ssl
+import time
+from typing import Any
+
+from aiohttp import web
+
+from mosix.agent import checkpoints, containers, criu, errors, jobs, migration, transfer
+
+log = logging.getLogger(__name__)
+
+MANAGER: web.AppKey[containers.Manager] = web.AppKey("manager", containers.Manager)
+CLIENT_TLS: web.AppKey[ssl.SSLContext] = web.AppKey("client_tls", ssl.SSLContext)
+RESTORED: web.AppKey[dict[str, str]] = web.AppKey("restored", dict)  # set digest -> job name
+
+
+def app(manager: containers.Manager, client_context: ssl.SSLContext | None = None) -> web.Application:
+    """The aiohttp application serving one agent; client_context lets it migrate jobs to peers."""
+    a = web.Application(middlewares=[_errors])
+    a[MANAGER] = manager
+    a[RESTORED] = {}
+    if client_context is not None:
+        a[CLIENT_TLS] = client_context
+    a.add_routes([
+        web.get("/jobs", _list),
+        web.post("/jobs", _run),
+        web.get("/jobs/{name}", _status),
+        web.post("/jobs/{name}/checkpoint", _checkpoint),
+        web.post("/jobs/{name}/freeze", _freeze),
+        web.post("/jobs/{name}/continue", _continue),
+        web.post("/jobs/{name}/migrate", _migrate),
+        web.post("/jobs/{name}/kill", _kill),
+        web.post("/jobs/{name}/restore", _restore),
+        web.post("/inspect", _inspect),
+        web.post("/migrations", _receive_migration),
+        web.get("/migrations/{digest}", _migration_status),
+    ])
+    return a
+
+
+async def serve(manager: containers.Manager, address: str, port: int, context: ssl.SSLContext,
+                client_context: ssl.SSLContext | None = None) -> web.AppRunner:
+    """Start serving on address:port; the caller keeps the runner and calls `cleanup()` to stop."""
+    runner = web.AppRunner(app(manager, client_context), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, address, port, ssl_context=context).start()
+    return runner
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except (errors.JobError, ValueError, KeyError) as e:
+        return web.json_response({"error": str(e)}, status=409 if isinstance(e, errors.JobError) else 400)
+    except errors.AgentError as e:
+        log.warning("%s %s failed: %s", request.method, request.path, e)
+        return web.json_response({"error": str(e)}, status=500)
+
+
+def _peer(request: web.Request) -> str:
+    cert = request.transport.get_extra_info("peercert") if request.transport else None
+    for field in (cert or {}).get("subject", ()):
+        for k, v in field:
+            if k == "commonName":
+                return str(v)
+    return "?"
+
+
+async def _list(request: web.Request) -> web.Response:
+    m = request.app[MANAGER]
+    statuses = await asyncio.to_thread(lambda: [m.status(n).to_dict() for n in m.names()])
+    return web.json_response(statuses)
+
+
+async def _run(request: web.Request) -> web.Response:
+    job = jobs.Job.from_dict(await request.json())
+    status = await asyncio.to_thread(request.app[MANAGER].run, job)
+    return web.json_response(status.to_dict(), status=201)
+
+
+async def _status(request: web.Request) -> web.Response:
+    status = await asyncio.to_thread(request.app[MANAGER].status, request.match_info["name"])
+    return web.json_response(status.to_dict())
+
+
+async def _checkpoint(request: web.Request) -> web.Response:
+    body = await request.json() if request.can_read_body else {}
+    path = await asyncio.to_thread(request.app[MANAGER].checkpoint, request.match_info["name"],
+                                   bool(body.get("keep_running", True)))
+    return web.json_response({"set": str(path)})
+
+
+async def _freeze(request: web.Request) -> web.Response:
+    body = await request.json() if request.can_read_body else {}
+    reason = str(body.get("reason", "Manual"))
+    if reason not in ("Manual", "Expelled", "Auto"):
+        raise ValueError(f"freeze reason {reason!r}: Manual, Expelled or Auto")
+    path = await asyncio.to_thread(request.app[MANAGER].freeze, request.match_info["name"], reason)
+    return web.json_response({"set": str(path)})
+
+
+async def _continue(request: web.Request) -> web.Response:
+    status = await asyncio.to_thread(request.app[MANAGER].continue_, request.match_info["name"])
+    return web.json_response(status.to_dict())
+
+
+async def _restore(request: web.Request) -> web.Response:
+    """mosrun -R{set} -O{fd=path,...}: body {"set": "/path/base.N", "fd_remap": {"3": "/new/path"}}."""
+    body = await request.json()
+    remap = {int(fd): str(path) for fd, path in dict(body.get("fd_remap") or {}).items()}
+    status = await asyncio.to_thread(request.app[MANAGER].restore, request.match_info["name"],
+                                     pathlib.Path(str(body["set"])), remap)
+    return web.json_response(status.to_dict())
+
+
+async def _inspect(request: web.Request) -> web.Response:
+    """mosrun -I{set}: the descriptors the process had open, as lines and as data."""
+    body = await request.json()
+    images_dir = pathlib.Path(str(body["set"])) / checkpoints.IMAGES
+    fds = await asyncio.to_thread(criu.inspect, images_dir)
+    return web.json_response({"lines": [d.describe() for d in fds],
+                              "descriptors": [dataclasses.asdict(d) for d in fds]})
+
+
+async def _kill(request: web.Request) -> web.Response:
+    """Kill the job's container (its output and layer stay until the job is removed)."""
+    name = request.match_info["name"]
+    await asyncio.to_thread(request.app[MANAGER].kill, name)
+    status = await asyncio.to_thread(request.app[MANAGER].status, name)
+    return web.json_response(status.to_dict())
+
+
+async def _migrate(request: web.Request) -> web.Response:
+    """Move the job to the peer agent named in the body ({"peer": "https://127.0.0.N:P"})."""
+    body = await request.json()
+    peer = str(body["peer"])
+    if not peer.startswith("https://"):
+        raise ValueError("peer must be an https:// agent URL")
+    context = request.app.get(CLIENT_TLS)
+    if context is None:
+        raise errors.AgentError("this agent has no client certificate to migrate with")
+    result = await migration.migrate(request.app[MANAGER], request.match_info["name"], peer, context)
+    return web.json_response({"peer_status": result.peer_status, "frozen_seconds": result.frozen_seconds,
+                              "bytes_sent": result.bytes_sent})
+
+
+async def _receive_migration(request: web.Request) -> web.Response:
+    """Receive a set, check its digest, unpack it and restore the job here; 200 only once it runs."""
+    m = request.app[MANAGER]
+    name = request.headers.get(transfer.JOB_HEADER, "")
+    jobs.Job(name=name, args=("x",))  # validates the name before it becomes a path
+    incoming = checkpoints.secure_dir(m.state_dir / "incoming")
+    stamp = f"{name}-{time.monotonic_ns()}"
+    tar_path = incoming / f"{stamp}.tar"
+    set_dir = incoming / stamp
+    try:
+        receiver = transfer.Receiver(tar_path)
+        async for chunk in request.content.iter_chunked(transfer.CHUNK):
+            receiver.feed(chunk)
+        try:
+            digest = receiver.finish()
+        except errors.CheckpointError as e:
+            log.warning("refused migration of %s from %s: %s", name, _peer(request), e)
+            return web.json_response({"error": str(e)}, status=400)
+        checkpoints.secure_dir(set_dir)
+        await asyncio.to_thread(transfer.unpack, tar_path, set_dir)
+        tar_path.unlink()
+        status = await asyncio.to_thread(m.restore, name, set_dir)
+        request.app[RESTORED][digest] = name
+        log.info("restored %s migrated from %s", name, _peer(request))
+        return web.json_response(status.to_dict())
+    finally:
+        tar_path.unlink(missing_ok=True)
+        shutil.rmtree(set_dir, ignore_errors=True)
+
+
+async def _migration_status(request: web.Request) -> web.Response:
+    """Whether the set with this digest was restored here, and its job's state: a source whose
+    answer was lost asks this before it rolls back, so the job never runs twice."""
+    name = request.app[RESTORED].get(request.match_info["digest"].lower())
+    if name is None:
+        return web.json_response({"error": "no such migration restored here"}, status=404)
+    status = await asyncio.to_thread(request.app[MANAGER].status, name)
+    return web.json_response(status.to_dict())

@@ -1,0 +1,93 @@
+"""Jobs on a running cluster (real agents with runc and CRIU, as root): run, finish, freeze, continue,
+checkpoint, and recovery when a node's agent dies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from mosix.api import job
+from tests.e2e import harness
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc and CRIU run the jobs"),
+    pytest.mark.skipif(shutil.which("runc") is None or shutil.which("criu") is None,
+                       reason="needs runc and criu (hack/setup.sh installs them)"),
+]
+
+
+def _phase(cluster: harness.Cluster, name: str) -> job.Phase:
+    return cluster.status(name).phase
+
+
+def test_a_job_runs_to_its_exit_code_on_the_node_asked(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    ok = cluster.submit("-2", "testload", "-n", "3", "-d", "0.01")
+    bad = cluster.submit("-1", "sh", "-c", "exit 7")
+    cluster.wait_for("both jobs to finish", lambda: _phase(cluster, ok).finished and _phase(cluster, bad).finished)
+    done, failed = cluster.status(ok), cluster.status(bad)
+    assert (done.phase, done.exit_code, done.node) == (job.Phase.SUCCEEDED, 0, "node2")
+    assert (failed.phase, failed.exit_code, failed.node) == (job.Phase.FAILED, 7, "node1")
+
+
+def test_freeze_continue_and_checkpoint_through_migrate(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=1)
+    name = cluster.submit("-1", "testload", "-d", "0.05")
+    cluster.wait_for("the job to run", lambda: _phase(cluster, name) == job.Phase.RUNNING)
+    cluster.run("migrate", name, "freeze")
+    cluster.wait_for("the job to freeze", lambda: _phase(cluster, name) == job.Phase.FROZEN)
+    frozen = cluster.run("mosps", "-A").stdout
+    assert [line.split()[4] for line in frozen.splitlines()[1:]] == ["M"]
+    cluster.run("migrate", name, "continue")
+    cluster.wait_for("the job to continue", lambda: _phase(cluster, name) == job.Phase.RUNNING)
+    cluster.run("migrate", name, "checkpoint")
+    cluster.wait_for("a checkpoint", lambda: len(cluster.status(name).checkpoints) == 1)
+    assert cluster.status(name).phase == job.Phase.RUNNING
+    cluster.run("moskillall", "-9")
+    cluster.wait_for("the job to end on SIGKILL", lambda: _phase(cluster, name).finished)
+    assert cluster.status(name).exit_code == 128 + 9
+
+
+def test_a_checkpointed_job_resumes_elsewhere_when_its_node_dies(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    name = cluster.submit("-1", f"-C{cluster.workdir}/ckpt", "testload", "-d", "0.05")
+    cluster.wait_for("the job to run", lambda: _phase(cluster, name) == job.Phase.RUNNING)
+    cluster.run("migrate", name, "checkpoint")
+    cluster.wait_for("a checkpoint", lambda: len(cluster.status(name).checkpoints) == 1)
+    cluster.kill_agent(1)
+    cluster.wait_for("recovery on node2",
+                     lambda: (cluster.status(name).node, _phase(cluster, name)) == ("node2", job.Phase.RUNNING),
+                     timeout=90)
+
+
+def test_migrate_moves_a_job_and_back_home(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    name = cluster.submit("-1", "-L", "testload", "-d", "0.05")  # locked: only the user moves it
+    cluster.wait_for("the job to run", lambda: _phase(cluster, name) == job.Phase.RUNNING)
+    refused = cluster.run("migrate", name, "2", check=False)
+    assert refused.returncode == 1 and "locked" in refused.stderr
+    mobile = cluster.submit("-1", "testload", "-d", "0.05")
+    cluster.wait_for("the second job to run", lambda: _phase(cluster, mobile) == job.Phase.RUNNING)
+    cluster.run("migrate", mobile, "2")
+    cluster.wait_for("the job on node2",
+                     lambda: (cluster.status(mobile).node, _phase(cluster, mobile)) == ("node2", job.Phase.RUNNING))
+    assert cluster.status(mobile).migrations == 1
+    cluster.run("migrate", mobile, "home")
+    cluster.wait_for("the job back home", lambda: cluster.status(mobile).node == "node1"
+                     and _phase(cluster, mobile) == job.Phase.RUNNING)
+    status = cluster.status(mobile)
+    assert status.migrations == 2 and status.last_freeze_ms is not None
+    row = {line.split()[0]: line.split() for line in cluster.run("mosps", "-An").stdout.splitlines()[1:]}
+    assert row[mobile][1:3] == ["here", "here"] and row[mobile][5] == "2"
+
+
+def test_cpu_bound_jobs_started_on_node1_spread_over_the_nodes(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=3)
+    names = [cluster.submit("testload") for _ in range(3)]  # home node1: they start there
+    cluster.wait_for("the jobs to run", lambda: all(_phase(cluster, n) == job.Phase.RUNNING for n in names))
+    cluster.wait_for("the load balancer to spread them",
+                     lambda: len({cluster.status(n).node for n in names}) == 3, timeout=120)
+    assert sum(cluster.status(n).migrations for n in names) >= 2

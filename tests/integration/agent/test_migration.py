@@ -1,0 +1,243 @@
+"""Agents on 127.0.0.2 and 127.0.0.3 with mutual TLS: real stop-and-copy migrations, and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import dataclasses
+import pathlib
+import socket
+import ssl
+import stat
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from mosix.agent import containers, jobs, migration, server, tls, transfer
+
+MakeAgent = collections.abc.Callable[..., containers.Manager]
+WaitLines = collections.abc.Callable[[pathlib.Path, int], list[str]]
+COUNT = ("sh", "-c", "i=0; while :; do echo $i; i=$((i+1)); sleep 0.05; done")
+
+
+@dataclasses.dataclass
+class Node:
+    manager: containers.Manager
+    url: str
+    client: ssl.SSLContext
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def ca(tmp_path: pathlib.Path) -> tls.Identity:
+    return tls.make_ca(tmp_path / "ca")
+
+
+@pytest.fixture
+async def cluster(make_agent: MakeAgent, ca: tls.Identity,
+                  tmp_path: pathlib.Path) -> collections.abc.AsyncIterator[dict[str, Node]]:
+    """Two agents, 127.0.0.2 and 127.0.0.3, each serving its API with its own certificate."""
+    nodes: dict[str, Node] = {}
+    runners: list[web.AppRunner] = []
+    for n in ("2", "3"):
+        address = f"127.0.0.{n}"
+        ident = tls.issue(ca, tmp_path / f"tls{n}", f"node{n}", (address,))
+        manager = make_agent(f"node{n}")
+        port = free_port(address)
+        runners.append(await server.serve(manager, address, port, tls.server_context(ident)))
+        nodes[n] = Node(manager, f"https://{address}:{port}", tls.client_context(ident))
+    yield nodes
+    for r in runners:
+        await r.cleanup()
+
+
+def all_numbers(*files: pathlib.Path) -> list[int]:
+    out: list[int] = []
+    for f in files:
+        out += [int(x) for x in f.read_text().split()]
+    return out
+
+
+@pytest.mark.root
+async def test_tls_files_are_root_only(ca: tls.Identity, tmp_path: pathlib.Path) -> None:
+    ident = tls.issue(ca, tmp_path / "tlsx", "nodex", ("127.0.0.9",))
+    for p in (ca.key, ca.cert, ident.key, ident.cert):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+
+
+@pytest.mark.root
+async def test_counting_job_migrates_there_and_back(cluster: dict[str, Node], wait_lines: WaitLines) -> None:
+    a, b = cluster["2"], cluster["3"]
+    a.manager.run(jobs.Job(name="mig", args=COUNT))
+    await asyncio.to_thread(wait_lines, a.manager.stdout_path("mig"), 10)
+    first = await migration.migrate(a.manager, "mig", b.url, a.client)
+    assert first.peer_status["state"] == "Running"
+    assert a.manager.status("mig").state == jobs.State.STOPPED
+    seg1 = len(a.manager.stdout_path("mig").read_text().splitlines())  # final: the job left
+    await asyncio.to_thread(wait_lines, b.manager.stdout_path("mig"), 10)
+    await migration.migrate(b.manager, "mig", a.url, b.client)
+    assert a.manager.status("mig").state == jobs.State.RUNNING
+    await asyncio.to_thread(wait_lines, a.manager.stdout_path("mig"), seg1 + 10)
+    a.manager.kill("mig")
+    # a's file holds the first and third stretches, b's the second: every number once, in order.
+    a_numbers = all_numbers(a.manager.stdout_path("mig"))
+    b_numbers = all_numbers(b.manager.stdout_path("mig"))
+    merged = a_numbers[:seg1] + b_numbers + a_numbers[seg1:]
+    assert merged == list(range(len(merged)))
+    assert len(b_numbers) >= 10
+
+
+@pytest.mark.root
+async def test_unauthenticated_client_is_refused(cluster: dict[str, Node], ca: tls.Identity) -> None:
+    b = cluster["3"]
+    anonymous = ssl.create_default_context(cafile=str(ca.cert))  # trusts the server, shows no certificate
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises((aiohttp.ClientError, ssl.SSLError, OSError)):
+            async with session.post(f"{b.url}/migrations", data=b"x" * 100, ssl=anonymous,
+                                    headers={transfer.JOB_HEADER: "evil"}) as resp:
+                await resp.read()
+    assert b.manager.names() == []
+
+
+@pytest.mark.root
+async def test_tampered_stream_is_refused_and_the_job_rolls_back(cluster: dict[str, Node], wait_lines: WaitLines,
+                                                                 tmp_path: pathlib.Path) -> None:
+    a, b = cluster["2"], cluster["3"]
+    # A real set, then tampered with (one byte flipped) and truncated on the way.
+    a.manager.run(jobs.Job(name="evil", args=COUNT))
+    await asyncio.to_thread(wait_lines, a.manager.stdout_path("evil"), 3)
+    ckpt = a.manager.checkpoint("evil", keep_running=False)
+    sender = transfer.Sender(ckpt)
+    stream = bytearray()
+    while chunk := sender.read():
+        stream += chunk
+    sender.close()
+    tampered = bytearray(stream)
+    tampered[len(stream) // 2] ^= 0x01
+    for body in (bytes(tampered), bytes(stream[:-1000])):
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{b.url}/migrations", data=body, headers={transfer.JOB_HEADER: "evil"}, ssl=a.client) as resp:
+            assert resp.status == 400
+            assert "digest mismatch" in (await resp.json())["error"]
+    assert b.manager.names() == []
+    assert not any((b.manager.state_dir / "incoming").iterdir())
+    # The untouched stream is accepted: the refusals above were the check, not a broken sender.
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{b.url}/migrations", data=bytes(stream), headers={transfer.JOB_HEADER: "evil"}, ssl=a.client) as resp:
+        assert resp.status == 200, await resp.text()
+    b.manager.kill("evil")
+    # A migration the peer refuses (here: it already runs a job of that name) rolls back to the source.
+    b.manager.run(jobs.Job(name="roll", args=("sleep", "1000")))
+    a.manager.run(jobs.Job(name="roll", args=COUNT))
+    await asyncio.to_thread(wait_lines, a.manager.stdout_path("roll"), 10)
+    with pytest.raises(migration.MigrationFailed):
+        await migration.migrate(a.manager, "roll", b.url, a.client)
+    assert a.manager.status("roll").state == jobs.State.RUNNING
+    n = len(a.manager.stdout_path("roll").read_text().splitlines())
+    await asyncio.to_thread(wait_lines, a.manager.stdout_path("roll"), n + 10)
+    a.manager.kill("roll")
+    numbers = all_numbers(a.manager.stdout_path("roll"))
+    assert numbers == list(range(len(numbers)))
+
+
+@pytest.mark.root
+async def test_peer_dying_mid_transfer_rolls_back(make_agent: MakeAgent, ca: tls.Identity, tmp_path: pathlib.Path,
+                                                  wait_lines: WaitLines) -> None:
+    """The peer accepts the TLS connection, reads part of the set and dies: the job runs on here."""
+    source = make_agent("src")
+    ident = tls.issue(ca, tmp_path / "tls-src", "src", ("127.0.0.2",))
+    peer_ident = tls.issue(ca, tmp_path / "tls-dead", "dead", ("127.0.0.5",))
+    received = 0
+
+    async def die_midway(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal received
+        while received < 32768:
+            chunk = await reader.read(4096)
+            if not chunk:
+                break
+            received += len(chunk)
+        writer.transport.abort()  # like kill -9: no answer, connection gone
+
+    port = free_port("127.0.0.5")
+    dead = await asyncio.start_server(die_midway, "127.0.0.5", port, ssl=tls.server_context(peer_ident))
+    try:
+        source.run(jobs.Job(name="stay", args=COUNT))
+        await asyncio.to_thread(wait_lines, source.stdout_path("stay"), 10)
+        with pytest.raises(migration.MigrationFailed):
+            await migration.migrate(source, "stay", f"https://127.0.0.5:{port}", tls.client_context(ident))
+    finally:
+        dead.close()
+        await dead.wait_closed()
+    assert received >= 32768  # it really died mid-transfer
+    assert source.status("stay").state == jobs.State.RUNNING
+    n = len(source.stdout_path("stay").read_text().splitlines())
+    await asyncio.to_thread(wait_lines, source.stdout_path("stay"), n + 10)
+    source.kill("stay")
+    numbers = all_numbers(source.stdout_path("stay"))
+    assert numbers == list(range(len(numbers)))
+
+
+@pytest.mark.root
+async def test_lost_answer_is_not_rolled_back_twice(cluster: dict[str, Node], wait_lines: WaitLines) -> None:
+    """The peer restores the job but its answer never arrives: the source asks, and does not restore too."""
+    a, b = cluster["2"], cluster["3"]
+    host, port = b.url.removeprefix("https://").split(":")
+    cut = 100_000  # a set is larger: past this many bytes up, the first connection's answer is dropped
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        drop = connections == 1
+        sent = 0
+        upstream_r, upstream_w = await asyncio.open_connection(host, int(port))
+
+        async def up() -> None:
+            nonlocal sent
+            while data := await reader.read(65536):
+                sent += len(data)
+                upstream_w.write(data)
+                await upstream_w.drain()
+
+        async def down() -> None:
+            while data := await upstream_r.read(65536):
+                if drop and sent > cut:
+                    writer.transport.abort()  # the answer is lost on the way
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        writer.transport.abort()
+        upstream_w.transport.abort()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    proxy_port = free_port(host)
+    proxy = await asyncio.start_server(handle, host, proxy_port)
+    try:
+        a.manager.run(jobs.Job(name="lost", args=COUNT))
+        await asyncio.to_thread(wait_lines, a.manager.stdout_path("lost"), 10)
+        result = await asyncio.wait_for(
+            migration.migrate(a.manager, "lost", f"https://{host}:{proxy_port}", a.client), 120)
+    finally:
+        proxy.close()
+        await asyncio.wait_for(proxy.wait_closed(), 30)
+    assert connections == 2  # the migration (answer cut), then the source's question
+    assert result.bytes_sent > cut
+    assert result.peer_status["state"] == "Running"
+    assert a.manager.status("lost").state == jobs.State.STOPPED  # not restored here as well
+    assert a.manager.runtime.list() == []
+    await asyncio.to_thread(wait_lines, b.manager.stdout_path("lost"), 10)
+    b.manager.kill("lost")
+    merged = all_numbers(a.manager.stdout_path("lost"), b.manager.stdout_path("lost"))
+    assert merged == list(range(len(merged)))
