@@ -72,8 +72,29 @@ def worth(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
     than `min_gain`, and the time saved overall must exceed the migration's cost."""
     if gain(led, job, source, target) <= led.cluster.min_gain:
         return None
-    total = saved(led, job, source, target, pending)
+    total = max(saved(led, job, source, target, pending), levelled(job, source, target, pending, led.now))
     return total if total > cost(job, led.cluster) else None
+
+
+def drain(node: snapshot.NodeView, work: float, reference: snapshot.NodeView) -> float:
+    """Seconds for `node` to finish `work` (seconds of one process on `reference` alone) with every CPU busy."""
+    return work * ledger.unit_time(node, 1.0) / ledger.unit_time(reference, 1.0) / max(node.cpus, 1)
+
+
+def levelled(job: snapshot.JobView, source: snapshot.NodeView, target: snapshot.NodeView,
+             pending: dict[str, float], now: float) -> float:
+    """Seconds by which the move brings the later of the two nodes' finishing times forward.
+
+    When both nodes are busy, moving a process shifts work without changing the sum of the
+    completion times, yet the overloaded node's jobs still finish last: MOSIX levels the load, so
+    the balancer counts what levelling saves. Moving back would make the later time later, so
+    this never invites a ping-pong.
+    """
+    mine = remaining(job, now)
+    work_s, work_t = pending.get(source.name, 0.0), pending.get(target.name, 0.0)
+    before = max(drain(source, work_s, source), drain(target, work_t, source))
+    after = max(drain(source, max(work_s - mine, 0.0), source), drain(target, work_t + mine, source))
+    return before - after
 
 
 def _order(job: snapshot.JobView, now: float) -> tuple[float, str]:

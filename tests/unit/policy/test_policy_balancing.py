@@ -106,3 +106,19 @@ def test_each_job_moves_at_most_once_per_round() -> None:
     nodes = [node(1, load=6)] + [node(i, speed=float(i)) for i in range(2, 6)]
     got = moves(nodes, [running(f"j{i}") for i in range(6)])
     assert len({m[0] for m in got}) == len(got)
+
+
+def test_busy_nodes_are_levelled_as_mosix_does() -> None:
+    """3/2/1 CPU-bound processes on three equal one-CPU nodes: every node is busy, so moving saves no
+    CPU time, but node1's jobs would finish last; one of them moves to node3 (MOSIX levels the load)."""
+    from mosix.policy import decide, snapshot
+
+    nodes = tuple(snapshot.NodeView(name=f"node{i}", number=i, cpus=1, speed=25000, load=load,
+                                    memory_free_mb=20000, memory_total_mb=24000, procs=int(load))
+                  for i, load in ((1, 3.0), (2, 2.0), (3, 1.0)))
+    placed = (("a", "node3", 975.0), ("b", "node2", 976.0), ("c", "node2", 977.0),
+              ("d", "node1", None), ("e", "node1", None), ("f", "node1", None))
+    jobs = tuple(snapshot.JobView(name=n, state=snapshot.JobState.RUNNING, queued=False, node=where, home="node1",
+                                  started_at=972.0, last_migration=moved) for n, where, moved in placed)
+    moves = decide.decide(snapshot.Snapshot(nodes=nodes, jobs=jobs, now=1000.0)).migrations
+    assert [(m.source, m.target) for m in moves] == [("node1", "node3")]
