@@ -78,6 +78,27 @@ def take(argv: list[str], i: int, common: Common, *, allow_output: bool = True) 
     return 0
 
 
+def rest(argv: list[str], common: Common, *, allow_output: bool = True) -> list[str]:
+    """The words that are not shared options, in their order: what the command itself parses."""
+    words: list[str] = []
+    i = 0
+    while i < len(argv):
+        used = take(argv, i, common, allow_output=allow_output)
+        if used:
+            i += used
+        else:
+            words.append(argv[i])
+            i += 1
+    return words
+
+
+def job_id(word: str, example: str = "-J20") -> int:
+    """-J{id}: a job id attached to the flag."""
+    if not word[2:].isdigit():
+        raise usage.UsageError("-J", f"needs a job id attached, e.g. {example} (got {word!r})")
+    return int(word[2:])
+
+
 def here() -> str | None:
     """The node this command runs on, for 'here' in tables: $MOSIX_NODE."""
     return os.environ.get("MOSIX_NODE") or None

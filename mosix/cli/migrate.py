@@ -39,22 +39,13 @@ def parse(argv: list[str]) -> Request:
     opts = common.Common()
     words: list[str] = []
     job_id: int | None = None
-    i = 0
-    while i < len(argv):
-        used = common.take(argv, i, opts, allow_output=False)
-        if used:
-            i += used
-            continue
-        word = argv[i]
+    for word in common.rest(argv, opts, allow_output=False):
         if word.startswith("-J"):
-            if not word[2:].isdigit():
-                raise usage.UsageError("-J", f"needs a job id attached, e.g. -J1 (got {word!r})")
-            job_id = int(word[2:])
+            job_id = common.job_id(word, "-J1")
         elif word.startswith("-"):
             raise usage.UsageError(word, "unknown option")
         else:
             words.append(word)
-        i += 1
     if opts.help:
         return Request(None, None, "help", None, opts)
     want = 1 if job_id is not None else 2

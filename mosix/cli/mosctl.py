@@ -20,17 +20,10 @@ USAGE = (
 
 def parse(argv: list[str]) -> tuple[str, list[str], common.Common]:
     opts = common.Common()
-    words: list[str] = []
-    i = 0
-    while i < len(argv):
-        used = common.take(argv, i, opts)
-        if used:
-            i += used
-            continue
-        if argv[i].startswith("-"):
-            raise usage.UsageError(argv[i], "unknown option")
-        words.append(argv[i])
-        i += 1
+    words = common.rest(argv, opts)
+    for word in words:
+        if word.startswith("-"):
+            raise usage.UsageError(word, "unknown option")
     if opts.help:
         return "help", [], opts
     if not words:

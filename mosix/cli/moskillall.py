@@ -42,24 +42,15 @@ def parse(argv: list[str]) -> Request:
     opts = common.Common()
     req = Request("TERM", None, opts)
     seen_signal = False
-    i = 0
-    while i < len(argv):
-        used = common.take(argv, i, opts, allow_output=False)
-        if used:
-            i += used
-            continue
-        word = argv[i]
+    for word in common.rest(argv, opts, allow_output=False):
         if word.startswith("-J"):
-            if not word[2:].isdigit():
-                raise usage.UsageError("-J", f"needs a job id attached, e.g. -J20 (got {word!r})")
-            req.job_id = int(word[2:])
+            req.job_id = common.job_id(word)
         elif re.match(r"^-[A-Za-z0-9+]+$", word):
             if seen_signal:
                 raise usage.UsageError(word, "give one signal")
             req.signal, seen_signal = signal_name(word), True
         else:
             raise usage.UsageError(word, "unexpected argument" if not word.startswith("-") else "unknown option")
-        i += 1
     return req
 
 

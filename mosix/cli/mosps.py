@@ -39,13 +39,7 @@ class Options:
 def parse(argv: list[str]) -> Options:
     """ps-style: letters may be grouped (-AMn); -J takes the rest of its word (-J20)."""
     opts = Options()
-    i = 0
-    while i < len(argv):
-        used = common.take(argv, i, opts.common)
-        if used:
-            i += used
-            continue
-        word = argv[i]
+    for word in common.rest(argv, opts.common):
         if not word.startswith("-") or word == "-" or word.startswith("--"):
             raise usage.UsageError(word, "unknown option" if word.startswith("-") else "unexpected argument")
         letters = word[1:]
@@ -79,7 +73,6 @@ def parse(argv: list[str]) -> Options:
                 opts.due = True
             else:
                 raise usage.UsageError(flag, "unknown option")
-        i += 1
     if sum((opts.local_only, opts.away_only, opts.guests_only)) > 1:
         raise usage.UsageError("-L", "-L, -O and -V choose different processes: give one")
     return opts

@@ -17,19 +17,13 @@ USAGE = (
 def parse(argv: list[str]) -> tuple[str, common.Common]:
     opts = common.Common()
     mode = ""
-    i = 0
-    while i < len(argv):
-        used = common.take(argv, i, opts)
-        if used:
-            i += used
-            continue
-        if argv[i] in ("-r", "-R"):
-            if mode and mode != argv[i]:
-                raise usage.UsageError(argv[i], "give -r or -R, not both")
-            mode = argv[i]
+    for word in common.rest(argv, opts):
+        if word in ("-r", "-R"):
+            if mode and mode != word:
+                raise usage.UsageError(word, "give -r or -R, not both")
+            mode = word
         else:
-            raise usage.UsageError(argv[i], "unknown option" if argv[i].startswith("-") else "unexpected argument")
-        i += 1
+            raise usage.UsageError(word, "unknown option" if word.startswith("-") else "unexpected argument")
     if opts.help:
         return "help", opts
     if not mode:
