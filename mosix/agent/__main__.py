@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import prometheus_client
 
-from mosix.agent import containers, criu, daemon, images, migration, nodestatus, server, tls
+from mosix.agent import containers, criu, daemon, images, metrics, migration, nodestatus, server, tls
 from mosix.api import job, node
 from mosix.client import client, local
 
@@ -108,13 +108,21 @@ def migrator(api: client.Client, manager: containers.Manager, loop: Loop, contex
         name = daemon.container_name(key)
         peer = f"https://{target.spec.address}:{target.spec.agent_port}"
         api.patch_job_status(key, {"phase": job.Phase.MIGRATING.value, "where": "migrating"})
+        requested = j.spec.migration is not None and j.spec.migration.serial == j.status.observed_migration_serial
+        reason = "Requested" if requested else "Policy"
+        started = time.monotonic()
         try:
             result = loop.run(migration.migrate(manager, name, peer, context))
         except migration.MigrationFailed as e:
+            metrics.FAILURES.labels(reason, me).inc()
             log.warning("job %s stays on %s: %s", key, me, e)
             api.patch_job_status(key, {"phase": job.Phase.RUNNING.value, "where": me, "targetNode": None,
                                        "message": f"migration to {target.name} failed: {e}"})
             return
+        metrics.MIGRATIONS.labels(reason, me).inc()
+        metrics.FREEZE.observe(result.frozen_seconds)
+        metrics.DURATION.observe(time.monotonic() - started)
+        metrics.MOVED.labels(me).inc(result.bytes_sent)
         api.patch_job_status(key, {
             "phase": job.Phase.RUNNING.value, "node": target.name, "where": target.name, "targetNode": None,
             "migrations": j.status.migrations + 1, "lastFreezeMs": round(result.frozen_seconds * 1000, 1),

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mosix.agent import containers, errors, jobs, nodestatus
+from mosix.agent import containers, errors, jobs, metrics, nodestatus
 from mosix.api import job, meta, node
 from mosix.client import client, store
 
@@ -91,6 +91,7 @@ class Agent:
         """Publishes the mosctl status fields."""
         me = self.api.get_node(self.me.name)
         pids, frozen, guests = [], 0, 0
+        running: dict[str, int] = {}
         for j in self.api.jobs():
             if j.status.node != self.me.name or j.status.phase.finished:
                 continue
@@ -101,11 +102,18 @@ class Agent:
                 continue
             if st.state == jobs.State.RUNNING and st.pid:
                 pids.append(st.pid)
+                running[self.api.key(j)] = st.pid
                 guests += (j.status.home_node or self.me.name) != self.me.name
             frozen += st.state == jobs.State.FROZEN
+        before = self.sampler.last_sample
         status = self.sampler.sample(me.spec, nodestatus.JobsHere(pids=pids, frozen=frozen, guests=guests),
                                      queue_up=self._queue_up())
         self.api.store.patch(node.MosixNode, self.me.name, {"status": status.wire()}, status=True)
+        metrics.node_status(self.me.name, status, self.sampler.last_sample - before if before else 0.0)
+        for key, pid in running.items():
+            namespace, _, name = key.rpartition("/")
+            metrics.job(namespace or self.api.store.namespace, name,
+                        *metrics.job_usage(nodestatus.descendants(pid)))
 
     def _queue_up(self) -> bool:
         return self.api.get_cluster().status.leader is not None
@@ -155,6 +163,8 @@ class Agent:
             self._lost(key, j)
             return
         if here.state == jobs.State.EXITED:
+            namespace, _, plain = key.rpartition("/")
+            metrics.forget_job(namespace or self.api.store.namespace, plain)
             code = here.exit_code if here.exit_code is not None else 1
             phase = job.Phase.SUCCEEDED if code == 0 else job.Phase.FAILED
             self._patch(key, {"phase": phase.value, "where": job.where(phase, self.me.name), "exitCode": code,
@@ -219,10 +229,14 @@ class Agent:
 
     def _checkpoint(self, key: str, name: str, j: job.MosixJob, after: job.AfterCheckpoint) -> None:
         keep = after == job.AfterCheckpoint.CONTINUE
+        started = time.monotonic()
         path = self.manager.checkpoint(name, keep_running=keep, reason=after.value.lower())
+        metrics.CHECKPOINT.observe(time.monotonic() - started)
         self._last_checkpoint[name] = time.monotonic()
         sets = [c.wire() for c in j.status.checkpoints if c.name != str(path)]
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        namespace, _, plain = key.rpartition("/")
+        metrics.CHECKPOINT_BYTES.labels(namespace or self.api.store.namespace, plain).set(size)
         sets.append({"name": str(path), "time": now_rfc3339(), "sizeBytes": size}
                     | ({} if self.shared_checkpoints else {"node": self.me.name}))
         patch: dict[str, Any] = {"checkpoints": sets[-50:]}

@@ -34,10 +34,16 @@ class Result:
     peer_status: dict[str, Any]
     frozen_seconds: float  # from the dump's start until the peer confirmed a running restore
     bytes_sent: int
+    total_seconds: float | None = None  # post-copy: from the dump's start until the last page arrived
 
 
-async def migrate(manager: containers.Manager, name: str, peer_url: str, context: ssl.SSLContext) -> Result:
-    """Move a running job to the agent at peer_url (https://127.0.0.N:P)."""
+async def migrate(manager: containers.Manager, name: str, peer_url: str, context: ssl.SSLContext,
+                  lazy: bool = False) -> Result:
+    """Move a running job to the agent at peer_url (https://127.0.0.N:P); lazy: by post-copy."""
+    if lazy:
+        from mosix.agent import postcopy  # it imports this module
+
+        return await postcopy.migrate(manager, name, peer_url, context)
     work = checkpoints.secure_dir(manager.state_dir / "outgoing") / f"{name}-{time.monotonic_ns()}"
     set_dir = work / "set"
     started = time.monotonic()

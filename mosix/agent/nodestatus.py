@@ -126,6 +126,11 @@ class Sampler:
     _io: tuple[int, int] = (0, 0)
     _net: tuple[int, int] = (0, 0)
 
+    @property
+    def last_sample(self) -> float:
+        """When the previous sample was taken (monotonic seconds; 0 before the first)."""
+        return self._last
+
     def sample(self, spec: node.MosixNodeSpec, here: JobsHere, *, queue_up: bool,
                proc: pathlib.Path = PROC) -> node.MosixNodeStatus:
         now = time.monotonic()

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mosix.agent import checkpoints, containers, criu, errors, jobs, migration, transfer
+from mosix.agent import checkpoints, containers, criu, errors, jobs, migration, postcopy, transfer
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ async def _kill(request: web.Request) -> web.Response:
 
 
 async def _migrate(request: web.Request) -> web.Response:
-    """Move the job to the peer agent named in the body ({"peer": "https://127.0.0.N:P"})."""
+    """Move the job to the peer agent named in the body ({"peer": "https://127.0.0.N:P", "lazy": false})."""
     body = await request.json()
     peer = str(body["peer"])
     if not peer.startswith("https://"):
@@ -152,9 +152,10 @@ async def _migrate(request: web.Request) -> web.Response:
     context = request.app.get(CLIENT_TLS)
     if context is None:
         raise errors.AgentError("this agent has no client certificate to migrate with")
-    result = await migration.migrate(request.app[MANAGER], request.match_info["name"], peer, context)
+    result = await migration.migrate(request.app[MANAGER], request.match_info["name"], peer, context,
+                                     lazy=bool(body.get("lazy", False)))
     return web.json_response({"peer_status": result.peer_status, "frozen_seconds": result.frozen_seconds,
-                              "bytes_sent": result.bytes_sent})
+                              "bytes_sent": result.bytes_sent, "total_seconds": result.total_seconds})
 
 
 async def _receive_migration(request: web.Request) -> web.Response:
@@ -178,7 +179,11 @@ async def _receive_migration(request: web.Request) -> web.Response:
         checkpoints.secure_dir(set_dir)
         await asyncio.to_thread(transfer.unpack, tar_path, set_dir)
         tar_path.unlink()
-        status = await asyncio.to_thread(m.restore, name, set_dir)
+        page_server = request.headers.get(postcopy.LAZY_HEADER)
+        if page_server:
+            status = await asyncio.to_thread(postcopy.restore, m, name, set_dir, page_server)
+        else:
+            status = await asyncio.to_thread(m.restore, name, set_dir)
         request.app[RESTORED][digest] = name
         log.info("restored %s migrated from %s", name, _peer(request))
         return web.json_response(status.to_dict())

@@ -1,0 +1,446 @@
+"""Post-copy migration: the job restarts on the peer before its memory has moved; CRIU's lazy pages
+bring the rest over a mutually authenticated TLS stream from the source's page server.
+
+Source (`migrate`):
+ 1. pause the job, drain its output, copy its writable layer (as a stop-and-copy dump does);
+ 2. `runc checkpoint --lazy-pages --page-server ADDR:PORT --status-fd FD`: CRIU writes every image
+    but the lazy memory, says so on FD, and serves the memory from the still-frozen processes;
+ 3. send the set (without that memory: small) to the peer as a lazy migration (`LAZY_HEADER`
+    names the page server); the peer answers 200 once the job runs there (the freeze ends);
+ 4. wait until `runc checkpoint` exits: every page has been pulled, CRIU has killed the frozen
+    processes. Only then does the source forget the job.
+Destination (`restore`): `criu lazy-pages --page-server --address --port -D images`, then
+`runc restore --lazy-pages`; the daemon fetches faulted pages first and the rest in the
+background, and exits when all have arrived.
+
+The transaction: until the last page is across, the source's processes exist, frozen. If the
+peer refuses or the page stream breaks, CRIU's dump fails and thaws them (`cr_dump_finish`), so
+the job runs on here; a peer that had restored it is told to kill its copy.
+
+TLS: runc has no flag for CRIU's `--tls*` options, so the source's CRIU gets them from a config
+file named in `CRIU_CONFIG_FILE` (CRIU reads it in RPC mode too); the lazy-pages daemon takes
+them on its command line. Both present certificates of the cluster CA and check the other's.
+Each agent must be `enable`d with its TLS files and address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime
+import ipaddress
+import logging
+import os
+import pathlib
+import queue
+import select
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import weakref
+from typing import Any
+
+import aiohttp
+
+from mosix.agent import checkpoints, containers, errors, jobs, migration, runc, tls, transfer
+
+log = logging.getLogger(__name__)
+
+LAZY_HEADER = "X-Mosix-Lazy-Pages"  # ADDRESS:PORT of the source's page server
+READY_TIMEOUT = 120.0  # for CRIU to write the non-lazy images
+PAGES_TIMEOUT = 3600.0  # for all pages to cross (a few GiB at ~200 MB/s is well inside)
+
+
+class PostCopyFailed(errors.AgentError):
+    """The post-copy migration did not happen; the job runs on the source."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """What post-copy needs to know about an agent besides its manager."""
+
+    identity: tls.Identity
+    address: str
+
+
+_nodes: weakref.WeakKeyDictionary[containers.Manager, Node] = weakref.WeakKeyDictionary()
+
+
+def enable(manager: containers.Manager, identity: tls.Identity, address: str) -> None:
+    """Let this agent migrate by post-copy and receive such migrations: its TLS files and the
+    address its page servers listen on (the agent's own, 127.0.0.N locally)."""
+    _nodes[manager] = Node(identity, address)
+
+
+def node_of(manager: containers.Manager) -> Node:
+    """The agent's post-copy settings; AgentError if it was never enabled."""
+    node = _nodes.get(manager)
+    if node is None:
+        raise errors.AgentError("post-copy is not enabled on this agent (postcopy.enable with its TLS files)")
+    return node
+
+
+def tls_options(identity: tls.Identity) -> list[str]:
+    """CRIU's TLS options for the cluster CA and this agent's certificate."""
+    return ["--tls", "--tls-cacert", str(identity.ca), "--tls-cert", str(identity.cert),
+            "--tls-key", str(identity.key)]
+
+
+def write_criu_config(path: pathlib.Path, identity: tls.Identity) -> pathlib.Path:
+    """A CRIU config file (0600) switching on TLS with these files, for a CRIU run by runc."""
+    text = f"tls\ntls-cacert {identity.ca}\ntls-cert {identity.cert}\ntls-key {identity.key}\n"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
+
+
+def free_port(address: str) -> int:
+    """A TCP port free on address now (the page server binds it a moment later)."""
+    with socket.socket() as s:
+        s.bind((address, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# --- source ------------------------------------------------------------------------------------------
+
+
+class LazyDump:
+    """One job's lazy checkpoint on the source: holds the job's lock from `start` to `finish`/`abort`,
+    so nothing else (and not the reaper) touches the job while its frozen processes serve pages."""
+
+    def __init__(self, manager: containers.Manager, name: str, set_dir: pathlib.Path, node: Node) -> None:
+        self.manager = manager
+        self.name = name
+        self.set_dir = set_dir
+        self.node = node
+        self.port = free_port(node.address)
+        self._entry = manager._get(name)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._work: pathlib.Path | None = None
+        self._decision: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.done: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        threading.Thread(target=self.run, name=f"post-copy {name}", daemon=True).start()
+
+    @property
+    def page_server(self) -> str:
+        """ADDRESS:PORT of the page server."""
+        return f"{self.node.address}:{self.port}"
+
+    def run(self) -> None:
+        """In a thread of its own (the job's lock is held by one thread from start to end): dump,
+        report `ready`, wait for `decide(True)` (the peer runs the job: serve the pages) or
+        `decide(False)` (abort), and report the outcome in `done`."""
+        e = self._entry
+        with e.lock:
+            try:
+                self._start(e)
+            except BaseException as err:
+                self._resume()
+                self._cleanup()
+                self.ready.set_exception(err)
+                return
+            self.ready.set_result(None)
+            try:
+                if self._decision.get():
+                    self.done.set_result(self._finish())
+                else:
+                    self.done.set_result(self._abort())
+            except BaseException as err:
+                self.done.set_exception(err)
+            finally:
+                self._cleanup()
+
+    def decide(self, proceed: bool) -> None:
+        """The peer runs the job (True: let the pages go) or will not (False: thaw it here)."""
+        self._decision.put(proceed)
+
+    def _start(self, e: Any) -> None:
+        m = self.manager
+        if e.state != jobs.State.RUNNING:
+            raise errors.JobError(f"job {self.name} is {e.state.value.lower()}, not running")
+        checkpoints.secure_dir(self.set_dir.parent)
+        staging = checkpoints.staging_for(self.set_dir)
+        self._work = m._scratch(f"lazy-dump-{self.name}")
+        config = write_criu_config(self._work / "criu-tls.conf", self.node.identity)
+        m.runtime.pause(self.name)
+        offsets = m._logical_offsets(e, [p.drain() for p in e.pumps])
+        checkpoints.copy_tree(e.dir / "upper", staging / checkpoints.UPPER)
+        status_r, status_w = os.pipe()
+        started = time.monotonic()
+        try:
+            self._proc = subprocess.Popen(
+                [m.runtime.binary, "--root", str(m.runtime.root), "checkpoint", "--lazy-pages",
+                 "--page-server", self.page_server, "--status-fd", str(status_w),
+                 "--image-path", str(staging / checkpoints.IMAGES), "--work-path", str(self._work), self.name],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                pass_fds=(status_w,), env={**os.environ, "CRIU_CONFIG_FILE": str(config)})
+        finally:
+            os.close(status_w)
+        try:
+            ready = _wait_ready(status_r, self._proc, READY_TIMEOUT)
+        finally:
+            os.close(status_r)
+        if not ready:
+            self._proc.kill()
+            _, err = self._proc.communicate()
+            raise runc.Refused(["checkpoint", "--lazy-pages", self.name], self._proc.returncode or -1,
+                               err.decode(errors="replace") + self._criu_log())
+        meta = checkpoints.Meta(
+            job=e.job.to_dict(), serial=1, time=datetime.datetime.now(datetime.UTC).isoformat(),
+            node=m.node, reason="migration:post-copy", stdout_offset=offsets[0], stderr_offset=offsets[1],
+            image_digest=e.image_digest, dump_seconds=round(time.monotonic() - started, 4))
+        checkpoints.publish(staging, self.set_dir, meta)
+
+    def _finish(self, timeout: float = PAGES_TIMEOUT) -> bool:
+        """Wait until the page server is done. True: every page crossed and CRIU ended the processes
+        here (the job is gone from this agent). False: the stream broke and the job runs on here."""
+        assert self._proc is not None
+        try:
+            _, err = self._proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            _, err = self._proc.communicate()
+        if self._proc.returncode != 0:
+            log.warning("post-copy of %s: page server failed (%s): %s%s", self.name, self._proc.returncode,
+                        err.decode(errors="replace").strip(), self._criu_log())
+            self._resume()
+            return False
+        self._let_go()
+        return True
+
+    def _abort(self) -> bool:
+        """The peer's answer was a refusal or never came: make CRIU's dump fail so it thaws the job
+        here. True if it could not, because a lazy-pages daemon had already taken every page (the
+        peer runs the job and only its answer was lost): then the job has left, as on success."""
+        assert self._proc is not None
+        if self._proc.poll() is None:
+            # A connection that is not a TLS lazy-pages client ends a waiting page server with an
+            # error, and CRIU's dump then resumes the processes (cr_dump_finish). If the peer's
+            # daemon is already connected, this one waits unanswered and the page stream decides.
+            with contextlib.suppress(OSError), socket.create_connection((self.node.address, self.port), 5) as s:
+                s.sendall(b"\0" * 64)
+        try:
+            self._proc.communicate(timeout=PAGES_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()  # CRIU gone: ptrace releases the processes, the freezer holds them
+            self._proc.communicate()
+        if self._proc.returncode == 0:
+            self._let_go()
+            return True
+        self._resume()
+        return False
+
+    def _let_go(self) -> None:
+        """Every page crossed and CRIU ended the processes here: forget the container."""
+        e = self._entry
+        e.state = jobs.State.STOPPED  # before the reaper may look: not an exit
+        e.generation += 1
+        for p in e.pumps:
+            p.wait(10)
+        self.manager._finish_container(e)
+        self.manager._teardown_layer(e)
+
+    def _resume(self) -> None:
+        with contextlib.suppress(runc.RuncError):
+            if self.manager.runtime.state(self.name).status == "paused":
+                self.manager.runtime.resume(self.name)
+
+    def _criu_log(self) -> str:
+        if self._work is None:
+            return ""
+        path = self._work / "dump.log"
+        with contextlib.suppress(OSError):
+            return "\n" + "\n".join(path.read_text(errors="replace").splitlines()[-15:])
+        return ""
+
+    def _cleanup(self) -> None:
+        if self._work is not None:
+            shutil.rmtree(self._work, ignore_errors=True)
+            self._work = None
+
+
+def _wait_ready(fd: int, proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether CRIU wrote its ready byte on the status fd before runc exited or time ran out."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        readable, _, _ = select.select([fd], [], [], min(left, 0.5))
+        if readable:
+            return os.read(fd, 1) == b"\0"
+        if proc.poll() is not None:
+            return False
+    return False
+
+
+async def migrate(manager: containers.Manager, name: str, peer_url: str, context: ssl.SSLContext) -> migration.Result:
+    """Move a running job to the agent at peer_url by post-copy (see the module's doc)."""
+    node = node_of(manager)
+    work = checkpoints.secure_dir(manager.state_dir / "outgoing") / f"{name}-lazy-{time.monotonic_ns()}"
+    set_dir = work / "set"
+    started = time.monotonic()
+    dump = LazyDump(manager, name, set_dir, node)
+    try:
+        await asyncio.wrap_future(dump.ready)
+    except errors.AgentError as e:
+        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(e, errors.JobError):
+            raise
+        raise migration.MigrationFailed(f"post-copy of {name}: the lazy dump failed, the job runs on: {e}") from e
+    sender = transfer.Sender(set_dir)
+    try:
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{peer_url}/migrations", data=migration._chunks(sender), ssl=context,
+                headers={transfer.JOB_HEADER: name, LAZY_HEADER: dump.page_server}) as resp:
+            body: dict[str, Any] = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise migration.MigrationFailed(f"{peer_url} refused {name}: {resp.status} {body.get('error')}")
+    except BaseException as e:
+        dump.decide(False)
+        if await asyncio.wrap_future(dump.done):
+            log.warning("post-copy of %s to %s: answer lost (%s) but the peer took every page", name, peer_url, e)
+            shutil.rmtree(work, ignore_errors=True)
+            return migration.Result(peer_status={"state": "Running", "name": name},
+                                    frozen_seconds=time.monotonic() - started, bytes_sent=sender.sent,
+                                    total_seconds=time.monotonic() - started)
+        log.warning("post-copy of %s to %s failed before the peer ran it (%s): it runs on here", name, peer_url, e)
+        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(e, (aiohttp.ClientError, OSError, errors.AgentError, TimeoutError)):
+            raise migration.MigrationFailed(f"post-copy of {name} to {peer_url} failed: {e}") from e
+        raise
+    finally:
+        sender.close()
+    frozen = time.monotonic() - started
+    dump.decide(True)
+    done = await asyncio.wrap_future(dump.done)
+    shutil.rmtree(work, ignore_errors=True)
+    if not done:
+        # The job thawed here: the peer's copy lacks pages and must not run on.
+        with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session, session.post(
+                    f"{peer_url}/jobs/{name}/kill", ssl=context) as resp:
+                await resp.read()
+        raise migration.MigrationFailed(f"post-copy of {name} to {peer_url}: the page stream broke; "
+                                        "the job runs on the source")
+    return migration.Result(peer_status=body, frozen_seconds=frozen, bytes_sent=sender.sent,
+                            total_seconds=time.monotonic() - started)
+
+
+# --- destination ---------------------------------------------------------------------------------------
+
+
+def restore(manager: containers.Manager, name: str, set_dir: pathlib.Path, page_server: str) -> jobs.Status:
+    """Restore a job from a lazy set, its memory fetched from page_server (ADDRESS:PORT) as it is used.
+
+    The set is moved aside (the caller's directory is left empty) and deleted once the lazy-pages
+    daemon has every page and exits.
+    """
+    node = node_of(manager)
+    address, _, port_text = page_server.rpartition(":")
+    ipaddress.ip_address(address)  # ValueError (a 400 answer) unless an IP address
+    port = int(port_text)
+    meta = checkpoints.read_meta(set_dir)
+    job = dataclasses.replace(jobs.Job.from_dict(meta.job), name=name)
+    lazy_dir = checkpoints.secure_dir(manager.state_dir / "lazy") / f"{name}-{time.monotonic_ns()}"
+    os.rename(set_dir, lazy_dir)
+    images_dir = lazy_dir / checkpoints.IMAGES
+    work = checkpoints.secure_dir(lazy_dir / "work")
+    daemon = subprocess.Popen(
+        ["criu", "lazy-pages", "--page-server", "--address", address, "--port", str(port),
+         "-D", str(images_dir), "-W", str(work), "-o", "lazy-pages.log", "-v2", *tls_options(node.identity)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        status = _restore_lazily(manager, name, job=job, meta=meta, lazy_dir=lazy_dir, work=work, daemon=daemon)
+    except BaseException:
+        if daemon.poll() is None:
+            daemon.kill()
+        daemon.communicate()
+        shutil.rmtree(lazy_dir, ignore_errors=True)
+        raise
+    threading.Thread(target=_await_pages, args=(name, daemon, lazy_dir), name=f"lazy-pages {name}",
+                     daemon=True).start()
+    return status
+
+
+def _restore_lazily(manager: containers.Manager, name: str, *, job: jobs.Job, meta: checkpoints.Meta,
+                    lazy_dir: pathlib.Path, work: pathlib.Path, daemon: subprocess.Popen[bytes]) -> jobs.Status:
+    """Manager.restore, with `runc restore --lazy-pages` against the daemon's socket in `work`."""
+    socket_path = work / "lazy-pages.socket"
+    deadline = time.monotonic() + 30
+    while not socket_path.exists():
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            raise errors.CheckpointError(f"criu lazy-pages did not start: {_tail(work / 'lazy-pages.log')}")
+        time.sleep(0.005)
+    m = manager
+    with m._lock:
+        e = m._entries.get(name)
+        if e is None:
+            e = containers._Entry(job=job, dir=m._job_dir(name))
+            m._entries[name] = e
+    with e.lock:
+        if e.state == jobs.State.RUNNING:
+            raise errors.JobError(f"job {name} is running here: kill it before restoring")
+        e.job = job
+        image = m.cache.resolve(job.image)
+        if meta.image_digest and image.identity != meta.image_digest:
+            raise errors.CheckpointError(f"the set was taken on image {meta.image_digest}, "
+                                         f"{job.image} is now {image.identity}")
+        e.image_digest = image.identity
+        m._teardown_layer(e)
+        m._prepare(e, image.rootfs, upper_from=lazy_dir / checkpoints.UPPER)
+        m._cut_output(e, {"stdout": meta.stdout_offset, "stderr": meta.stderr_offset})
+        (e.dir / "exit_code").unlink(missing_ok=True)
+        images_dir = lazy_dir / checkpoints.IMAGES
+        m._start(e, lambda stdio: _runc_restore_lazy(m.runtime, name, e.dir / "bundle", images_dir=images_dir,
+                                                           work=work, stdio=stdio))
+        e.freeze_reason = None
+    return m.status(name)
+
+
+def _runc_restore_lazy(runtime: runc.Runtime, name: str, bundle: pathlib.Path, *, images_dir: pathlib.Path,
+                       work: pathlib.Path, stdio: runc.Stdio) -> int:
+    """`runc restore --lazy-pages --detach`, the restored process re-attached to stdio. Its pid."""
+    runtime.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pid_file = runtime.root / f"{name}.pid"
+    pid_file.unlink(missing_ok=True)
+    log_file = runtime.root / f"restore-{name}.log"
+    cmd = [runtime.binary, "--root", str(runtime.root), "--log", str(log_file), "restore", "--detach",
+           "--lazy-pages", "--pid-file", str(pid_file), "--image-path", str(images_dir), "--work-path", str(work),
+           "--bundle", str(bundle), name]
+    proc = subprocess.run(cmd, stdin=stdio.stdin, stdout=stdio.stdout, stderr=stdio.stderr, check=False)
+    err = _tail(log_file)
+    log_file.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        raise runc.Refused(cmd[3:], proc.returncode, err + "\n" + _tail(work / "restore.log"))
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError) as e:
+        raise runc.NotRunnable(f"runc restore left no pid in {pid_file}: {e}") from e
+    pid_file.unlink(missing_ok=True)
+    return pid
+
+
+def _await_pages(name: str, daemon: subprocess.Popen[bytes], lazy_dir: pathlib.Path) -> None:
+    """The lazy-pages daemon exits once every page is here; then the set goes."""
+    try:
+        _, err = daemon.communicate()
+        if daemon.returncode != 0:
+            log.warning("lazy pages of %s: criu lazy-pages exited %s: %s %s", name, daemon.returncode,
+                        err.decode(errors="replace").strip(), _tail(lazy_dir / "work" / "lazy-pages.log"))
+        else:
+            log.info("lazy pages of %s: all pages arrived", name)
+    finally:
+        shutil.rmtree(lazy_dir, ignore_errors=True)
+
+
+def _tail(path: pathlib.Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
