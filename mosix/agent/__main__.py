@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     runner = loop.run(server.serve(manager, args.address, args.port, tls.server_context(ident), client_ctx))
     log.info("agent %s serving on https://%s:%d", args.node_name, args.address, args.port)
     if args.metrics_port:
+        for reason in ("Requested", "Policy"):  # zero series from the start, so rates and alerts have data
+            metrics.MIGRATIONS.labels(reason, args.node_name)
+            metrics.FAILURES.labels(reason, args.node_name)
+        metrics.MOVED.labels(args.node_name)
         prometheus_client.start_http_server(args.metrics_port, addr=args.address)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -58,7 +59,7 @@ class LocalStore:
     def init(self) -> None:
         """Creates the database (mosix up)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        with sqlite3.connect(self.path) as conn:
+        with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:  # closing: sqlite3's own `with` only commits
             conn.executescript(SCHEMA)
 
     def _ns(self, resource: store.Resource) -> str:
