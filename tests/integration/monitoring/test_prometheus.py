@@ -155,6 +155,6 @@ def test_prometheus_scrapes_the_cluster_and_answers_every_dashboard_and_alert_qu
 def _ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
     except OSError:
         return False
