@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import prometheus_client
 
-from mosix.agent import containers, criu, daemon, images, metrics, migration, nodestatus, server, tls
+from mosix.agent import containers, criu, daemon, homeio, images, metrics, migration, nodestatus, server, tls
 from mosix.api import job, node
 from mosix.client import client, local
 
@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     state = args.state_dir or pathlib.Path("/var/lib/mosix/agent") / args.node_name
     manager = containers.Manager(state, images.Cache(args.image_cache), node=args.node_name)
     loop = Loop()
-    runner = loop.run(server.serve(manager, args.address, args.port, tls.server_context(ident), client_ctx))
+    home = homeio.HomeOutput(state / "home")
+    runner = loop.run(server.serve(manager, args.address, args.port, tls.server_context(ident), client_ctx,
+                                   home=home))
     log.info("agent %s serving on https://%s:%d", args.node_name, args.address, args.port)
     if args.metrics_port:
         for reason in ("Requested", "Policy"):  # zero series from the start, so rates and alerts have data
@@ -174,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             sampler = nodestatus.Sampler(cpus=args.cpus or nodestatus.default_cpus(),
                                          speed=args.speed or nodestatus.measure_speed())
             agent = daemon.Agent(api, manager, me, sampler, migrator(api, manager, loop, client_ctx, args.node_name),
-                                 shared_checkpoints=args.shared_checkpoints)
+                                 shared_checkpoints=args.shared_checkpoints, home=home,
+                                 remote_sink=lambda n: homeio.remote(n.spec.address, n.spec.agent_port, client_ctx))
             daemon.serve(agent, stop)
     finally:
         start = time.monotonic()

@@ -311,6 +311,14 @@ class Manager:
     # Output stretches: stream.json maps each stream to [file offset, logical offset] where the
     # present stretch of the local file began (run: [0, 0]; a restore starts a new stretch).
 
+    def output_stretch(self, name: str, stream: str) -> tuple[int, int, pathlib.Path]:
+        """Where the present run of the job's output lives here: (logical offset it starts at, file
+        offset it starts at, the file), so output can be sent home at logical offsets."""
+        e = self._get(name)
+        with e.lock:
+            file_start, logical_start = self._stretches(e)[stream]
+            return logical_start, file_start, e.dir / stream
+
     def _stretches(self, e: _Entry) -> dict[str, list[int]]:
         try:
             d = json.loads((e.dir / "stream.json").read_text())

@@ -17,13 +17,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mosix.agent import containers, errors, jobs, metrics, nodestatus
+from mosix.agent import containers, errors, homeio, jobs, metrics, nodestatus
 from mosix.api import job, meta, node
 from mosix.client import client, store
 
 log = logging.getLogger("mosix.agent")
 
 Migrate = Callable[[str, job.MosixJob, node.MosixNode], None]
+SinkFor = Callable[[node.MosixNode], homeio.Sink]
 
 
 def now_rfc3339() -> str:
@@ -59,7 +60,8 @@ class Agent:
     """One node's agent over a store (Kubernetes or the local cluster)."""
 
     def __init__(self, api: client.Client, manager: containers.Manager, me: Identity, sampler: nodestatus.Sampler,
-                 migrate: Migrate | None = None, *, shared_checkpoints: bool = False) -> None:
+                 migrate: Migrate | None = None, *, shared_checkpoints: bool = False,
+                 home: homeio.HomeOutput | None = None, remote_sink: SinkFor | None = None) -> None:
         self.api = api
         self.manager = manager
         self.me = me
@@ -67,6 +69,10 @@ class Agent:
         self.migrate = migrate
         self.shared_checkpoints = shared_checkpoints  # every node reads this agent's checkpoint sets
         self._last_checkpoint: dict[str, float] = {}
+        self.home = home or homeio.HomeOutput(manager.state_dir / "home")
+        self.remote_sink = remote_sink
+        self.forwarder = homeio.Forwarder()
+        self._ran: dict[str, tuple[str, str]] = {}  # container name → (job key, home node): whose output to send
 
     # --- the node -----------------------------------------------------------------------
 
@@ -120,8 +126,38 @@ class Agent:
 
     # --- the jobs -----------------------------------------------------------------------
 
+    def _sink(self, home: str) -> homeio.Sink:
+        if home == self.me.name or self.remote_sink is None:
+            return self.home.append
+        return self.remote_sink(self.api.get_node(home))
+
+    def send_output(self, name: str) -> bool:
+        """Sends the job's new output to its home node; True when home has all of it."""
+        key, home = self._ran[name]
+        try:
+            return self.forwarder.push(self.manager, name, key, self._sink(home))
+        except (errors.AgentError, OSError, store.StoreError) as e:
+            log.warning("output of %s not sent to %s yet: %s", key, home, e)
+            return False
+
+    def _send_all(self, placed_here: set[str]) -> None:
+        """Output of every job run here goes home; a job that left for another node is forgotten once
+        home has all of the output it wrote here."""
+        for name in list(self._ran):
+            st = self._known(name)
+            if st is None:
+                del self._ran[name]
+                continue
+            done = self.send_output(name)
+            if done and st.state == jobs.State.STOPPED and name not in placed_here:
+                self.manager.remove(name)
+                self.forwarder.forget(name)
+                del self._ran[name]
+
     def reconcile(self) -> None:
         """One pass over the jobs placed here."""
+        placed_here = {container_name(self.api.key(j)) for j in self.api.jobs() if j.status.node == self.me.name}
+        self._send_all(placed_here)
         for j in self.api.jobs():
             if j.status.node != self.me.name or (j.status.phase.finished and not j.metadata.deletion_timestamp):
                 continue
@@ -163,6 +199,8 @@ class Agent:
             self._lost(key, j)
             return
         if here.state == jobs.State.EXITED:
+            if name in self._ran and not self.send_output(name):
+                return  # finished only once home has every line
             namespace, _, plain = key.rpartition("/")
             metrics.forget_job(namespace or self.api.store.namespace, plain)
             code = here.exit_code if here.exit_code is not None else 1
@@ -171,6 +209,7 @@ class Agent:
                               "completionTime": now_rfc3339(), "targetNode": None})
             return
         if here.state == jobs.State.RUNNING:
+            self._ran.setdefault(name, (key, j.status.home_node or self.me.name))
             self._running(key, name, j)
         elif here.state == jobs.State.FROZEN and st.frozen is None:
             self.manager.continue_(name)
@@ -192,6 +231,7 @@ class Agent:
         else:
             started = self.manager.run(job_record(name, j), checkpoint_base=base, max_sets=max_sets)
         self._last_checkpoint[name] = time.monotonic()
+        self._ran[name] = (key, j.status.home_node or self.me.name)
         self._patch(key, {"phase": job.Phase.RUNNING.value, "where": self.me.name, "origPid": started.pid,
                           "startTime": j.status.start_time or now_rfc3339(), "restoreFrom": None,
                           "homeNode": j.status.home_node or self.me.name, "message": None})

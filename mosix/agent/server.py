@@ -16,19 +16,23 @@ from typing import Any
 
 from aiohttp import web
 
-from mosix.agent import checkpoints, containers, criu, errors, jobs, migration, postcopy, transfer
+from mosix.agent import checkpoints, containers, criu, errors, homeio, jobs, migration, postcopy, transfer
 
 log = logging.getLogger(__name__)
 
 MANAGER: web.AppKey[containers.Manager] = web.AppKey("manager", containers.Manager)
 CLIENT_TLS: web.AppKey[ssl.SSLContext] = web.AppKey("client_tls", ssl.SSLContext)
 RESTORED: web.AppKey[dict[str, str]] = web.AppKey("restored", dict)  # set digest -> job name
+HOME: web.AppKey[homeio.HomeOutput] = web.AppKey("home", homeio.HomeOutput)
 
 
-def app(manager: containers.Manager, client_context: ssl.SSLContext | None = None) -> web.Application:
-    """The aiohttp application serving one agent; client_context lets it migrate jobs to peers."""
-    a = web.Application(middlewares=[_errors])
+def app(manager: containers.Manager, client_context: ssl.SSLContext | None = None,
+        home: homeio.HomeOutput | None = None) -> web.Application:
+    """The aiohttp application serving one agent; client_context lets it migrate jobs to peers, and
+    `home` keeps the output of the jobs whose home this node is."""
+    a = web.Application(middlewares=[_errors], client_max_size=2 * homeio.CHUNK)
     a[MANAGER] = manager
+    a[HOME] = home or homeio.HomeOutput(manager.state_dir / "home")
     a[RESTORED] = {}
     if client_context is not None:
         a[CLIENT_TLS] = client_context
@@ -45,14 +49,17 @@ def app(manager: containers.Manager, client_context: ssl.SSLContext | None = Non
         web.post("/inspect", _inspect),
         web.post("/migrations", _receive_migration),
         web.get("/migrations/{digest}", _migration_status),
+        web.post("/output", _output_in),
+        web.get("/output", _output_out),
     ])
     return a
 
 
 async def serve(manager: containers.Manager, address: str, port: int, context: ssl.SSLContext,
-                client_context: ssl.SSLContext | None = None) -> web.AppRunner:
+                client_context: ssl.SSLContext | None = None, *,
+                home: homeio.HomeOutput | None = None) -> web.AppRunner:
     """Start serving on address:port; the caller keeps the runner and calls `cleanup()` to stop."""
-    runner = web.AppRunner(app(manager, client_context), access_log=None)
+    runner = web.AppRunner(app(manager, client_context, home), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, address, port, ssl_context=context).start()
     return runner
@@ -124,6 +131,26 @@ async def _restore(request: web.Request) -> web.Response:
     status = await asyncio.to_thread(request.app[MANAGER].restore, request.match_info["name"],
                                      pathlib.Path(str(body["set"])), remap)
     return web.json_response(status.to_dict())
+
+
+async def _output_in(request: web.Request) -> web.Response:
+    """A running job's output arriving home: ?key=&stream=&offset=&first=, the bytes as the body."""
+    q = request.query
+    data = await request.read()
+    try:
+        size = await asyncio.to_thread(request.app[HOME].append, q["key"], q["stream"], int(q["offset"]), data,
+                                       q.get("first") == "1")
+    except homeio.Gap as gap:
+        return web.json_response({"error": str(gap), "size": gap.size}, status=409)
+    return web.json_response({"size": size})
+
+
+async def _output_out(request: web.Request) -> web.Response:
+    """A job's output kept here, from ?offset= (for followers on other machines)."""
+    q = request.query
+    data = await asyncio.to_thread(request.app[HOME].read, q["key"], q.get("stream", "stdout"),
+                                   int(q.get("offset", "0")))
+    return web.Response(body=data, content_type="application/octet-stream")
 
 
 async def _inspect(request: web.Request) -> web.Response:

@@ -6,13 +6,18 @@ import argparse
 import datetime
 import sys
 
-from mosix.cli import common, nodestate, output
+from mosix.cli import common, logs, nodestate, output, usage
 from mosix.client import local
 from mosix.local import cluster
 
 
 def _layout(args: argparse.Namespace) -> cluster.Layout:
     return cluster.Layout(args.state or local.default_state_dir())
+
+
+def _logs(name: str, follow: bool) -> int:
+    logs.follow(common.Common().connect(), name, until_finished=follow)
+    return 0
 
 
 def show_nodes() -> int:
@@ -44,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop the local cluster (its jobs and queue stay in the store)")
     sub.add_parser("status", help="which processes of the local cluster are running")
     sub.add_parser("nodes", help="the nodes and their load, memory and processes, once (like mon)")
+    show = sub.add_parser("logs", help="a job's output, as its home node keeps it")
+    show.add_argument("job", help="the job's id (its name)")
+    show.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
     args = parser.parse_args(argv)
     if args.command == "up" and not 1 <= args.nodes <= 254:
         parser.error("--nodes: must be 1-254 (node N listens on 127.0.0.N)")
@@ -62,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "nodes":
         return show_nodes()
+    if args.command == "logs":
+        return usage.run("mosix logs", "usage: mosix logs JOB [-f]",
+                         lambda _: _logs(args.job, args.follow), [])
     procs = cluster.running(layout)
     for name, pid in procs.items():
         print(f"{name}\t{pid}")

@@ -20,8 +20,8 @@ from collections.abc import Callable
 import pydantic
 
 from mosix.api import job
-from mosix.cli import common, usage
-from mosix.client import client
+from mosix.cli import common, logs, usage
+from mosix.client import client, local
 
 USAGE = (
     """usage: mosrun [options] program [arguments]
@@ -315,15 +315,16 @@ def parse(
     return req
 
 
-def follow(api: client.Client, name: str, poll: float = 0.5) -> int:
-    """Waits for the job to finish and returns its exit code (foreground mosrun)."""
-    while True:
-        current = api.get_job(name)
-        if current.status.phase.finished:
-            if current.status.message and current.status.phase == job.Phase.FAILED:
-                print(f"mosrun: {current.status.message}", file=sys.stderr)
-            return current.status.exit_code if current.status.exit_code is not None else 1
-        time.sleep(poll)
+def follow(api: client.Client, name: str) -> int:
+    """Foreground mosrun: the job's output as it arrives home, then its exit code."""
+    if isinstance(api.store, local.LocalStore):
+        current = logs.follow(api, name)
+    else:  # on Kubernetes the output stays with the home agent: wait for the exit code
+        while not (current := api.get_job(name)).status.phase.finished:
+            time.sleep(0.5)
+    if current.status.message and current.status.phase == job.Phase.FAILED:
+        print(f"mosrun: {current.status.message}", file=sys.stderr)
+    return current.status.exit_code if current.status.exit_code is not None else 1
 
 
 def inspect(checkpoint: str) -> int:

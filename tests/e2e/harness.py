@@ -93,11 +93,11 @@ class Cluster:
         """Node `number`'s agent on 127.0.0.N, pointed at this cluster's store."""
         # All agents of a test share this machine's disk, so their checkpoints are readable everywhere.
         where = ["--kubeconfig", self.kubeconfig] if self.kubeconfig else ["--local-store", str(self.workdir / "state")]
-        where += ["--shared-checkpoints", "--tls-dir", str(self.workdir / "nodes" / f"node{number}" / "tls"),
+        where += ["--shared-checkpoints", "--tls-dir", str(self.workdir / "state" / "nodes" / f"node{number}" / "tls"),
                   "--issue-from", str(self.ca)]
         argv = [sys.executable, "-m", "mosix.agent", "--node-name", f"node{number}", "--node-number", str(number),
                 "--address", f"127.0.0.{number}", "--metrics-port", "0", "--cpus", "1", "--speed", "1000",
-                "--state-dir", str(self.workdir / "nodes" / f"node{number}"), *where]
+                "--state-dir", str(self.workdir / "state" / "nodes" / f"node{number}"), *where]
         log = (self.workdir / f"agent-{number}.log").open("ab")
         self.agents[number] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                                stdin=subprocess.DEVNULL, start_new_session=True)
@@ -122,7 +122,7 @@ class Cluster:
         for number in list(self.agents):
             self.kill_agent(number, signal.SIGTERM)
         self.stop_control_plane()
-        for root in self.workdir.glob("nodes/*/runc"):
+        for root in self.workdir.glob("state/nodes/*/runc"):
             listed = subprocess.run(["runc", "--root", str(root), "list", "-q"], capture_output=True, text=True,
                                     check=False)
             for container in listed.stdout.split():

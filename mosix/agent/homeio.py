@@ -1,0 +1,149 @@
+"""Home-node output: every job's stdout and stderr kept, whole and in order, by its home node's agent.
+
+The agent running a job pushes the job's new output home, at logical offsets (bytes the job has
+written since it started, wherever it ran), so the home file is one continuous stream across
+migrations, freezes and restores. A restore from an older checkpoint rewinds it: the restored
+process writes that output again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import json
+import os
+import pathlib
+import ssl
+import threading
+import urllib.parse
+from collections.abc import Callable
+
+from mosix.agent import checkpoints, containers, errors
+
+STREAMS = ("stdout", "stderr")
+CHUNK = 1 << 20
+
+
+class Gap(errors.AgentError):
+    """The home lacks output before this offset: an earlier part has not arrived yet."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        super().__init__(f"home has {size} bytes; output must continue from there")
+
+
+def _safe(key: str) -> str:
+    name = key.replace("/", ".")
+    if not name or name.startswith(".") or not all(c.isalnum() or c in "-_." for c in name):
+        raise errors.AgentError(f"bad job key {key!r}")
+    return name
+
+
+class HomeOutput:
+    """The home agent's store of its jobs' output, one file per job and stream (root only)."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root
+        self._lock = threading.Lock()
+
+    def path(self, key: str, stream: str) -> pathlib.Path:
+        if stream not in STREAMS:
+            raise errors.AgentError(f"no stream {stream!r} (stdout or stderr)")
+        return self.root / _safe(key) / stream
+
+    def size(self, key: str, stream: str) -> int:
+        path = self.path(key, stream)
+        return path.stat().st_size if path.exists() else 0
+
+    def append(self, key: str, stream: str, offset: int, data: bytes, first: bool = False) -> int:
+        """Adds output at `offset`; returns the stream's new size. `first` marks the start of a run of
+        output (a start or a restore): output already kept past it is cut, since it will be written again."""
+        path = self.path(key, stream)
+        with self._lock:
+            checkpoints.secure_dir(path.parent)
+            size = path.stat().st_size if path.exists() else 0
+            if offset > size:
+                raise Gap(size)
+            if offset < size:
+                if first:
+                    os.truncate(path, offset)
+                    size = offset
+                else:
+                    data, offset = data[size - offset:], size
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            return size + len(data)
+
+    def read(self, key: str, stream: str, offset: int, limit: int = CHUNK) -> bytes:
+        path = self.path(key, stream)
+        if not path.exists():
+            return b""
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read(limit)
+
+
+Sink = Callable[[str, str, int, bytes, bool], int]
+
+
+def remote(address: str, port: int, context: ssl.SSLContext) -> Sink:
+    """Pushes output to another node's agent over the authenticated agent API."""
+
+    def send(key: str, stream: str, offset: int, data: bytes, first: bool) -> int:
+        query = urllib.parse.urlencode({"key": key, "stream": stream, "offset": offset, "first": int(first)})
+        conn = http.client.HTTPSConnection(address, port, context=context, timeout=30)
+        try:
+            conn.request("POST", f"/output?{query}", body=data, headers={"Content-Type": "application/octet-stream"})
+            resp = conn.getresponse()
+            body = json.loads(resp.read() or b"{}")
+        finally:
+            conn.close()
+        if resp.status == 409:
+            raise Gap(int(body["size"]))
+        if resp.status != 200:
+            raise errors.AgentError(f"home agent {address} refused output of {key}: {resp.status} {body}")
+        return int(body["size"])
+
+    return send
+
+
+@dataclasses.dataclass
+class Forwarder:
+    """What of each job's output has reached home, per run of output (stretch) on this agent."""
+
+    sent: dict[tuple[str, str, int], int] = dataclasses.field(default_factory=dict)
+
+    def push(self, manager: containers.Manager, name: str, key: str, sink: Sink) -> bool:
+        """Sends what is new; True when home has all this agent holds of the job's output."""
+        complete = True
+        for stream in STREAMS:
+            logical_start, file_start, path = manager.output_stretch(name, stream)
+            marker = (name, stream, logical_start)
+            first = marker not in self.sent
+            position = self.sent.get(marker, logical_start)
+            size = path.stat().st_size if path.exists() else 0
+            local = file_start + position - logical_start
+            data = b""
+            if local < size:
+                with path.open("rb") as f:
+                    f.seek(local)
+                    data = f.read(CHUNK)
+            if not data and not first:
+                continue
+            try:
+                self.sent[marker] = sink(key, stream, position, data, first)
+            except Gap as gap:
+                if gap.size < logical_start:  # the node before us has not sent its last output yet
+                    complete = False
+                    continue
+                self.sent[marker] = gap.size  # home already has part of ours (we restarted): go on from there
+            if local + len(data) < size:
+                complete = False
+        return complete
+
+    def forget(self, name: str) -> None:
+        for marker in [m for m in self.sent if m[0] == name]:
+            del self.sent[marker]

@@ -1,0 +1,53 @@
+"""A job's output lives at its home node: foreground mosrun streams it and returns the exit code, and
+nothing is lost or repeated through migrations and a freeze."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from mosix.api import job
+from tests.e2e import harness
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc and CRIU run the jobs"),
+    pytest.mark.skipif(shutil.which("runc") is None or shutil.which("criu") is None,
+                       reason="needs runc and criu (hack/setup.sh installs them)"),
+    pytest.mark.skipif(bool(os.environ.get("MOSIX_E2E_KUBECONFIG")),
+                       reason="reading output through the Kubernetes API is not built yet: on Kubernetes the "
+                              "home agent keeps it, and mosrun only waits for the exit code"),
+]
+
+
+def test_foreground_mosrun_streams_output_and_returns_the_exit_code(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    done = cluster.run("mosrun", "-2", "testload", "-n", "20", "-d", "0.02")
+    assert done.stdout == "".join(f"{i}\n" for i in range(20))
+    failed = cluster.run("mosrun", "-1", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert (failed.returncode, failed.stdout, failed.stderr) == (3, "out\n", "err\n")
+
+
+def test_output_through_two_migrations_and_a_freeze_is_complete(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    name = cluster.submit("-1", "testload", "-n", "200", "-d", "0.03")
+
+    def at(node: str) -> bool:
+        status = cluster.status(name)
+        return (status.node, status.phase) == (node, job.Phase.RUNNING)
+
+    cluster.wait_for("the job to run", lambda: at("node1"))
+    cluster.run("migrate", name, "2")
+    cluster.wait_for("the job on node2", lambda: at("node2"))
+    cluster.run("migrate", name, "freeze")
+    cluster.wait_for("the job frozen", lambda: cluster.status(name).phase == job.Phase.FROZEN)
+    cluster.run("migrate", name, "continue")
+    cluster.wait_for("the job running again", lambda: at("node2"))
+    cluster.run("migrate", name, "home")
+    cluster.wait_for("the job home", lambda: at("node1"))
+    cluster.wait_for("the job to finish", lambda: cluster.status(name).phase.finished, timeout=120)
+    assert cluster.status(name).migrations == 2
+    out = cluster.run("mosix", "logs", name).stdout
+    assert out == "".join(f"{i}\n" for i in range(200))
