@@ -22,7 +22,19 @@ from typing import Any, TypeVar
 
 import prometheus_client
 
-from mosix.agent import containers, criu, daemon, homeio, images, metrics, migration, nodestatus, server, tls
+from mosix.agent import (
+    containers,
+    criu,
+    daemon,
+    homeio,
+    images,
+    metrics,
+    migration,
+    nodestatus,
+    postcopy,
+    server,
+    tls,
+)
 from mosix.api import job, node
 from mosix.client import client, local
 
@@ -49,6 +61,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--speed", type=int, default=None, help="speed to report in MOSIX units (default: measured)")
     p.add_argument("--shared-checkpoints", action="store_true",
                    help="checkpoint sets are on storage every node reads (the local cluster: one machine)")
+    p.add_argument("--postcopy-above-mb", type=int, default=256,
+                   help="migrate jobs with more resident memory than this by post-copy (default 256)")
     p.add_argument("--tls-dir", type=pathlib.Path, required=True, help="ca.crt and this agent's certificate and key")
     p.add_argument("--issue-from", type=pathlib.Path, help="cluster CA folder (ca.crt, ca.key) to issue our pair from")
     return p.parse_args(argv)
@@ -101,18 +115,23 @@ class Loop:
 
 
 def migrator(api: client.Client, manager: containers.Manager, loop: Loop, context: ssl.SSLContext,
-             me: str) -> daemon.Migrate:
-    """Carries out a status.targetNode: stop-and-copy to the peer agent, then records where the job is."""
+             me: str, *, postcopy_above_mb: int) -> daemon.Migrate:
+    """Carries out a status.targetNode: to the peer agent by stop-and-copy, or by post-copy when the job's
+    resident memory passes `postcopy_above_mb` (its freeze then no longer grows with memory); then
+    records where the job is."""
 
     def migrate(key: str, j: job.MosixJob, target: node.MosixNode) -> None:
         name = daemon.container_name(key)
+        pid = manager.status(name).pid
+        rss = metrics.job_usage(nodestatus.descendants(pid))[1] if pid else 0
+        lazy = rss > postcopy_above_mb * 1024 * 1024
         peer = f"https://{target.spec.address}:{target.spec.agent_port}"
         api.patch_job_status(key, {"phase": job.Phase.MIGRATING.value, "where": "migrating"})
         requested = j.spec.migration is not None and j.spec.migration.serial == j.status.observed_migration_serial
         reason = "Requested" if requested else "Policy"
         started = time.monotonic()
         try:
-            result = loop.run(migration.migrate(manager, name, peer, context))
+            result = loop.run(migration.migrate(manager, name, peer, context, lazy=lazy))
         except migration.MigrationFailed as e:
             metrics.FAILURES.labels(reason, me).inc()
             log.warning("job %s stays on %s: %s", key, me, e)
@@ -128,8 +147,8 @@ def migrator(api: client.Client, manager: containers.Manager, loop: Loop, contex
             "migrations": j.status.migrations + 1, "lastFreezeMs": round(result.frozen_seconds * 1000, 1),
             "lastMigrationTime": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
             "origPid": result.peer_status.get("pid"), "message": None})
-        log.info("job %s migrated %s → %s, frozen %.3f s, %d bytes", key, me, target.name, result.frozen_seconds,
-                 result.bytes_sent)
+        log.info("job %s migrated %s → %s by %s, frozen %.3f s, %d bytes", key, me, target.name,
+                 "post-copy" if lazy else "stop-and-copy", result.frozen_seconds, result.bytes_sent)
 
     return migrate
 
@@ -148,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     state = args.state_dir or pathlib.Path("/var/lib/mosix/agent") / args.node_name
     manager = containers.Manager(state, images.Cache(args.image_cache), node=args.node_name)
     loop = Loop()
+    postcopy.enable(manager, ident, args.address)
     home = homeio.HomeOutput(state / "home")
     runner = loop.run(server.serve(manager, args.address, args.port, tls.server_context(ident), client_ctx,
                                    home=home))
@@ -175,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                                  address=args.address, port=args.port, metrics_port=args.metrics_port)
             sampler = nodestatus.Sampler(cpus=args.cpus or nodestatus.default_cpus(),
                                          speed=args.speed or nodestatus.measure_speed())
-            agent = daemon.Agent(api, manager, me, sampler, migrator(api, manager, loop, client_ctx, args.node_name),
+            agent = daemon.Agent(api, manager, me, sampler, migrator(api, manager, loop, client_ctx, args.node_name,
+                                                                   postcopy_above_mb=args.postcopy_above_mb),
                                  shared_checkpoints=args.shared_checkpoints, home=home,
                                  remote_sink=lambda n: homeio.remote(n.spec.address, n.spec.agent_port, client_ctx))
             daemon.serve(agent, stop)

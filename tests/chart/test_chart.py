@@ -57,7 +57,7 @@ RBAC: dict[str, dict[tuple[str, str], set[str]]] = {
     "agent": {
         ("mosix.dev", "mosixjobs"): {"get", "list", "watch", "patch"},
         ("mosix.dev", "mosixjobs/status"): {"get", "patch"},
-        ("mosix.dev", "mosixnodes"): {"get", "create", "patch"},
+        ("mosix.dev", "mosixnodes"): {"get", "list", "create", "patch"},
         ("mosix.dev", "mosixnodes/status"): {"get", "patch"},
         ("mosix.dev", "mosixclusters"): {"get"},
         ("", "events"): {"create", "patch"},

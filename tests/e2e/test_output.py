@@ -51,3 +51,15 @@ def test_output_through_two_migrations_and_a_freeze_is_complete(cluster: harness
     assert cluster.status(name).migrations == 2
     out = cluster.run("mosix", "logs", name).stdout
     assert out == "".join(f"{i}\n" for i in range(200))
+
+
+def test_a_large_job_moves_by_post_copy_and_its_output_is_complete(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    name = cluster.submit("-1", "testload", "-m", "300", "-n", "150", "-d", "0.03")  # 300 MiB > the 256 MiB cut
+    cluster.wait_for("the job to run", lambda: cluster.status(name).phase == job.Phase.RUNNING)
+    cluster.run("migrate", name, "2")
+    cluster.wait_for("the job on node2", lambda: cluster.status(name).node == "node2"
+                     and cluster.status(name).phase == job.Phase.RUNNING)
+    assert "by post-copy" in (cluster.workdir / "agent-1.log").read_text()
+    cluster.wait_for("the job to finish", lambda: cluster.status(name).phase.finished, timeout=120)
+    assert cluster.run("mosix", "logs", name).stdout == "".join(f"{i}\n" for i in range(150))

@@ -1,0 +1,121 @@
+"""Post-copy migration between agents on 127.0.0.2 and 127.0.0.3: CRIU lazy pages over mutual TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import pathlib
+import socket
+import ssl
+
+import pytest
+from aiohttp import web
+
+from mosix.agent import containers, jobs, migration, postcopy, server, tls
+
+MakeAgent = collections.abc.Callable[..., containers.Manager]
+WaitLines = collections.abc.Callable[[pathlib.Path, int], list[str]]
+PIPE_MAX_SIZE = 4194304
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as s:
+        s.bind((address, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def raise_pipe_max_size() -> None:
+    """What the agent does at start: CRIU's page server needs 4 MiB pipes (see ENVIRONMENT.md)."""
+    path = pathlib.Path("/proc/sys/fs/pipe-max-size")
+    if int(path.read_text()) < PIPE_MAX_SIZE:
+        path.write_text(str(PIPE_MAX_SIZE))
+
+
+Node = tuple[containers.Manager, str, ssl.SSLContext]
+
+
+@pytest.fixture
+async def pair(make_agent: MakeAgent, tmp_path: pathlib.Path) -> collections.abc.AsyncIterator[list[Node]]:
+    """Agents on 127.0.0.2 and 127.0.0.3, post-copy enabled, certificates from one cluster CA."""
+    raise_pipe_max_size()
+    ca = tls.make_ca(tmp_path / "ca")
+    nodes: list[Node] = []
+    runners: list[web.AppRunner] = []
+    for n in ("2", "3"):
+        address = f"127.0.0.{n}"
+        ident = tls.issue(ca, tmp_path / f"tls{n}", f"node{n}", (address,))
+        manager = make_agent(f"node{n}")
+        postcopy.enable(manager, ident, address)
+        port = free_port(address)
+        client = tls.client_context(ident)
+        runners.append(await server.serve(manager, address, port, tls.server_context(ident), client))
+        nodes.append((manager, f"https://{address}:{port}", client))
+    yield nodes
+    for r in runners:
+        await r.cleanup()
+
+
+def numbers(path: pathlib.Path) -> list[int]:
+    return [int(x) for x in path.read_text().split()]
+
+
+@pytest.mark.root
+async def test_job_with_memory_migrates_by_post_copy_and_its_output_continues(
+        pair: list[Node], wait_lines: WaitLines) -> None:
+    (a, _, a_client), (b, b_url, _) = pair
+    a.run(jobs.Job(name="lazy", args=("testload", "-m", "64", "-d", "0.05")))
+    await asyncio.to_thread(wait_lines, a.stdout_path("lazy"), 5)
+    result = await migration.migrate(a, "lazy", b_url, a_client, lazy=True)
+    assert result.peer_status["state"] == "Running"
+    assert result.total_seconds is not None and result.total_seconds >= result.frozen_seconds
+    assert a.status("lazy").state == jobs.State.STOPPED  # every page crossed: the source let go
+    assert a.runtime.list() == []
+    assert result.bytes_sent < 32 * 2**20  # the 64 MiB stayed out of the set: it came lazily
+    seg = len(a.stdout_path("lazy").read_text().splitlines())
+    await asyncio.to_thread(wait_lines, b.stdout_path("lazy"), 20)
+    assert b.status("lazy").state == jobs.State.RUNNING
+    b.kill("lazy")
+    merged = numbers(a.stdout_path("lazy"))[:seg] + numbers(b.stdout_path("lazy"))
+    assert merged == list(range(len(merged)))  # every line once, in order
+
+
+@pytest.mark.root
+async def test_refused_post_copy_thaws_the_job_on_the_source(pair: list[Node], wait_lines: WaitLines) -> None:
+    """The peer refuses after the lazy dump (it runs a job of that name): CRIU's dump is made to fail
+    and resumes the frozen processes, so the job runs on with its output whole."""
+    (a, _, a_client), (b, b_url, _) = pair
+    b.run(jobs.Job(name="stay", args=("sleep", "1000")))
+    a.run(jobs.Job(name="stay", args=("testload", "-m", "16", "-d", "0.05")))
+    await asyncio.to_thread(wait_lines, a.stdout_path("stay"), 5)
+    with pytest.raises(migration.MigrationFailed):
+        await migration.migrate(a, "stay", b_url, a_client, lazy=True)
+    assert a.status("stay").state == jobs.State.RUNNING
+    assert a.runtime.state("stay").status == "running"
+    n = len(a.stdout_path("stay").read_text().splitlines())
+    await asyncio.to_thread(wait_lines, a.stdout_path("stay"), n + 10)
+    a.kill("stay")
+    got = numbers(a.stdout_path("stay"))
+    assert got == list(range(len(got)))
+
+
+@pytest.mark.root
+async def test_page_stream_needs_a_cluster_certificate(pair: list[Node], wait_lines: WaitLines,
+                                                       tmp_path: pathlib.Path) -> None:
+    """A lazy-pages client whose certificate is not from the cluster CA gets no page: the source's
+    page server refuses it, CRIU's dump fails and thaws the job, which runs on with its output whole.
+    (The client trusts the real CA, so it is the source's check of the client that says no.)"""
+    (a, _, a_client), (b, b_url, _) = pair
+    rogue = tls.issue(tls.make_ca(tmp_path / "rogue-ca"), tmp_path / "rogue", "node3", ("127.0.0.3",))
+    postcopy.enable(b, tls.Identity(ca=tmp_path / "ca" / "ca.crt", cert=rogue.cert, key=rogue.key), "127.0.0.3")
+    a.run(jobs.Job(name="guard", args=("testload", "-m", "16", "-d", "0.05")))
+    await asyncio.to_thread(wait_lines, a.stdout_path("guard"), 5)
+    with pytest.raises(migration.MigrationFailed):
+        await migration.migrate(a, "guard", b_url, a_client, lazy=True)
+    assert a.status("guard").state == jobs.State.RUNNING
+    n = len(a.stdout_path("guard").read_text().splitlines())
+    await asyncio.to_thread(wait_lines, a.stdout_path("guard"), n + 10)
+    a.kill("guard")
+    got = numbers(a.stdout_path("guard"))
+    assert got == list(range(len(got)))
+    assert b.runtime.list() == []  # nothing of the job runs on the peer
