@@ -1,41 +1,74 @@
-"""A job's output as its home node keeps it: read it whole, or follow it live (mosrun, mosix logs)."""
+"""A job's output as its home node keeps it: read it whole, or follow it live (mosrun, mosix logs).
+
+On the local cluster the home agent's files are on this machine; on Kubernetes they are read
+through the API server, in the home node's agent pod (the user needs pods/exec there).
+"""
 
 from __future__ import annotations
 
-import pathlib
+import base64
+import shlex
 import sys
 import time
-from typing import BinaryIO
+from collections.abc import Callable
 
 from mosix.api import job
 from mosix.cli import usage
 from mosix.client import client, local
 
 STREAMS = ("stdout", "stderr")
+AGENT_PODS = "app.kubernetes.io/name=mosix,app.kubernetes.io/component=agent"
+AGENT_STATE = "/var/lib/mosix"  # the chart's --state-dir
+
+Reader = Callable[[str, int], bytes]  # (stream, offset) -> the bytes kept from there on
 
 
-def home_files(api: client.Client, j: job.MosixJob) -> dict[str, pathlib.Path] | None:
-    """Where the home agent keeps the job's output, on the local cluster; None before it has a home."""
-    if not isinstance(api.store, local.LocalStore):
-        raise usage.Refused("reading a job's output is available on the local cluster only so far "
-                            "(on Kubernetes it is kept by the home node's agent)")
+def _local_reader(api: client.Client, store: local.LocalStore, j: job.MosixJob, home: str) -> Reader:
+    root = store.state_dir / "nodes" / home / "home" / api.key(j).replace("/", ".")
+
+    def read(stream: str, offset: int) -> bytes:
+        path = root / stream
+        if not path.exists():
+            return b""
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read()
+
+    return read
+
+
+def _kube_reader(api: client.Client, j: job.MosixJob, home: str) -> Reader:
+    from kubernetes import client as k8s
+    from kubernetes import stream as k8s_stream
+
+    custom = getattr(api.store, "api")  # noqa: B009  (the KubeStore's CustomObjectsApi)
+    core = k8s.CoreV1Api(custom.api_client)
+    pods = core.list_pod_for_all_namespaces(label_selector=AGENT_PODS, field_selector=f"spec.nodeName={home}").items
+    running = [(p.metadata.name, p.metadata.namespace) for p in pods
+               if p.status is not None and p.status.phase == "Running" and p.metadata is not None]
+    if not running:
+        raise usage.Refused(f"no running mosix agent pod on node {home}, which keeps the output of {j.name}")
+    pod_name, pod_namespace = running[0]
+    folder = f"{AGENT_STATE}/home/{j.metadata.namespace}.{j.name}"
+
+    def read(stream: str, offset: int) -> bytes:
+        script = f"tail -c +{offset + 1} {shlex.quote(folder + '/' + stream)} 2>/dev/null | base64 -w0"
+        out = k8s_stream.stream(core.connect_get_namespaced_pod_exec, pod_name, pod_namespace,
+                                container="agent", command=["sh", "-c", script], stderr=False, stdin=False,
+                                stdout=True, tty=False)
+        return base64.b64decode(out or b"")
+
+    return read
+
+
+def reader(api: client.Client, j: job.MosixJob) -> Reader | None:
+    """How to read the job's output where its home keeps it; None before it has a home."""
     home = j.status.home_node or j.spec.home_node
     if home is None:
         return None
-    root = api.store.state_dir / "nodes" / home / "home" / api.key(j).replace("/", ".")
-    return {s: root / s for s in STREAMS}
-
-
-def _copy(path: pathlib.Path, offset: int, out: BinaryIO) -> int:
-    if not path.exists():
-        return offset
-    with path.open("rb") as f:
-        f.seek(offset)
-        data = f.read()
-    if data:
-        out.write(data)
-        out.flush()
-    return offset + len(data)
+    if isinstance(api.store, local.LocalStore):
+        return _local_reader(api, api.store, j, home)
+    return _kube_reader(api, j, home)
 
 
 def follow(api: client.Client, name: str, *, until_finished: bool = True, poll: float = 0.2) -> job.MosixJob:
@@ -43,15 +76,24 @@ def follow(api: client.Client, name: str, *, until_finished: bool = True, poll: 
     finished (the agent marks it finished only when home has all of its output)."""
     sinks = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     offsets = dict.fromkeys(STREAMS, 0)
+    read: Reader | None = None
+    unreadable = False
     while True:
         current = api.get_job(name)
-        files = home_files(api, current)
-        if files is not None:
-            for stream, path in files.items():
-                offsets[stream] = _copy(path, offsets[stream], sinks[stream])
-        if current.status.phase.finished or not until_finished:
-            if files is not None:  # what arrived between the read and the status
-                for stream, path in files.items():
-                    offsets[stream] = _copy(path, offsets[stream], sinks[stream])
+        if read is None and not unreadable:
+            try:
+                read = reader(api, current)
+            except usage.Refused as e:  # the exit code still comes through the job's status
+                print(f"mosrun: {e}; waiting for the exit code only", file=sys.stderr)
+                unreadable = True
+        last = current.status.phase.finished or not until_finished
+        if read is not None:
+            for stream in STREAMS:
+                data = read(stream, offsets[stream])
+                if data:
+                    sinks[stream].write(data)
+                    sinks[stream].flush()
+                    offsets[stream] += len(data)
+        if last:
             return current
-        time.sleep(poll)
+        time.sleep(poll if isinstance(api.store, local.LocalStore) else max(poll, 1.0))

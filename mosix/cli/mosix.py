@@ -15,8 +15,10 @@ def _layout(args: argparse.Namespace) -> cluster.Layout:
     return cluster.Layout(args.state or local.default_state_dir())
 
 
-def _logs(name: str, follow: bool) -> int:
-    logs.follow(common.Common().connect(), name, until_finished=follow)
+def _logs(args: argparse.Namespace) -> int:
+    where = common.Common(kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace,
+                          local=args.local)
+    logs.follow(where.connect(), args.job, until_finished=args.follow)
     return 0
 
 
@@ -52,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("logs", help="a job's output, as its home node keeps it")
     show.add_argument("job", help="the job's id (its name)")
     show.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    show.add_argument("--kubeconfig", help="the Kubernetes cluster's kubeconfig (or $MOSIX_KUBECONFIG)")
+    show.add_argument("--context", help="kubeconfig context")
+    show.add_argument("--namespace", help="the job's namespace (or $MOSIX_NAMESPACE)")
+    show.add_argument("--local", action="store_true", help="the local cluster (the default when it is up)")
     args = parser.parse_args(argv)
     if args.command == "up" and not 1 <= args.nodes <= 254:
         parser.error("--nodes: must be 1-254 (node N listens on 127.0.0.N)")
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return show_nodes()
     if args.command == "logs":
         return usage.run("mosix logs", "usage: mosix logs JOB [-f]",
-                         lambda _: _logs(args.job, args.follow), [])
+                         lambda _: _logs(args), [])
     procs = cluster.running(layout)
     for name, pid in procs.items():
         print(f"{name}\t{pid}")

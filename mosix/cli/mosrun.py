@@ -14,14 +14,13 @@ import pathlib
 import re
 import shlex
 import sys
-import time
 from collections.abc import Callable
 
 import pydantic
 
 from mosix.api import job
 from mosix.cli import common, logs, usage
-from mosix.client import client, local
+from mosix.client import client
 
 USAGE = (
     """usage: mosrun [options] program [arguments]
@@ -317,11 +316,7 @@ def parse(
 
 def follow(api: client.Client, name: str) -> int:
     """Foreground mosrun: the job's output as it arrives home, then its exit code."""
-    if isinstance(api.store, local.LocalStore):
-        current = logs.follow(api, name)
-    else:  # on Kubernetes the output stays with the home agent: wait for the exit code
-        while not (current := api.get_job(name)).status.phase.finished:
-            time.sleep(0.5)
+    current = logs.follow(api, name)
     if current.status.message and current.status.phase == job.Phase.FAILED:
         print(f"mosrun: {current.status.message}", file=sys.stderr)
     return current.status.exit_code if current.status.exit_code is not None else 1

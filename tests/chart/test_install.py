@@ -367,10 +367,9 @@ def _install_and_run(kube: Kube, kc: str, helm: Helm, docker_client: docker.Dock
     assert finished["status"]["exitCode"] == 0
     assert finished["status"]["node"] == node_name
     state = chart_values()["agent"]["hostPaths"]["state"]
-    stdout = kube.kubectl("exec", "-n", NAMESPACE, agent_pod, "-c", "agent", "--", "cat",
-                          f"{state}/jobs/{JOBS_NAMESPACE}.{JOB}/stdout", check=True).stdout
+    stdout = cli(kube, "mosix", "logs", JOB, "--namespace", JOBS_NAMESPACE)
     assert stdout.split() == [str(i) for i in range(LINES)], stdout
-    say(f"install: its output, read in the agent pod: {LINES} lines 0..{LINES - 1}")
+    say(f"install: mosix logs {JOB}: {LINES} lines 0..{LINES - 1}, as its home node's agent keeps them")
     after = cli(kube, "mosps", "-A", "--namespace", JOBS_NAMESPACE)
     assert JOB not in after, after  # mosps lists live processes only
 

@@ -17,8 +17,8 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("runc") is None or shutil.which("criu") is None,
                        reason="needs runc and criu (hack/setup.sh installs them)"),
     pytest.mark.skipif(bool(os.environ.get("MOSIX_E2E_KUBECONFIG")),
-                       reason="reading output through the Kubernetes API is not built yet: on Kubernetes the "
-                              "home agent keeps it, and mosrun only waits for the exit code"),
+                       reason="on Kubernetes output is read in the home node's agent pod, and these agents run "
+                              "as local processes, not pods (tests/chart/test_install.py reads it with mosix logs)"),
 ]
 
 
