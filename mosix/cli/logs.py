@@ -71,9 +71,11 @@ def reader(api: client.Client, j: job.MosixJob) -> Reader | None:
     return _kube_reader(api, j, home)
 
 
-def follow(api: client.Client, name: str, *, until_finished: bool = True, poll: float = 0.2) -> job.MosixJob:
+def follow(api: client.Client, name: str, *, until_finished: bool = True, poll: float = 0.2,
+           need_output: bool = True) -> job.MosixJob:
     """Copies the job's output to our stdout and stderr as it arrives home; returns the job once it
-    finished (the agent marks it finished only when home has all of its output)."""
+    finished (the agent marks it finished only when home has all of its output). Without
+    need_output, output that cannot be reached only earns a warning (mosrun still gets the exit code)."""
     sinks = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
     offsets = dict.fromkeys(STREAMS, 0)
     read: Reader | None = None
@@ -84,6 +86,8 @@ def follow(api: client.Client, name: str, *, until_finished: bool = True, poll: 
             try:
                 read = reader(api, current)
             except usage.Refused as e:  # the exit code still comes through the job's status
+                if need_output:
+                    raise
                 print(f"mosrun: {e}; waiting for the exit code only", file=sys.stderr)
                 unreadable = True
         last = current.status.phase.finished or not until_finished

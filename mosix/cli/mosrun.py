@@ -316,7 +316,7 @@ def parse(
 
 def follow(api: client.Client, name: str) -> int:
     """Foreground mosrun: the job's output as it arrives home, then its exit code."""
-    current = logs.follow(api, name)
+    current = logs.follow(api, name, need_output=False)
     if current.status.message and current.status.phase == job.Phase.FAILED:
         print(f"mosrun: {current.status.message}", file=sys.stderr)
     return current.status.exit_code if current.status.exit_code is not None else 1
