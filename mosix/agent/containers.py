@@ -192,6 +192,28 @@ class Manager:
         life (it kept running after the checkpoint), that tail is cut: the restored process writes
         those lines again. Otherwise the restored output is appended as a new stretch.
         """
+        with self.restoring(name, set_dir) as e:
+            images_dir = set_dir / checkpoints.IMAGES
+            staging: pathlib.Path | None = None
+            if fd_remap:
+                staging = self._scratch(f"remap-{name}")
+                shutil.rmtree(staging)
+                criu.remap(images_dir, staging, fd_remap)
+                images_dir = staging
+            work = self._scratch(f"restore-{name}")
+            try:
+                self._start(e, lambda stdio: self.runtime.restore(name, e.dir / "bundle", images_dir, work, stdio))
+            finally:
+                if staging is not None:
+                    shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
+        return self.status(name)
+
+    @contextlib.contextmanager
+    def restoring(self, name: str, set_dir: pathlib.Path) -> collections.abc.Iterator[_Entry]:
+        """What every restore does before starting the process, the job's lock held: its entry, the image
+        checked against the set's, the writable layer from the set, the output cut back to the set's offsets.
+        The caller starts the process inside; on leaving, the job is no longer frozen."""
         meta = checkpoints.read_meta(set_dir)
         job = dataclasses.replace(jobs.Job.from_dict(meta.job), name=name)
         with self._lock:
@@ -212,22 +234,8 @@ class Manager:
             self._prepare(e, image.rootfs, upper_from=set_dir / checkpoints.UPPER)
             self._cut_output(e, {"stdout": meta.stdout_offset, "stderr": meta.stderr_offset})
             (e.dir / "exit_code").unlink(missing_ok=True)
-            images_dir = set_dir / checkpoints.IMAGES
-            staging: pathlib.Path | None = None
-            if fd_remap:
-                staging = self._scratch(f"remap-{name}")
-                shutil.rmtree(staging)
-                criu.remap(images_dir, staging, fd_remap)
-                images_dir = staging
-            work = self._scratch(f"restore-{name}")
-            try:
-                self._start(e, lambda stdio: self.runtime.restore(name, e.dir / "bundle", images_dir, work, stdio))
-            finally:
-                if staging is not None:
-                    shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(work, ignore_errors=True)
+            yield e
             e.freeze_reason = None
-        return self.status(name)
 
     # --- ending ----------------------------------------------------------------------------
 

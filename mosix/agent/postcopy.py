@@ -345,8 +345,7 @@ def restore(manager: containers.Manager, name: str, set_dir: pathlib.Path, page_
     address, _, port_text = page_server.rpartition(":")
     ipaddress.ip_address(address)  # ValueError (a 400 answer) unless an IP address
     port = int(port_text)
-    meta = checkpoints.read_meta(set_dir)
-    job = dataclasses.replace(jobs.Job.from_dict(meta.job), name=name)
+    checkpoints.read_meta(set_dir)  # a whole set, or CheckpointError before anything starts
     lazy_dir = checkpoints.secure_dir(manager.state_dir / "lazy") / f"{name}-{time.monotonic_ns()}"
     os.rename(set_dir, lazy_dir)
     images_dir = lazy_dir / checkpoints.IMAGES
@@ -356,7 +355,7 @@ def restore(manager: containers.Manager, name: str, set_dir: pathlib.Path, page_
          "-D", str(images_dir), "-W", str(work), "-o", "lazy-pages.log", "-v2", *tls_options(node.identity)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        status = _restore_lazily(manager, name, job=job, meta=meta, lazy_dir=lazy_dir, work=work, daemon=daemon)
+        status = _restore_lazily(manager, name, lazy_dir=lazy_dir, work=work, daemon=daemon)
     except BaseException:
         if daemon.poll() is None:
             daemon.kill()
@@ -368,8 +367,8 @@ def restore(manager: containers.Manager, name: str, set_dir: pathlib.Path, page_
     return status
 
 
-def _restore_lazily(manager: containers.Manager, name: str, *, job: jobs.Job, meta: checkpoints.Meta,
-                    lazy_dir: pathlib.Path, work: pathlib.Path, daemon: subprocess.Popen[bytes]) -> jobs.Status:
+def _restore_lazily(manager: containers.Manager, name: str, *, lazy_dir: pathlib.Path, work: pathlib.Path,
+                    daemon: subprocess.Popen[bytes]) -> jobs.Status:
     """Manager.restore, with `runc restore --lazy-pages` against the daemon's socket in `work`."""
     socket_path = work / "lazy-pages.socket"
     deadline = time.monotonic() + 30
@@ -378,28 +377,10 @@ def _restore_lazily(manager: containers.Manager, name: str, *, job: jobs.Job, me
             raise errors.CheckpointError(f"criu lazy-pages did not start: {_tail(work / 'lazy-pages.log')}")
         time.sleep(0.005)
     m = manager
-    with m._lock:
-        e = m._entries.get(name)
-        if e is None:
-            e = containers._Entry(job=job, dir=m._job_dir(name))
-            m._entries[name] = e
-    with e.lock:
-        if e.state == jobs.State.RUNNING:
-            raise errors.JobError(f"job {name} is running here: kill it before restoring")
-        e.job = job
-        image = m.cache.resolve(job.image)
-        if meta.image_digest and image.identity != meta.image_digest:
-            raise errors.CheckpointError(f"the set was taken on image {meta.image_digest}, "
-                                         f"{job.image} is now {image.identity}")
-        e.image_digest = image.identity
-        m._teardown_layer(e)
-        m._prepare(e, image.rootfs, upper_from=lazy_dir / checkpoints.UPPER)
-        m._cut_output(e, {"stdout": meta.stdout_offset, "stderr": meta.stderr_offset})
-        (e.dir / "exit_code").unlink(missing_ok=True)
+    with m.restoring(name, lazy_dir) as e:
         images_dir = lazy_dir / checkpoints.IMAGES
         m._start(e, lambda stdio: _runc_restore_lazy(m.runtime, name, e.dir / "bundle", images_dir=images_dir,
                                                            work=work, stdio=stdio))
-        e.freeze_reason = None
     return m.status(name)
 
 
