@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import logging
 import pathlib
 import signal
@@ -35,7 +34,7 @@ from mosix.agent import (
     server,
     tls,
 )
-from mosix.api import job, node
+from mosix.api import job, meta, node
 from mosix.client import client, local
 
 PIPE_MAX_SIZE = 4194304
@@ -145,7 +144,7 @@ def migrator(api: client.Client, manager: containers.Manager, loop: Loop, contex
         api.patch_job_status(key, {
             "phase": job.Phase.RUNNING.value, "node": target.name, "where": target.name, "targetNode": None,
             "migrations": j.status.migrations + 1, "lastFreezeMs": round(result.frozen_seconds * 1000, 1),
-            "lastMigrationTime": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            "lastMigrationTime": meta.now_rfc3339(),
             "origPid": result.peer_status.get("pid"), "message": None})
         log.info("job %s migrated %s → %s by %s, frozen %.3f s, %d bytes", key, me, target.name,
                  "post-copy" if lazy else "stop-and-copy", result.frozen_seconds, result.bytes_sent)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import logging
 import pathlib
 import threading
@@ -25,10 +24,6 @@ log = logging.getLogger("mosix.agent")
 
 Migrate = Callable[[str, job.MosixJob, node.MosixNode], None]
 SinkFor = Callable[[node.MosixNode], homeio.Sink]
-
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def container_name(key: str) -> str:
@@ -168,7 +163,7 @@ class Agent:
                 log.warning("job %s: %s", key, e)
                 if j.status.phase == job.Phase.PENDING:  # it could not start here: say so, do not retry forever
                     self._patch(key, {"phase": job.Phase.FAILED.value, "where": "failed",
-                                      "completionTime": now_rfc3339(), "message": f"could not start: {e}"})
+                                      "completionTime": meta.now_rfc3339(), "message": f"could not start: {e}"})
                 else:
                     self._patch(key, {"message": str(e)})
 
@@ -206,7 +201,7 @@ class Agent:
             code = here.exit_code if here.exit_code is not None else 1
             phase = job.Phase.SUCCEEDED if code == 0 else job.Phase.FAILED
             self._patch(key, {"phase": phase.value, "where": job.where(phase, self.me.name), "exitCode": code,
-                              "completionTime": now_rfc3339(), "targetNode": None})
+                              "completionTime": meta.now_rfc3339(), "targetNode": None})
             return
         if here.state == jobs.State.RUNNING:
             self._ran.setdefault(name, (key, j.status.home_node or self.me.name))
@@ -233,7 +228,7 @@ class Agent:
         self._last_checkpoint[name] = time.monotonic()
         self._ran[name] = (key, j.status.home_node or self.me.name)
         self._patch(key, {"phase": job.Phase.RUNNING.value, "where": self.me.name, "origPid": started.pid,
-                          "startTime": j.status.start_time or now_rfc3339(), "restoreFrom": None,
+                          "startTime": j.status.start_time or meta.now_rfc3339(), "restoreFrom": None,
                           "homeNode": j.status.home_node or self.me.name, "message": None})
 
     def _lost(self, key: str, j: job.MosixJob) -> None:
@@ -243,7 +238,7 @@ class Agent:
             self._patch(key, {"phase": job.Phase.PENDING.value, "restoreFrom": newest,
                               "message": f"agent on {self.me.name} restarted; restoring {newest}"})
         else:
-            self._patch(key, {"phase": job.Phase.FAILED.value, "where": "failed", "completionTime": now_rfc3339(),
+            self._patch(key, {"phase": job.Phase.FAILED.value, "where": "failed", "completionTime": meta.now_rfc3339(),
                               "message": f"lost when the agent on {self.me.name} restarted, with no checkpoint"})
 
     def _running(self, key: str, name: str, j: job.MosixJob) -> None:
@@ -277,14 +272,14 @@ class Agent:
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         namespace, _, plain = key.rpartition("/")
         metrics.CHECKPOINT_BYTES.labels(namespace or self.api.store.namespace, plain).set(size)
-        sets.append({"name": str(path), "time": now_rfc3339(), "sizeBytes": size}
+        sets.append({"name": str(path), "time": meta.now_rfc3339(), "sizeBytes": size}
                     | ({} if self.shared_checkpoints else {"node": self.me.name}))
         patch: dict[str, Any] = {"checkpoints": sets[-50:]}
         if after == job.AfterCheckpoint.STOP:
             patch |= {"phase": job.Phase.STOPPED.value}
         elif after == job.AfterCheckpoint.EXIT:
             self.manager.remove(name)
-            patch |= {"phase": job.Phase.SUCCEEDED.value, "where": "done", "completionTime": now_rfc3339(),
+            patch |= {"phase": job.Phase.SUCCEEDED.value, "where": "done", "completionTime": meta.now_rfc3339(),
                       "message": f"checkpointed to {path} and exited"}
         self._patch(key, patch)
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 import pathlib
 
 import prometheus_client as prom
 
-from mosix.api import node
+from mosix.api import meta, node
 
 NODE = ["node"]
 LOAD = prom.Gauge("mosix_node_load", "Load: CPU-bound processes of this node's jobs", NODE)
@@ -60,7 +59,7 @@ def node_status(name: str, s: node.MosixNodeStatus, interval: float) -> None:
     SPEED.labels(name).set(s.speed)
     UP.labels(name).set(1)
     if s.boot_time:
-        BOOT.labels(name).set(datetime.datetime.fromisoformat(s.boot_time).timestamp())
+        BOOT.labels(name).set(meta.seconds(s.boot_time) or 0.0)
     for counter, kbps in ((READ, s.read_kbps), (WRITE, s.write_kbps), (NET_IN, s.net_in_kbps),
                           (NET_OUT, s.net_out_kbps)):
         counter.labels(name).inc(max(0.0, kbps) * 1024 * interval)

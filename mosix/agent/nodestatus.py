@@ -15,7 +15,7 @@ import pathlib
 import time
 
 from mosix import __version__
-from mosix.api import node
+from mosix.api import meta, node
 
 PROC = pathlib.Path("/proc")
 
@@ -158,7 +158,7 @@ class Sampler:
             read_kbps=round(read_kbps, 1), write_kbps=round(write_kbps, 1),
             net_in_kbps=round(net_in, 1), net_out_kbps=round(net_out, 1),
             version=__version__, boot_time=self.boot_time,
-            heartbeat=datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            heartbeat=meta.now_rfc3339(),
         )
 
 

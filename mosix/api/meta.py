@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pydantic
@@ -11,6 +12,18 @@ GROUP = "mosix.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 CATEGORY = "mosix"
+
+
+def now_rfc3339() -> str:
+    """Now, as stored in timestamps: RFC 3339 in UTC with milliseconds (the queue's order needs them)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def seconds(stamp: str | None) -> float | None:
+    """An RFC 3339 timestamp as seconds since the epoch; None for none."""
+    if not stamp:
+        return None
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 class Model(pydantic.BaseModel):

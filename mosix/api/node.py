@@ -112,5 +112,10 @@ class MosixNode(pydantic.BaseModel):
     def name(self) -> str:
         return self.metadata.name
 
+    def alive(self, now: float, dead_after: float) -> bool:
+        """Has the node's agent reported within `dead_after` seconds of `now` (epoch seconds), and not as down?"""
+        beat = meta.seconds(self.status.heartbeat)
+        return beat is not None and now - beat <= dead_after and self.status.state != NodeState.DOWN
+
     def wire(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -7,17 +7,9 @@ import datetime
 from mosix.api import node
 
 
-def age_seconds(n: node.MosixNode, now: datetime.datetime) -> float | None:
-    """Seconds since the node's agent last reported; None if it never did."""
-    if not n.status.heartbeat:
-        return None
-    beat = datetime.datetime.fromisoformat(n.status.heartbeat.replace("Z", "+00:00"))
-    return (now - beat).total_seconds()
-
-
 def is_alive(n: node.MosixNode, now: datetime.datetime, dead_after: float) -> bool:
-    age = age_seconds(n, now)
-    return age is not None and age <= dead_after and n.status.state != node.NodeState.DOWN
+    """MosixNode.alive, for callers holding a datetime."""
+    return n.alive(now.timestamp(), dead_after)
 
 
 def _gb(mb: int) -> str:

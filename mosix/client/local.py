@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
 import pathlib
@@ -11,7 +10,7 @@ import sqlite3
 import uuid
 from typing import Any
 
-from mosix.api import validation
+from mosix.api import meta, validation
 from mosix.client import store
 
 SCHEMA = """
@@ -30,11 +29,6 @@ def default_state_dir() -> pathlib.Path:
         return pathlib.Path(os.environ["MOSIX_STATE"])
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return pathlib.Path(base) / "mosix"
-
-
-def now_rfc3339() -> str:
-    """Millisecond timestamps, so that the queue's first-come order holds within a second."""
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class LocalStore:
@@ -77,8 +71,8 @@ class LocalStore:
 
     def create(self, resource: store.Resource, body: store.Body) -> store.Body:
         body = json.loads(json.dumps(body))
-        meta: dict[str, Any] = body.setdefault("metadata", {})
-        name = meta.get("name") or ""
+        md: dict[str, Any] = body.setdefault("metadata", {})
+        name = md.get("name") or ""
         if not name:
             raise store.Invalid(f'{resource.KIND} "": metadata.name: Required value')
         body.pop("status", None)
@@ -89,8 +83,9 @@ class LocalStore:
             conn.execute("BEGIN IMMEDIATE")
             rv = self._next_rv(conn)
             if resource.NAMESPACED:
-                meta["namespace"] = self.namespace
-            meta.update(uid=str(uuid.uuid4()), resourceVersion=str(rv), generation=1, creationTimestamp=now_rfc3339())
+                md["namespace"] = self.namespace
+            md.update(uid=str(uuid.uuid4()), resourceVersion=str(rv), generation=1,
+                      creationTimestamp=meta.now_rfc3339())
             try:
                 conn.execute(
                     "INSERT INTO objects VALUES (?, ?, ?, ?, ?)",

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
-
-from mosix.api import cluster, job, node
+from mosix.api import cluster, job, meta, node
 from mosix.policy import snapshot
 
 
-def seconds(stamp: str | None) -> float | None:
-    """An RFC 3339 time as seconds since the epoch (the snapshot's clock)."""
-    if not stamp:
-        return None
-    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
 def _ms(stamp: str | None) -> int:
-    value = seconds(stamp)
+    value = meta.seconds(stamp)
     return int(value * 1000) if value is not None else 0
 
 
@@ -54,11 +45,11 @@ def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
         commands_running=st.running_lines or 0,
         locked=s.locked or s.batch == job.BatchMode.NATIVE,
         migratable=st.migratable and s.batch != job.BatchMode.NATIVE,
-        started_at=seconds(st.start_time),
-        last_migration=seconds(st.last_migration_time),
+        started_at=meta.seconds(st.start_time),
+        last_migration=meta.seconds(st.last_migration_time),
         frozen_reason=snapshot.FreezeReason(st.frozen.value) if st.frozen else None,
         stay_on_syscalls=s.stay_on_syscalls,
-        checkpoints=tuple(snapshot.CheckpointView(name=c.name, time=seconds(c.time) or 0.0, node=c.node)
+        checkpoints=tuple(snapshot.CheckpointView(name=c.name, time=meta.seconds(c.time) or 0.0, node=c.node)
                           for c in st.checkpoints),
     )
 
@@ -77,7 +68,7 @@ def arrivals(jobs: dict[str, job.MosixJob], now: float) -> dict[str, int]:
         if st.target_node:
             count[st.target_node] = count.get(st.target_node, 0) + 1
             continue
-        came = max(seconds(st.start_time) or 0.0, seconds(st.last_migration_time) or 0.0)
+        came = max(meta.seconds(st.start_time) or 0.0, meta.seconds(st.last_migration_time) or 0.0)
         if st.node and (st.phase == job.Phase.PENDING or now - came < RECENT_SECONDS):
             count[st.node] = count.get(st.node, 0) + 1
     return count
@@ -85,8 +76,7 @@ def arrivals(jobs: dict[str, job.MosixJob], now: float) -> dict[str, int]:
 
 def node_view(n: node.MosixNode, *, now: float, dead_after: float, arrived: int = 0) -> snapshot.NodeView:
     st = n.status
-    beat = seconds(st.heartbeat)
-    alive = beat is not None and now - beat <= dead_after and st.state != node.NodeState.DOWN
+    alive = n.alive(now, dead_after)
     return snapshot.NodeView(
         name=n.name,
         number=n.spec.number,

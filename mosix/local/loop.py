@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import pathlib
@@ -12,6 +11,7 @@ import threading
 
 import prometheus_client
 
+from mosix.api import meta
 from mosix.client import client, local
 from mosix.controller import plan, round
 
@@ -22,7 +22,7 @@ def record(events_path: pathlib.Path, events: list[plan.Event]) -> None:
     """Appends events as JSON lines (the local cluster's Kubernetes Events)."""
     if not events:
         return
-    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+    stamp = meta.now_rfc3339()
     with events_path.open("a", encoding="utf-8") as f:
         for e in events:
             f.write(json.dumps({"time": stamp, "job": e.job, "reason": e.reason, "message": e.message,

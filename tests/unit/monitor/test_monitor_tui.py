@@ -148,7 +148,7 @@ async def test_mmon_switches_clusters_with_lt_and_gt(state: pathlib.Path, tmp_pa
     other.patch(
         node.MosixNode,
         "bmos-07",
-        {"status": {"state": "Running Normally", "heartbeat": local.now_rfc3339()}},
+        {"status": {"state": "Running Normally", "heartbeat": meta.now_rfc3339()}},
         status=True,
     )
     found, start = mmon.clusters(mmon.parse(["-c", f"local,local:{tmp_path / 'bmos'}", "-h", "bmos-07"]))
