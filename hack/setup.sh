@@ -14,7 +14,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 trixie_packages=(criu python3-pycriu runc python3-venv python3-pip-whl python3-setuptools-whl python3-pyfuse3 python3-protobuf
   etcd-server docker.io docker-buildx containerd containernetworking-plugins prometheus podman)
 plain_packages=(iptables fuse3 busybox-static iproute2 xz-utils skopeo umoci debootstrap tmux
-  openssl curl sqlite3 psmisc procps gcc libc6-dev)
+  openssl curl sqlite3 psmisc procps gcc libc6-dev docker-registry)
 
 install_system() {
   local want=() p
@@ -32,7 +32,7 @@ install_system() {
   apt-get install -y -q -t trixie -o Dpkg::Options::=--force-confold "${trixie_packages[@]}" >/dev/null
   apt-get install -y -q -o Dpkg::Options::=--force-confold "${plain_packages[@]}" >/dev/null
   # Debian's services must not start by themselves: tests start their own instances.
-  for svc in etcd prometheus containerd docker; do
+  for svc in etcd prometheus containerd docker docker-registry; do
     pkill -x "$svc" 2>/dev/null || true
   done
 }

@@ -52,6 +52,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--state-dir", type=pathlib.Path, default=None,
                    help="this agent's containers, checkpoints and runc state (default /var/lib/mosix/agent/NODE)")
     p.add_argument("--image-cache", type=pathlib.Path, default=images.DEFAULT_ROOT, help="shared image cache")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                   help="registry to pull from over plain HTTP or unverified TLS (repeatable; for local registries)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--local-store", type=pathlib.Path, help="state folder of the local cluster (mosix up)")
     where.add_argument("--kubeconfig", help="kubeconfig of the Kubernetes cluster (default: in-cluster)")
@@ -164,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ident = identity(args)
     client_ctx = tls.client_context(ident)
     state = args.state_dir or pathlib.Path("/var/lib/mosix/agent") / args.node_name
-    manager = containers.Manager(state, images.Cache(args.image_cache), node=args.node_name)
+    manager = containers.Manager(state, images.Cache(args.image_cache, frozenset(args.insecure_registry)),
+                                  node=args.node_name)
     loop = Loop()
     postcopy.enable(manager, ident, args.address)
     home = homeio.HomeOutput(state / "home")
