@@ -115,20 +115,28 @@ class Loop:
         self.thread.join(10)
 
 
+def use_postcopy(asked: job.MigrationMethod, rss_bytes: int, postcopy_above_mb: int) -> bool:
+    """Post-copy when the user asked for it, or (Auto) when the job is large enough to be worth it."""
+    if asked != job.MigrationMethod.AUTO:
+        return asked == job.MigrationMethod.POST_COPY
+    return rss_bytes > postcopy_above_mb * 1024 * 1024
+
+
 def migrator(api: client.Client, manager: containers.Manager, loop: Loop, context: ssl.SSLContext,
              me: str, *, postcopy_above_mb: int) -> daemon.Migrate:
-    """Carries out a status.targetNode: to the peer agent by stop-and-copy, or by post-copy when the job's
-    resident memory passes `postcopy_above_mb` (its freeze then no longer grows with memory); then
-    records where the job is."""
+    """Carries out a status.targetNode: to the peer agent by stop-and-copy, or by post-copy when asked
+    (migrate --postcopy) or when the job's resident memory passes `postcopy_above_mb` (its freeze then
+    no longer grows with memory); then records where the job is."""
 
     def migrate(key: str, j: job.MosixJob, target: node.MosixNode) -> None:
         name = daemon.container_name(key)
         pid = manager.status(name).pid
         rss = metrics.job_usage(nodestatus.descendants(pid))[1] if pid else 0
-        lazy = rss > postcopy_above_mb * 1024 * 1024
+        requested = j.spec.migration is not None and j.spec.migration.serial == j.status.observed_migration_serial
+        asked = j.spec.migration.method if requested and j.spec.migration else job.MigrationMethod.AUTO
+        lazy = use_postcopy(asked, rss, postcopy_above_mb)
         peer = f"https://{target.spec.address}:{target.spec.agent_port}"
         api.patch_job_status(key, {"phase": job.Phase.MIGRATING.value, "where": "migrating"})
-        requested = j.spec.migration is not None and j.spec.migration.serial == j.status.observed_migration_serial
         reason = "Requested" if requested else "Policy"
         started = time.monotonic()
         try:

@@ -55,6 +55,14 @@ class AfterCheckpoint(enum.StrEnum):
     EXIT = "Exit"
 
 
+class MigrationMethod(enum.StrEnum):
+    """How a requested migration carries the memory: chosen by size, or as the user asked."""
+
+    AUTO = "Auto"  # post-copy above the agent's --postcopy-above-mb, else stop-and-copy
+    STOP_AND_COPY = "StopAndCopy"  # every page before the target runs (freeze grows with memory)
+    POST_COPY = "PostCopy"  # the target runs at once and fetches pages as they are touched
+
+
 class Phase(enum.StrEnum):
     """The job's life, in the order it is usually lived."""
 
@@ -161,6 +169,10 @@ class MigrationRequest(meta.Model):
     )
     serial: int = Field(
         ge=1, description="Raised by each request; done when status.observedMigrationSerial reaches it."
+    )
+    method: MigrationMethod = Field(
+        default=MigrationMethod.AUTO,
+        description="Auto (post-copy for large jobs), StopAndCopy or PostCopy (migrate --postcopy/--stop-and-copy).",
     )
 
 

@@ -14,10 +14,12 @@ USAGE = (
     """usage: migrate {pid} {node-number|ip-address|host-name}   move the process to that node
        migrate {pid} home|freeze|continue|checkpoint|checkstop|exit
        migrate -J{job-id} ...                               the same for every process of that job id
+       --postcopy | --stop-and-copy                         how to move (default: post-copy for large jobs)
 """
     + common.HELP
 )
 
+METHODS = {"--postcopy": job.MigrationMethod.POST_COPY, "--stop-and-copy": job.MigrationMethod.STOP_AND_COPY}
 ACTIONS = ("home", "freeze", "continue", "checkpoint", "checkstop", "exit")
 AFTER = {
     "checkpoint": job.AfterCheckpoint.CONTINUE,
@@ -33,14 +35,20 @@ class Request:
     action: str  # one of ACTIONS, or "node"
     node: str | None
     common: common.Common
+    method: job.MigrationMethod = job.MigrationMethod.AUTO
 
 
 def parse(argv: list[str]) -> Request:
     opts = common.Common()
     words: list[str] = []
     job_id: int | None = None
+    method_flag: str | None = None
     for word in common.rest(argv, opts, allow_output=False):
-        if word.startswith("-J"):
+        if word in METHODS:
+            if method_flag is not None:
+                raise usage.UsageError(word, "give --postcopy or --stop-and-copy once")
+            method_flag = word
+        elif word.startswith("-J"):
             job_id = common.job_id(word, "-J1")
         elif word.startswith("-"):
             raise usage.UsageError(word, "unknown option")
@@ -57,11 +65,14 @@ def parse(argv: list[str]) -> Request:
         )
     pid = None if job_id is not None else words[0]
     target = words[-1]
+    method = METHODS[method_flag] if method_flag else job.MigrationMethod.AUTO
     if target.lower() in ACTIONS:
-        return Request(pid, job_id, target.lower(), None, opts)
+        if method_flag and target.lower() != "home":
+            raise usage.UsageError(method_flag, "only for a move to a node or home")
+        return Request(pid, job_id, target.lower(), None, opts, method)
     if not re.match(job.NODE_REF_PATTERN, target):
         raise usage.UsageError(target, "not a node number, IP address, host name or action")
-    return Request(pid, job_id, "node", target, opts)
+    return Request(pid, job_id, "node", target, opts, method)
 
 
 def _serial(current: job.MigrationRequest | job.CheckpointRequest | None) -> int:
@@ -83,7 +94,9 @@ def apply(api: client.Client, target: job.MosixJob, req: Request) -> None:
         if not target.status.migratable:
             raise usage.Refused(f"job {name} cannot migrate: {target.status.unsupported_reason or 'unsupported'}")
         to = "home" if req.action == "home" else api.get_node(req.node or "").name
-        api.patch_job(name, {"migration": {"to": to, "serial": _serial(target.spec.migration)}})
+        api.patch_job(
+            name, {"migration": {"to": to, "serial": _serial(target.spec.migration), "method": req.method.value}}
+        )
     elif req.action in ("freeze", "continue"):
         api.patch_job(name, {"frozen": req.action == "freeze"})
     else:

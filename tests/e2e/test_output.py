@@ -63,3 +63,19 @@ def test_a_large_job_moves_by_post_copy_and_its_output_is_complete(cluster: harn
     assert "by post-copy" in (cluster.workdir / "agent-1.log").read_text()
     cluster.wait_for("the job to finish", lambda: cluster.status(name).phase.finished, timeout=120)
     assert cluster.run("mosix", "logs", name).stdout == "".join(f"{i}\n" for i in range(150))
+
+
+def test_post_copy_when_asked_even_for_a_small_job(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    name = cluster.submit("-1", "testload", "-n", "120", "-d", "0.05")  # a few MiB: Auto would copy it all first
+    cluster.wait_for("the job to run", lambda: cluster.status(name).phase == job.Phase.RUNNING)
+    cluster.run("migrate", name, "--postcopy", "2")
+    cluster.wait_for("the job on node2", lambda: cluster.status(name).node == "node2"
+                     and cluster.status(name).phase == job.Phase.RUNNING)
+    assert "→ node2 by post-copy" in (cluster.workdir / "agent-1.log").read_text()
+    cluster.run("migrate", name, "home")
+    cluster.wait_for("the job home", lambda: cluster.status(name).node == "node1"
+                     and cluster.status(name).phase == job.Phase.RUNNING)
+    assert "→ node1 by stop-and-copy" in (cluster.workdir / "agent-2.log").read_text()
+    cluster.wait_for("the job to finish", lambda: cluster.status(name).phase.finished, timeout=120)
+    assert cluster.run("mosix", "logs", name).stdout == "".join(f"{i}\n" for i in range(120))

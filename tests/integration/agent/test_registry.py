@@ -33,9 +33,8 @@ def registry(tmp_path: pathlib.Path) -> collections.abc.Iterator[str]:
     config.write_text(
         f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'storage'}\nhttp:\n  addr: {host}\n"
     )
-    proc = subprocess.Popen(
-        [REGISTRY, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=open(tmp_path / "registry.log", "wb")
-    )  # noqa: SIM115 - the child keeps it
+    with open(tmp_path / "registry.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([REGISTRY, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.monotonic() + 30
         while True:

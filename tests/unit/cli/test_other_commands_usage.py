@@ -26,6 +26,8 @@ BAD: list[tuple[Main, list[str], str]] = [
     (migrate.main, ["-Jx", "freeze"], "migrate: -J: needs a job id"),
     (migrate.main, ["1001", "no_such!"], "migrate: no_such!: not a node"),
     (migrate.main, ["-q", "1001", "home"], "migrate: -q: unknown option"),
+    (migrate.main, ["1001", "--postcopy", "freeze"], "migrate: --postcopy: only for a move"),
+    (migrate.main, ["--postcopy", "--stop-and-copy", "1001", "2"], "migrate: --stop-and-copy: give --postcopy"),
     (moskillall.main, ["-NOSUCH"], "moskillall: -NOSUCH: unknown signal"),
     (moskillall.main, ["-99"], "moskillall: -99: no signal number 99"),
     (moskillall.main, ["-9", "-15"], "moskillall: -15: give one signal"),

@@ -244,7 +244,13 @@ def test_migrate_records_requests(api: client.Client, capsys: pytest.CaptureFixt
     assert migrate.main(["500", "17"]) == 0
     assert migrate.main(["500", "home"]) == 0
     moved = api.get_job("500").spec.migration
-    assert moved is not None and (moved.to, moved.serial) == ("home", 2)
+    assert moved is not None and (moved.to, moved.serial, moved.method) == ("home", 2, job.MigrationMethod.AUTO)
+    assert migrate.main(["500", "--postcopy", "17"]) == 0
+    moved = api.get_job("500").spec.migration
+    assert moved is not None and (moved.serial, moved.method) == (3, job.MigrationMethod.POST_COPY)
+    assert migrate.main(["--stop-and-copy", "500", "home"]) == 0
+    moved = api.get_job("500").spec.migration
+    assert moved is not None and moved.method == job.MigrationMethod.STOP_AND_COPY
     assert migrate.main(["-J1", "freeze"]) == 0
     assert api.get_job("500").spec.frozen and api.get_job("501").spec.frozen
     assert migrate.main(["-J1", "continue"]) == 0
