@@ -246,7 +246,7 @@ def cleanup(prepared: Kube, helm: Helm, say: Say) -> Iterator[None]:
     helm.run("uninstall", RELEASE, "--namespace", NAMESPACE, "--kubeconfig", str(kube.kubeconfig),
              "--ignore-not-found", "--wait", "--timeout=120s", timeout=180)
     # Made at run time, not by helm: the agent's MosixNode, the operator's default MosixCluster, Kopf's peering.
-    # With the operator gone nobody removes Kopf's finalizers on them: drop them, as an admin would.
+    # The operator takes its finalizer off as it stops; should a failed run leave one, drop it, as an admin would.
     for ref, finalizers in leftovers(kube).items():
         if finalizers:
             kube.kubectl("patch", ref, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
@@ -384,6 +384,7 @@ def _install_and_run(kube: Kube, kc: str, helm: Helm, docker_client: docker.Dock
         helm.run("uninstall", RELEASE, "--namespace", NAMESPACE, "--kubeconfig", kc, check=True, timeout=180)
     with steps.step("no mosix pods left"):
         wait_until("no mosix pods", lambda: not mosix_pods(kube), 180)
-    say(f"install: left after uninstall, made by the running system, not helm (object: finalizers; removed by "
-        f"the test): {leftovers(kube)}")
+    left = leftovers(kube)
+    say(f"install: left after uninstall, made by the running system, not helm (object: finalizers): {left}")
+    assert not any(left.values()), f"finalizers hold objects nobody runs for any more: {left}"
 

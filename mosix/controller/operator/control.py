@@ -74,6 +74,24 @@ def ensure_cluster(api: client.Client) -> bool:
     return True
 
 
+def release_cluster(api: client.Client, finalizer: str) -> bool:
+    """Drops `finalizer` from the MosixCluster `default`; True if it was there.
+
+    Kopf puts it there for the control-loop daemon (to stop it when the object goes) and never takes it
+    off; with no operator left to stop anything, it would only hold a `kubectl delete mc default` forever.
+    """
+    try:
+        body = api.store.get(cluster.MosixCluster, cluster.DEFAULT_NAME)
+    except store.NotFound:
+        return False
+    held = list(body.get("metadata", {}).get("finalizers") or [])
+    if finalizer not in held:
+        return False
+    api.store.patch(cluster.MosixCluster, cluster.DEFAULT_NAME,
+                    {"metadata": {"finalizers": [f for f in held if f != finalizer]}})
+    return True
+
+
 def cluster_status(jobs: Mapping[str, job.MosixJob], nodes: list[node.MosixNode], conf: cluster.MosixCluster,
                    now: float, leader: str) -> dict[str, Any]:
     """The MosixCluster's status as the policy sees the cluster now."""

@@ -60,10 +60,15 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf
 
 
 @kopf.on.cleanup()
-async def cleanup(memo: kopf.Memo, **_: typing.Any) -> None:
-    """Frees the metrics port and the API connections (tests and restarts reuse the process)."""
+async def cleanup(memo: kopf.Memo, logger: kopf.Logger, **_: typing.Any) -> None:
+    """Takes Kopf's finalizer off the MosixCluster (the daemon it guards stops with us), then frees the
+    metrics port and the API connections (tests and restarts reuse the process)."""
     found = memo.get(runtime.KEY)
     if isinstance(found, runtime.Runtime):
+        try:
+            await asyncio.to_thread(control.release_cluster, found.api, runtime.FINALIZER)
+        except UNREACHABLE as e:  # an admin may remove it by hand; say so
+            logger.warning("finalizer %s left on MosixCluster %s: %s", runtime.FINALIZER, cluster.DEFAULT_NAME, e)
         await asyncio.to_thread(runtime.stop, found)
 
 

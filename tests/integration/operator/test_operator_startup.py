@@ -8,6 +8,7 @@ import socket
 import aiohttp
 import pytest
 
+from mosix.controller.operator import runtime
 from tests.integration.operator import conftest, emulator, objects
 
 pytestmark = pytest.mark.looptime
@@ -37,6 +38,17 @@ async def test_startup_keeps_an_existing_cluster_and_the_round_counts_it(cluster
     assert kept is not None
     assert (kept["spec"]["clusterName"], kept["spec"]["balancing"]) == ("lab", {"intervalSeconds": 7})
     assert status == {"nodesAlive": 1, "nodesDead": 1, "queued": 1, "running": 0, "leader": conftest.IDENTITY}
+
+
+async def test_the_clusters_finalizer_goes_with_the_operator(cluster: emulator.Cluster) -> None:
+    async with conftest.running(cluster) as k8s:
+        held = await k8s.until(lambda: runtime.FINALIZER in _finalizers(k8s) and _finalizers(k8s))
+    assert runtime.FINALIZER in held  # Kopf guards the control-loop daemon with it while we run
+    assert runtime.FINALIZER not in _finalizers(cluster)  # and we take it off when we stop
+
+
+def _finalizers(k8s: emulator.Cluster) -> list[str]:
+    return list(((k8s.get(emulator.CLUSTERS, "default") or {}).get("metadata") or {}).get("finalizers") or [])
 
 
 async def test_kopf_and_the_control_round_use_the_kubeconfig_credentials(cluster: emulator.Cluster) -> None:
