@@ -63,6 +63,10 @@ RBAC: dict[str, dict[tuple[str, str], set[str]]] = {
         ("", "events"): {"create", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
     },
+    # The post-delete hook that takes Kopf's finalizer off MosixCluster default (release-hook.yaml).
+    "operator-release": {
+        ("mosix.dev", "mosixclusters"): {"get", "patch"},
+    },
 }
 # What each must not do, checked on the real API server: (verb, resource[, subresource]).
 DENIED: dict[str, list[tuple[str, ...]]] = {
@@ -73,6 +77,8 @@ DENIED: dict[str, list[tuple[str, ...]]] = {
               ("create", "mosixjobs.mosix.dev"), ("delete", "mosixnodes.mosix.dev"),
               ("list", "mosixclusters.mosix.dev"), ("patch", "mosixclusters.mosix.dev"), ("list", "pods"),
               ("create", "pods")],
+    "operator-release": [("get", "secrets"), ("patch", "mosixjobs.mosix.dev"), ("delete", "mosixclusters.mosix.dev"),
+                         ("list", "mosixclusters.mosix.dev"), ("create", "pods")],
 }
 AGENT_METRICS = {
     "mosix_node_load", "mosix_node_frozen", "mosix_node_memory_available_bytes", "mosix_node_memory_total_bytes",
@@ -145,6 +151,7 @@ def test_default_render_has_the_expected_kinds(default_objs: list[Obj]) -> None:
     assert kinds == sorted([
         "ServiceAccount", "ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding",
         "Deployment", "DaemonSet", "Service", "Service", "Secret", "ConfigMap",
+        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Job",  # the post-delete hook
         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
         "CustomResourceDefinition", "CustomResourceDefinition", "ClusterKopfPeering"])
     for o in default_objs:
@@ -386,10 +393,16 @@ def installed(kube_crds: Kube, helm: Helm, tmp_path_factory: pytest.TempPathFact
                     "--set", f"kopfPeering.name=mosix-{tag},kopfPeering.installCRDs={str(not have_peering).lower()}",
                     timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    # The post-delete hook's account exists only while helm uninstall runs it, and its Job needs pods, which this
+    # server cannot run: make the account and its RBAC as the hook would, so they are checked like the others.
+    hook = [o for o in render(helm, "--show-only", "templates/release-hook.yaml", namespace=ns, release=release)
+            if o["kind"] != "Job"]
+    assert _apply(kube_crds, hook).returncode == 0
     try:
         yield kube_crds, ns
     finally:
-        helm.run("uninstall", release, *args, "--wait", timeout=300)
+        helm.run("uninstall", release, *args, "--wait", "--no-hooks", timeout=300)
+        kube_crds.kubectl("delete", "-f", "-", "--ignore-not-found", stdin=yaml.safe_dump_all(hook))
         kube_crds.kubectl("delete", "namespace", ns, "--wait=false")
         kube_crds.kubectl("delete", "clusterkopfpeering", f"mosix-{tag}", "--ignore-not-found")
 
