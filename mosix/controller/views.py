@@ -106,6 +106,9 @@ def cluster_view(c: cluster.MosixCluster) -> snapshot.ClusterView:
         min_gain=s.balancing.min_gain,
         hysteresis_s=s.balancing.hysteresis_seconds,
         memory_reserve_mb=s.balancing.memory_reserve_mb,
+        migration_cost_s=s.balancing.migration_cost_seconds,
+        migration_mb_per_s=s.balancing.migration_mb_per_second,
+        balance_sources=s.balancing.sources_per_round,
     )
 
 

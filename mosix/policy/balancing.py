@@ -179,15 +179,14 @@ def _target(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView
 
 _CANDIDATES = 4  # targets weighed per job: the best-ranked few hold the best move
 _TRIES = 2  # jobs tried per source: later ones expect less remaining time, so gain less
-_SOURCES = 256  # nodes examined per round, slowest first: bounds a round on a big cluster;
-#                 the rest are examined in later rounds if they are still the slowest
 
 
 def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
     """Greedy: take the node whose processes run slowest, move its first candidate
     (`_order`) where that saves the most time, and repeat while some move is worth it.
     A node none of whose first candidates can move is done for the round; at most
-    `_SOURCES` nodes are examined per round."""
+    `ClusterView.balance_sources` nodes are examined per round; the rest are examined in
+    later rounds if they are still the slowest."""
     moves: list[decisions.Migration] = []
     pool = _pool(led)
     pending = _pending(led)
@@ -198,7 +197,7 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
     sources = [entry(name) for name in pool]
     heapq.heapify(sources)
     cache: dict[Signature, list[snapshot.NodeView]] = {}
-    budget = _SOURCES
+    budget = led.cluster.balance_sources
     while sources and budget > 0:
         _, name, version = heapq.heappop(sources)
         if version != led.version[name]:
