@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 
@@ -145,7 +146,7 @@ def _take(led: ledger.Ledger, job: snapshot.JobView, count: int, *, slot: bool) 
     nodes unless it names its nodes, like MOSIX's MPI support (-P with -b).
     """
     taken: list[str] = []
-    one = dataclasses.replace(job, parallel=1)
+    one = job if job.parallel == 1 else dataclasses.replace(job, parallel=1)
     if job.parallel > 1 and job.placement is snapshot.PlacementKind.HOME:
         one = dataclasses.replace(one, placement=snapshot.PlacementKind.BEST)  # a gang spreads, as -P -b
     for _ in range(count):
@@ -175,17 +176,17 @@ def admit_into(led: ledger.Ledger) -> tuple[list[decisions.Admission], list[deci
     admissions: list[decisions.Admission] = []
     waits: list[decisions.Wait] = []
     decided = led.decided
-    queue = [j for j in led.in_state(snapshot.JobState.QUEUED) if j.queued and j.name not in decided]
-    for job in led.in_state(snapshot.JobState.PENDING, snapshot.JobState.RUNNING):
-        if job.name in decided:
+    lines: list[snapshot.JobView] = []  # queued -S files with more lines to start
+    for job in led.in_state(snapshot.JobState.PENDING):
+        if not job.queued and job.node is None and job.name not in decided:
+            _start(led, job, slot=False, reason=decisions.AdmitReason.DIRECT, admissions=admissions, waits=waits)
+    for job in led.in_state(snapshot.JobState.RUNNING):
+        if job.commands_max is None or job.name in decided or processes(job) <= 0:
             continue
-        more_lines = (job.commands_max is not None and job.state is snapshot.JobState.RUNNING
-                      and processes(job) > 0)
-        if job.queued and more_lines:
-            queue.append(job)
-        elif not job.queued and ((job.state is snapshot.JobState.PENDING and job.node is None) or more_lines):
-            _start(led, job, slot=False, reason=_reason(job, decisions.AdmitReason.DIRECT),
-                   admissions=admissions, waits=waits)
+        if job.queued:
+            lines.append(job)
+        else:
+            _start(led, job, slot=False, reason=decisions.AdmitReason.LINES, admissions=admissions, waits=waits)
     capacity = cpus = 0
     for n in led.snapshot.nodes:
         if n.alive and not n.block and not n.expel and n.accept and not n.dontgo:
@@ -196,6 +197,8 @@ def admit_into(led: ledger.Ledger) -> tuple[list[decisions.Admission], list[deci
         active = led.in_state(snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING, snapshot.JobState.PENDING)
         running = sum(1 for j in active if _occupies_queue_slot(j))
     limit = math.inf if cluster.max_running is None else cluster.max_running
+    queued = (j for j in led.in_state(snapshot.JobState.QUEUED) if j.queued and j.name not in decided)
+    queue: Iterable[snapshot.JobView] = itertools.chain(queued, lines)
     if capacity <= 0:  # a full cluster: only mosq run jobs can start, skip ordering the rest
         queue = [j for j in queue if j.run_now and j.state is snapshot.JobState.QUEUED]
     heap = entries(queue, cluster.default_priority)  # `key` order; keys end in the unique name
