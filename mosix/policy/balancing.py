@@ -165,21 +165,31 @@ def _order(job: snapshot.JobView, now: float) -> tuple[float, str]:
     return (-remaining(job, now), job.name)
 
 
-def _pool(led: ledger.Ledger) -> dict[str, list[snapshot.JobView]]:
-    """The jobs the balancer may move (`movable`, undecided, on a live node), by node, in
-    snapshot order (sorted by `_order` only for the nodes a round examines).
+def _pool(led: ledger.Ledger) -> tuple[dict[str, list[snapshot.JobView]], dict[str, float]]:
+    """The jobs the balancer may move (`movable`, undecided, on a live node) by node, in
+    snapshot order (sorted by `_order` only for the nodes a round examines); and the expected
+    remaining seconds of the jobs on each node (running or migrating).
 
-    `movable` is inlined: this pass covers every running job on every round."""
+    One pass over every running job, with `movable` and `remaining` inlined: it runs every round."""
     pool: dict[str, list[snapshot.JobView]] = {}
+    pending: dict[str, float] = {}
     decided, now, hysteresis = led.decided, led.now, led.cluster.hysteresis_s
     up = led.up
     for job in led.in_state(snapshot.JobState.RUNNING):
-        if (job.node in up and job.migratable and not job.locked and job.parallel <= 1 and job.commands_max is None
+        node = job.node
+        if node is None:
+            continue
+        hint, started = job.expected_remaining_s, job.started_at
+        left = hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
+        pending[node] = pending.get(node, 0.0) + left
+        if (node in up and job.migratable and not job.locked and job.parallel <= 1 and job.commands_max is None
                 and (job.last_migration is None or now - job.last_migration >= hysteresis)
                 and job.name not in decided):
-            assert job.node is not None
-            pool.setdefault(job.node, []).append(job)
-    return pool
+            pool.setdefault(node, []).append(job)
+    for job in led.in_state(snapshot.JobState.MIGRATING):
+        if job.node is not None:
+            pending[job.node] = pending.get(job.node, 0.0) + remaining(job, now)
+    return pool, pending
 
 
 def usher_into(led: ledger.Ledger) -> list[decisions.Migration]:
@@ -188,7 +198,7 @@ def usher_into(led: ledger.Ledger) -> list[decisions.Migration]:
     moves: list[decisions.Migration] = []
     if all(free >= reserve for free in led.free_mb.values()):
         return moves
-    pool = _pool(led)
+    pool = _pool(led)[0]
     for name in sorted(pool):
         jobs = sorted((j for j in pool[name] if j.memory_mb > 0), key=lambda j: (-j.memory_mb, j.name))
         for job in jobs:
@@ -201,19 +211,6 @@ def usher_into(led: ledger.Ledger) -> list[decisions.Migration]:
             led.decided.add(job.name)
             moves.append(decisions.Migration(job.name, name, target.name, decisions.MigrationReason.MEMORY))
     return moves
-
-
-def _pending(led: ledger.Ledger) -> dict[str, float]:
-    """The expected remaining seconds of the jobs on each node (`remaining`, inlined: this
-    pass covers every running job on every round)."""
-    pending: dict[str, float] = {}
-    now = led.now
-    for job in led.in_state(snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING):
-        if job.node is not None:
-            hint, started = job.expected_remaining_s, job.started_at
-            left = hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
-            pending[job.node] = pending.get(job.node, 0.0) + left
-    return pending
 
 
 Signature = tuple[float, int, int, str | None]
@@ -269,8 +266,7 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
     The nodes wait in a heap keyed by their unit time; a move re-keys both of its ends (a
     target that became the slowest is examined next), and superseded entries are dropped."""
     moves: list[decisions.Migration] = []
-    pool = _pool(led)
-    pending = _pending(led)
+    pool, pending = _pool(led)
 
     def entry(name: str) -> tuple[float, str, int]:
         return (-ledger.unit_time(led.nodes[name], led.load[name]), name, led.version[name])

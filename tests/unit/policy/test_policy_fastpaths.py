@@ -154,7 +154,7 @@ def test_worth_is_the_sum_of_its_parts(snap: snapshot.Snapshot, data: st.DataObj
         return
     job = data.draw(st.sampled_from(running))
     assert job.node is not None
-    pending = balancing._pending(led)
+    pending = balancing._pool(led)[1]
     for target in snap.nodes:
         expected = reference_worth(led, job, led.nodes[job.node], target, pending)
         assert balancing.worth(led, job, led.nodes[job.node], target, pending) == expected
