@@ -58,10 +58,26 @@ class BalancingPolicy(meta.Model):
     """The load balancer's knobs."""
 
     interval_seconds: float = Field(default=2.0, gt=0, le=3600, description="How often to look for better placements.")
-    min_gain: float = Field(default=0.2, ge=0, description="Move only when the expected speedup exceeds this fraction.")
-    hysteresis_seconds: float = Field(default=30.0, ge=0, description="A job that moved stays put at least this long.")
+    min_gain: float = Field(
+        default=0.2, ge=0, le=100, description="Move only when the expected speedup exceeds this fraction."
+    )
+    hysteresis_seconds: float = Field(
+        default=30.0, ge=0, le=86400, description="A job that moved stays put at least this long."
+    )
     memory_reserve_mb: int = Field(
         default=256, ge=0, description="Usher processes away when free memory falls below this."
+    )
+    migration_cost_seconds: float = Field(
+        default=1.0, ge=0, le=3600,
+        description="Expected fixed cost of one migration (freeze, transfer setup, restore) in seconds.",
+    )
+    migration_mb_per_second: float = Field(
+        default=1000.0, gt=0, le=1_000_000,
+        description="Expected memory transfer rate of a migration: each MB of the job adds 1/this seconds of cost.",
+    )
+    sources_per_round: int = Field(
+        default=256, ge=1, le=100_000,
+        description="Most nodes the balancer examines per round, slowest first; bounds a round on a big cluster.",
     )
 
 

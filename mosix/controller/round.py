@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import weakref
 
 from mosix.client import client, store
 from mosix.controller import metrics, plan, views
@@ -19,13 +20,17 @@ class Outcome:
     conflicts: list[str]
 
 
+_VIEWS: weakref.WeakKeyDictionary[client.Client, views.JobViews] = weakref.WeakKeyDictionary()  # per client
+
+
 def run_round(api: client.Client, now: float | None = None) -> Outcome:
-    """Reads jobs, nodes and the cluster; decides; patches job status. Safe to repeat (level-triggered)."""
+    """Reads jobs, nodes and the cluster; decides; patches job status. Safe to repeat (level-triggered).
+    The jobs' views are kept per client between rounds (`views.JobViews`)."""
     now = time.time() if now is None else now
     by_name = {api.key(j): j for j in api.jobs()}
     conf = api.get_cluster()
     started = time.perf_counter()
-    snap = views.snapshot_of(by_name, api.nodes(), conf, now)
+    snap = views.snapshot_of(by_name, api.nodes(), conf, now, _VIEWS.setdefault(api, views.JobViews()))
     result = decide.decide(snap)
     elapsed = time.perf_counter() - started
     out = plan.Plan()

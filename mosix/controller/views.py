@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
+
 from mosix.api import cluster, job, meta, node
 from mosix.policy import snapshot
 
@@ -57,21 +60,68 @@ def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
 RECENT_SECONDS = 10.0  # about twice the agents' load-average period: arrivals not yet in their load
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Mapped:
+    """What a round reads of one job: its view, and what `arrivals` needs (parsed once)."""
+
+    view: snapshot.JobView
+    finished: bool
+    target: str | None
+    node: str | None
+    pending: bool
+    came: float
+
+
+def _map(j: job.MosixJob, key: str) -> _Mapped:
+    st = j.status
+    came = 0.0
+    if not st.phase.finished and not st.target_node:  # only then does `arrivals` look at the times
+        came = max(meta.seconds(st.start_time) or 0.0, meta.seconds(st.last_migration_time) or 0.0)
+    return _Mapped(job_view(j, key), st.phase.finished, st.target_node or None, st.node,
+                   st.phase == job.Phase.PENDING, came)
+
+
+def _arrivals(mapped: Iterable[_Mapped], now: float) -> dict[str, int]:
+    count: dict[str, int] = {}
+    for m in mapped:
+        if m.finished:
+            continue
+        if m.target:
+            count[m.target] = count.get(m.target, 0) + 1
+            continue
+        if m.node and (m.pending or now - m.came < RECENT_SECONDS):
+            count[m.node] = count.get(m.node, 0) + 1
+    return count
+
+
 def arrivals(jobs: dict[str, job.MosixJob], now: float) -> dict[str, int]:
     """Jobs each node received (started there, migrated there, or about to be) too recently to show in its
     reported load: without them, consecutive rounds would send every job to the same idle node."""
-    count: dict[str, int] = {}
-    for j in jobs.values():
-        st = j.status
-        if st.phase.finished:
-            continue
-        if st.target_node:
-            count[st.target_node] = count.get(st.target_node, 0) + 1
-            continue
-        came = max(meta.seconds(st.start_time) or 0.0, meta.seconds(st.last_migration_time) or 0.0)
-        if st.node and (st.phase == job.Phase.PENDING or now - came < RECENT_SECONDS):
-            count[st.node] = count.get(st.node, 0) + 1
-    return count
+    return _arrivals((_map(j, key) for key, j in jobs.items()), now)
+
+
+class JobViews:
+    """The jobs of the previous round mapped, by key and resourceVersion: a job unchanged since is
+    not mapped again. Mapping (timestamps parsed, enums converted) costs more than deciding at
+    10,000 jobs, and between rounds few jobs change. A job without a resourceVersion is always
+    mapped afresh. Keep one per store: resourceVersions are only unique within one."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[str, _Mapped]] = {}
+
+    def mapped(self, jobs: dict[str, job.MosixJob]) -> dict[str, _Mapped]:
+        """Every job of `jobs` mapped; forgets jobs no longer there."""
+        out: dict[str, _Mapped] = {}
+        seen: dict[str, tuple[str, _Mapped]] = {}
+        for key, j in jobs.items():
+            rv = j.metadata.resource_version
+            hit = self._seen.get(key)
+            m = hit[1] if hit is not None and rv is not None and hit[0] == rv else _map(j, key)
+            out[key] = m
+            if rv is not None:
+                seen[key] = (rv, m)
+        self._seen = seen
+        return out
 
 
 def node_view(n: node.MosixNode, *, now: float, dead_after: float, arrived: int = 0) -> snapshot.NodeView:
@@ -106,18 +156,23 @@ def cluster_view(c: cluster.MosixCluster) -> snapshot.ClusterView:
         min_gain=s.balancing.min_gain,
         hysteresis_s=s.balancing.hysteresis_seconds,
         memory_reserve_mb=s.balancing.memory_reserve_mb,
+        migration_cost_s=s.balancing.migration_cost_seconds,
+        migration_mb_per_s=s.balancing.migration_mb_per_second,
+        balance_sources=s.balancing.sources_per_round,
     )
 
 
 def snapshot_of(jobs: dict[str, job.MosixJob], nodes: list[node.MosixNode], conf: cluster.MosixCluster,
-                now: float) -> snapshot.Snapshot:
-    """One decision round's input, jobs by their key; finished jobs and jobs being deleted are left out."""
-    recent = arrivals(jobs, now)
+                now: float, cache: JobViews | None = None) -> snapshot.Snapshot:
+    """One decision round's input, jobs by their key; finished jobs and jobs being deleted are left out.
+    `cache` keeps the jobs' views between rounds (`JobViews`)."""
+    mapped = (cache or JobViews()).mapped(jobs)
+    recent = _arrivals(mapped.values(), now)
     return snapshot.Snapshot(
         nodes=tuple(node_view(n, now=now, dead_after=conf.spec.dead_after_seconds, arrived=recent.get(n.name, 0))
                     for n in nodes),
-        jobs=tuple(job_view(j, key) for key, j in jobs.items()
-                   if not j.status.phase.finished and not j.metadata.deletion_timestamp),
+        jobs=tuple(mapped[key].view for key, j in jobs.items()
+                   if not mapped[key].finished and not j.metadata.deletion_timestamp),
         cluster=cluster_view(conf),
         now=now,
     )

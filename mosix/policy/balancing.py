@@ -11,6 +11,7 @@ lowers that total, so a round cannot undo itself, and a job that moved stays put
 from __future__ import annotations
 
 import heapq
+from typing import NamedTuple
 
 from mosix.policy import decisions, ledger, placement, snapshot
 
@@ -70,10 +71,7 @@ def worth(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
           target: snapshot.NodeView, pending: dict[str, float]) -> float | None:
     """The seconds a move saves when it is worth making, else None: the mover must gain more
     than `min_gain`, and the time saved overall must exceed the migration's cost."""
-    if gain(led, job, source, target) <= led.cluster.min_gain:
-        return None
-    total = max(saved(led, job, source, target, pending), levelled(job, source, target, pending, led.now))
-    return total if total > cost(job, led.cluster) else None
+    return _Leaving(led, job, source, pending).worth(target)
 
 
 def drain(node: snapshot.NodeView, work: float, reference: snapshot.NodeView) -> float:
@@ -97,6 +95,67 @@ def levelled(job: snapshot.JobView, source: snapshot.NodeView, target: snapshot.
     return before - after
 
 
+class _Arriving(NamedTuple):
+    """A target as every move into it sees it, until the next move changes a load: the
+    unit time there with a process of `demand` added (`after`) and without it (`joined`),
+    the expected remaining seconds of its jobs (`work`), and what `drain` needs of it."""
+
+    node: snapshot.NodeView
+    after: float
+    joined: float
+    work: float
+    unit: float  # unit time of one process alone there
+    cpus: int
+
+
+def _arriving(led: ledger.Ledger, node: snapshot.NodeView, demand: float,
+              pending: dict[str, float]) -> _Arriving:
+    load = led.load[node.name]
+    return _Arriving(node, ledger.unit_time(node, load + demand), ledger.unit_time(node, load),
+                     pending.get(node.name, 0.0), ledger.unit_time(node, 1.0), max(node.cpus, 1))
+
+
+class _Leaving:
+    """One job leaving its source, weighed against several targets: `gain`, `saved` and
+    `levelled` computed with everything that depends only on the job and its source worked
+    out once (the balancer weighs a few targets per job, on every round)."""
+
+    __slots__ = ("_cost", "_demand", "_freed", "_led", "_min_gain", "_mine", "_pending", "_ref", "_s_after",
+                 "_s_before", "before")
+
+    def __init__(self, led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
+                 pending: dict[str, float]) -> None:
+        self._led, self._pending, self._demand = led, pending, job.cpu_demand
+        self._min_gain = led.cluster.min_gain
+        load = max(led.load[source.name], job.cpu_demand)
+        self.before = ledger.unit_time(source, load)
+        self._mine = mine = remaining(job, led.now)
+        left = ledger.unit_time(source, max(load - job.cpu_demand, 0.0))
+        work = pending.get(source.name, 0.0)
+        self._freed = max(work - mine, 0.0) * (1.0 - left / self.before)  # what those left behind save
+        self._ref = ledger.unit_time(source, 1.0)
+        cpus = max(source.cpus, 1)
+        self._s_before = work * self._ref / self._ref / cpus  # drain(source, work, source), to the last bit
+        self._s_after = max(work - mine, 0.0) * self._ref / self._ref / cpus
+        self._cost = cost(job, led.cluster)
+
+    def worth(self, target: snapshot.NodeView) -> float | None:
+        """As `worth`: the seconds saved by moving to `target` when above the cost, else None."""
+        return self.weigh(_arriving(self._led, target, self._demand, self._pending))
+
+    def weigh(self, to: _Arriving) -> float | None:
+        """`worth` for a target whose side of the sums is already worked out."""
+        after = to.after
+        if self.before / after - 1.0 <= self._min_gain:  # gain
+            return None
+        total = self._mine * (1.0 - after / self.before) + self._freed - to.work * (after / to.joined - 1.0)
+        ref = self._ref  # drain(target, work, source) below
+        level = (max(self._s_before, to.work * to.unit / ref / to.cpus)
+                 - max(self._s_after, (to.work + self._mine) * to.unit / ref / to.cpus))
+        total = max(total, level)
+        return total if total > self._cost else None
+
+
 def _order(job: snapshot.JobView, now: float) -> tuple[float, str]:
     """Which job of a node moves first; criteria in order:
 
@@ -106,15 +165,31 @@ def _order(job: snapshot.JobView, now: float) -> tuple[float, str]:
     return (-remaining(job, now), job.name)
 
 
-def _pool(led: ledger.Ledger) -> dict[str, list[snapshot.JobView]]:
+def _pool(led: ledger.Ledger) -> tuple[dict[str, list[snapshot.JobView]], dict[str, float]]:
+    """The jobs the balancer may move (`movable`, undecided, on a live node) by node, in
+    snapshot order (sorted by `_order` only for the nodes a round examines); and the expected
+    remaining seconds of the jobs on each node (running or migrating).
+
+    One pass over every running job, with `movable` and `remaining` inlined: it runs every round."""
     pool: dict[str, list[snapshot.JobView]] = {}
+    pending: dict[str, float] = {}
+    decided, now, hysteresis = led.decided, led.now, led.cluster.hysteresis_s
+    up = led.up
     for job in led.in_state(snapshot.JobState.RUNNING):
-        if job.name not in led.decided and movable(job, led.now, led.cluster) and led.alive(job.node):
-            assert job.node is not None
-            pool.setdefault(job.node, []).append(job)
-    for jobs in pool.values():
-        jobs.sort(key=lambda j: _order(j, led.now))
-    return pool
+        node = job.node
+        if node is None:
+            continue
+        hint, started = job.expected_remaining_s, job.started_at
+        left = hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
+        pending[node] = pending.get(node, 0.0) + left
+        if (node in up and job.migratable and not job.locked and job.parallel <= 1 and job.commands_max is None
+                and (job.last_migration is None or now - job.last_migration >= hysteresis)
+                and job.name not in decided):
+            pool.setdefault(node, []).append(job)
+    for job in led.in_state(snapshot.JobState.MIGRATING):
+        if job.node is not None:
+            pending[job.node] = pending.get(job.node, 0.0) + remaining(job, now)
+    return pool, pending
 
 
 def usher_into(led: ledger.Ledger) -> list[decisions.Migration]:
@@ -123,7 +198,7 @@ def usher_into(led: ledger.Ledger) -> list[decisions.Migration]:
     moves: list[decisions.Migration] = []
     if all(free >= reserve for free in led.free_mb.values()):
         return moves
-    pool = _pool(led)
+    pool = _pool(led)[0]
     for name in sorted(pool):
         jobs = sorted((j for j in pool[name] if j.memory_mb > 0), key=lambda j: (-j.memory_mb, j.name))
         for job in jobs:
@@ -138,74 +213,80 @@ def usher_into(led: ledger.Ledger) -> list[decisions.Migration]:
     return moves
 
 
-def _pending(led: ledger.Ledger) -> dict[str, float]:
-    pending: dict[str, float] = {}
-    for job in led.in_state(snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING):
-        if job.node is not None:
-            pending[job.node] = pending.get(job.node, 0.0) + remaining(job, led.now)
-    return pending
-
-
 Signature = tuple[float, int, int, str | None]
 
 
-def _signature(job: snapshot.JobView) -> Signature:
-    """What makes two jobs' eligible targets differ: demand, memory, class and home."""
-    return (job.cpu_demand, job.memory_mb, job.grid_class, job.home)
+def _signature(led: ledger.Ledger, job: snapshot.JobView) -> Signature:
+    """What makes two jobs' eligible targets differ: demand, memory, class, and home where
+    it matters (grid nodes count guests by home; a dont_take home keeps its jobs)."""
+    home = job.home if led.grid or led.keeps_its_jobs(job.home) else None
+    return (job.cpu_demand, job.memory_mb, job.grid_class, home)
 
 
 def _target(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
-            pending: dict[str, float], cache: dict[Signature, list[snapshot.NodeView]],
+            pending: dict[str, float], cache: dict[Signature, list[_Arriving]],
             ) -> tuple[snapshot.NodeView, float] | None:
     """Among the best-ranked eligible nodes, the one saving the most seconds (ties: rank).
 
-    The ranked candidates depend only on the job's `_signature` and on the loads, so they
-    are cached until the next move changes a load.
+    The ranked candidates, and their side of `worth`'s sums, depend only on the job's
+    `_signature` and on the loads, so they are cached until the next move changes a load.
+    They come in rank order, which is the order of the job's time per unit of work there,
+    so once one gains too little (`min_gain`) the rest gain less and are not weighed.
     """
-    key = _signature(job)
+    key = _signature(led, job)
     ranked = cache.get(key)
     if ranked is None:
-        ranked = placement.candidates(led, job, slot=False, limit=_CANDIDATES + 1)
+        nodes = placement.candidates(led, job, slot=False, limit=_CANDIDATES + 1)
+        ranked = [_arriving(led, node, job.cpu_demand, pending) for node in nodes]
         cache[key] = ranked
     chosen: tuple[snapshot.NodeView, float] | None = None
-    for node in ranked:
-        if node.name == source.name:
+    leaving = _Leaving(led, job, source, pending)
+    for to in ranked:
+        if to.node.name == source.name:
             continue
-        total = worth(led, job, source, node, pending)
+        if leaving.before / to.after - 1.0 <= led.cluster.min_gain:  # `gain`: the rest gain less
+            break
+        total = leaving.weigh(to)
         if total is not None and (chosen is None or total > chosen[1]):
-            chosen = (node, total)
+            chosen = (to.node, total)
     return chosen
 
 
 _CANDIDATES = 4  # targets weighed per job: the best-ranked few hold the best move
 _TRIES = 2  # jobs tried per source: later ones expect less remaining time, so gain less
-_SOURCES = 256  # nodes examined per round, slowest first: bounds a round on a big cluster;
-#                 the rest are examined in later rounds if they are still the slowest
 
 
 def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
     """Greedy: take the node whose processes run slowest, move its first candidate
     (`_order`) where that saves the most time, and repeat while some move is worth it.
     A node none of whose first candidates can move is done for the round; at most
-    `_SOURCES` nodes are examined per round."""
+    `ClusterView.balance_sources` nodes are examined per round; the rest are examined in
+    later rounds if they are still the slowest.
+
+    The nodes wait in a heap keyed by their unit time; a move re-keys both of its ends (a
+    target that became the slowest is examined next), and superseded entries are dropped."""
     moves: list[decisions.Migration] = []
-    pool = _pool(led)
-    pending = _pending(led)
+    pool, pending = _pool(led)
 
     def entry(name: str) -> tuple[float, str, int]:
-        return (-placement.unit_time(led.nodes[name], led.load[name]), name, led.version[name])
+        return (-ledger.unit_time(led.nodes[name], led.load[name]), name, led.version[name])
 
     sources = [entry(name) for name in pool]
     heapq.heapify(sources)
-    cache: dict[Signature, list[snapshot.NodeView]] = {}
-    budget = _SOURCES
+    cache: dict[Signature, list[_Arriving]] = {}
+    ordered: set[str] = set()
+    done: set[str] = set()
+    budget = led.cluster.balance_sources
     while sources and budget > 0:
         _, name, version = heapq.heappop(sources)
-        if version != led.version[name]:
-            heapq.heappush(sources, entry(name))
-            continue
+        if version != led.version[name] or name in done:
+            continue  # superseded: a move re-keyed this node
         source = led.nodes[name]
         budget -= 1
+        if name not in ordered:
+            pool[name].sort(key=lambda j: _order(j, led.now))
+            ordered.add(name)
+        done.add(name)
         for job in pool[name][:_TRIES]:
             found = _target(led, job, source, pending, cache)
             if found is None:
@@ -219,8 +300,10 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
             led.decided.add(job.name)
             pool[name].remove(job)
             moves.append(decisions.Migration(job.name, name, target.name, decisions.MigrationReason.LOAD))
-            if pool[name]:
-                heapq.heappush(sources, entry(name))
+            done.discard(name)
+            for end in (name, target.name):
+                if pool.get(end) and end not in done:
+                    heapq.heappush(sources, entry(end))
             break
     return moves
 

@@ -9,6 +9,7 @@ already decided (each job gets at most one decision per round).
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 
 from mosix.policy import snapshot
 
@@ -38,6 +39,8 @@ class Ledger:
         self.free_mb: dict[str, int] = {n.name: n.memory_free_mb for n in snap.nodes}
         self.guests: dict[str, int] = {n.name: n.guests_running for n in snap.nodes}
         self.decided: set[str] = set()
+        self.up = {n.name for n in snap.nodes if n.alive}  # `alive` as a set, for passes over every job
+        self.grid = any(not n.local for n in snap.nodes)  # guests exist only on other clusters' nodes
         self.version: dict[str, int] = dict.fromkeys(self.nodes, 0)
         self._heaps: dict[tuple[float, bool], list[tuple[Rank, int]]] = {}
         for job in snap.jobs:
@@ -57,6 +60,11 @@ class Ledger:
         """True when `name` is a known node that is up."""
         node = self.nodes.get(name) if name is not None else None
         return node is not None and node.alive
+
+    def keeps_its_jobs(self, name: str | None) -> bool:
+        """True when node `name` is dont_take: its jobs are taken nowhere but home."""
+        node = self.nodes.get(name) if name is not None else None
+        return node is not None and node.dont_take
 
     def is_guest(self, job: snapshot.JobView, node: snapshot.NodeView) -> bool:
         """A guest in the grid's sense: running on another cluster's node."""
@@ -104,11 +112,14 @@ class Ledger:
         load = self.load[node.name] + demand
         cpus = max(node.cpus, 1)
         busy = slot and load > cpus + EPSILON
-        return (busy, unit_time(node, load), load / cpus, -self.free_mb[node.name], node.number, node.name)
+        per_cpu = load / cpus
+        speed = node.speed if node.speed > 0 else 1.0
+        time = max(1.0, per_cpu) / speed  # unit_time(node, load), inlined: every node is ranked each round
+        return (busy, time, per_cpu, -self.free_mb[node.name], node.number, node.name)
 
     def ranked(self, demand: float, slot: bool) -> list[tuple[Rank, int]]:
         """A heap of (rank, version) for processes of `demand`; stale entries are skipped by
-        `pop_ranked`. Kept up to date as the round's decisions change nodes."""
+        `first_ranked`. Kept up to date as the round's decisions change nodes."""
         heap = self._heaps.get((demand, slot))
         if heap is None:
             heap = [(self.rank(n, demand, slot), self.version[n.name]) for n in self.snapshot.nodes]
@@ -116,14 +127,26 @@ class Ledger:
             self._heaps[(demand, slot)] = heap
         return heap
 
-    def pop_ranked(self, heap: list[tuple[Rank, int]]) -> snapshot.NodeView | None:
-        """The best-ranked node still current in `heap`, removed from it (push it back with
-        `push_ranked`); None when the heap is exhausted."""
-        while heap:
-            entry, version = heapq.heappop(heap)
-            if version == self.version[entry[5]]:
-                return self.nodes[entry[5]]
-        return None
+    def first_ranked(self, heap: list[tuple[Rank, int]], accept: Callable[[snapshot.NodeView], bool],
+                     limit: int) -> list[snapshot.NodeView]:
+        """Up to `limit` nodes that `accept` takes, best-ranked first, walking `heap` from its
+        top; what was walked goes back unchanged (those nodes did not change) and stale
+        entries are dropped."""
+        found: list[snapshot.NodeView] = []
+        walked: list[tuple[Rank, int]] = []
+        version = self.version
+        while len(found) < limit and heap:
+            entry = heapq.heappop(heap)
+            name = entry[0][5]
+            if entry[1] != version[name]:
+                continue
+            walked.append(entry)
+            node = self.nodes[name]
+            if accept(node):
+                found.append(node)
+        for entry in walked:
+            heapq.heappush(heap, entry)
+        return found
 
     def push_ranked(self, heap: list[tuple[Rank, int]], node: snapshot.NodeView, demand: float,
                     slot: bool) -> None:

@@ -70,19 +70,10 @@ def candidates(led: ledger.Ledger, job: snapshot.JobView, *, slot: bool, exclude
     Walks the ledger's rank heap, so a round placing many jobs does not rescan every node
     for each.
     """
-    heap = led.ranked(job.cpu_demand, slot)
-    found: list[snapshot.NodeView] = []
-    skipped: list[snapshot.NodeView] = []
-    while len(found) < limit:
-        node = led.pop_ranked(heap)
-        if node is None:
-            break
-        skipped.append(node)
-        if node.name != exclude and eligible(led, node, job, slot=slot, reserve_mb=reserve_mb):
-            found.append(node)
-    for node in skipped:
-        led.push_ranked(heap, node, job.cpu_demand, slot)
-    return found
+    def accept(node: snapshot.NodeView) -> bool:
+        return node.name != exclude and eligible(led, node, job, slot=slot, reserve_mb=reserve_mb)
+
+    return led.first_ranked(led.ranked(job.cpu_demand, slot), accept, limit)
 
 
 def best(led: ledger.Ledger, job: snapshot.JobView, *, slot: bool, exclude: str | None = None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 
@@ -30,6 +31,15 @@ def key(job: snapshot.JobView, default_priority: int) -> tuple[bool, int, int, i
     """
     priority = default_priority if job.priority is None else job.priority  # effective_priority, inlined
     return (not job.run_now, priority, job.position, job.submitted, job.name)
+
+
+def entries(jobs: Iterable[snapshot.JobView], default_priority: int,
+            ) -> list[tuple[bool, int, int, int, str, snapshot.JobView]]:
+    """`key(job) + (job,)` for each job, built inline: a round heapifies every waiting job,
+    and a flat tuple made without a call per job is several times cheaper. The key ends in
+    the unique name, so two entries never compare their jobs."""
+    return [(not j.run_now, default_priority if j.priority is None else j.priority, j.position, j.submitted,
+             j.name, j) for j in jobs]
 
 
 def waiting(jobs: Iterable[snapshot.JobView]) -> list[snapshot.JobView]:
@@ -109,6 +119,8 @@ def _occupies_queue_slot(job: snapshot.JobView) -> bool:
 
 
 def _why_not(led: ledger.Ledger, job: snapshot.JobView) -> decisions.WaitReason:
+    """Why `job` found no node: none it may use, none with its memory free, or no free CPU.
+    Stops at the first node that is allowed and fits (then only CPUs were missing)."""
     if job.placement is snapshot.PlacementKind.NODE:
         node = placement.resolve(led, job.node_ref) if job.node_ref is not None else None
         candidates = [] if node is None else [node]
@@ -117,12 +129,13 @@ def _why_not(led: ledger.Ledger, job: snapshot.JobView) -> decisions.WaitReason:
         candidates = [led.by_number[n] for n in sorted(numbers) if n in led.by_number]
     else:
         candidates = list(led.snapshot.nodes)
-    allowed = [n for n in candidates if placement.allowed(led, n, job)]
-    if not allowed:
-        return decisions.WaitReason.NO_NODE
-    if not any(placement.fits(led, n, job, slot=False) for n in allowed):
-        return decisions.WaitReason.NO_MEMORY
-    return decisions.WaitReason.NO_SLOTS
+    reason = decisions.WaitReason.NO_NODE
+    for n in candidates:
+        if placement.allowed(led, n, job):
+            if placement.fits(led, n, job, slot=False):
+                return decisions.WaitReason.NO_SLOTS
+            reason = decisions.WaitReason.NO_MEMORY
+    return reason
 
 
 def _take(led: ledger.Ledger, job: snapshot.JobView, count: int, *, slot: bool) -> tuple[str, ...]:
@@ -133,7 +146,7 @@ def _take(led: ledger.Ledger, job: snapshot.JobView, count: int, *, slot: bool) 
     nodes unless it names its nodes, like MOSIX's MPI support (-P with -b).
     """
     taken: list[str] = []
-    one = dataclasses.replace(job, parallel=1)
+    one = job if job.parallel == 1 else dataclasses.replace(job, parallel=1)
     if job.parallel > 1 and job.placement is snapshot.PlacementKind.HOME:
         one = dataclasses.replace(one, placement=snapshot.PlacementKind.BEST)  # a gang spreads, as -P -b
     for _ in range(count):
@@ -163,30 +176,35 @@ def admit_into(led: ledger.Ledger) -> tuple[list[decisions.Admission], list[deci
     admissions: list[decisions.Admission] = []
     waits: list[decisions.Wait] = []
     decided = led.decided
-    queue = [j for j in led.in_state(snapshot.JobState.QUEUED) if j.queued and j.name not in decided]
-    for job in led.in_state(snapshot.JobState.PENDING, snapshot.JobState.RUNNING):
-        if job.name in decided:
+    lines: list[snapshot.JobView] = []  # queued -S files with more lines to start
+    for job in led.in_state(snapshot.JobState.PENDING):
+        if not job.queued and job.node is None and job.name not in decided:
+            _start(led, job, slot=False, reason=decisions.AdmitReason.DIRECT, admissions=admissions, waits=waits)
+    for job in led.in_state(snapshot.JobState.RUNNING):
+        if job.commands_max is None or job.name in decided or processes(job) <= 0:
             continue
-        more_lines = (job.commands_max is not None and job.state is snapshot.JobState.RUNNING
-                      and processes(job) > 0)
-        if job.queued and more_lines:
-            queue.append(job)
-        elif not job.queued and ((job.state is snapshot.JobState.PENDING and job.node is None) or more_lines):
-            _start(led, job, slot=False, reason=_reason(job, decisions.AdmitReason.DIRECT),
-                   admissions=admissions, waits=waits)
-    usable = [n for n in led.snapshot.nodes
-              if n.alive and not n.block and not n.expel and n.accept and not n.dontgo]
-    capacity = sum(led.free_slots(n.name) for n in usable)
-    cpus = sum(n.cpus for n in usable)
-    active = led.in_state(snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING, snapshot.JobState.PENDING)
-    running = sum(1 for j in active if _occupies_queue_slot(j))
+        if job.queued:
+            lines.append(job)
+        else:
+            _start(led, job, slot=False, reason=decisions.AdmitReason.LINES, admissions=admissions, waits=waits)
+    capacity = cpus = 0
+    for n in led.snapshot.nodes:
+        if n.alive and not n.block and not n.expel and n.accept and not n.dontgo:
+            capacity += led.free_slots(n.name)
+            cpus += n.cpus
+    running = 0
+    if cluster.max_running is not None:  # counted only when there is a cap to count against
+        active = led.in_state(snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING, snapshot.JobState.PENDING)
+        running = sum(1 for j in active if _occupies_queue_slot(j))
     limit = math.inf if cluster.max_running is None else cluster.max_running
+    queued = (j for j in led.in_state(snapshot.JobState.QUEUED) if j.queued and j.name not in decided)
+    queue: Iterable[snapshot.JobView] = itertools.chain(queued, lines)
     if capacity <= 0:  # a full cluster: only mosq run jobs can start, skip ordering the rest
         queue = [j for j in queue if j.run_now and j.state is snapshot.JobState.QUEUED]
-    heap = [(key(j, cluster.default_priority), j) for j in queue]  # keys end in the unique name
+    heap = entries(queue, cluster.default_priority)  # `key` order; keys end in the unique name
     heapq.heapify(heap)  # pop in order only as far as the slots go: cheaper than a full sort
     while heap:
-        job = heapq.heappop(heap)[1]
+        job = heapq.heappop(heap)[-1]
         if job.run_now and job.state is snapshot.JobState.QUEUED:
             _start(led, job, slot=False, reason=decisions.AdmitReason.RUN_NOW,
                    admissions=admissions, waits=waits)

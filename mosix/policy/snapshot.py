@@ -143,7 +143,8 @@ class ClusterView:
     `freeze_limits` maps a grid class to the load per CPU above which that class's jobs are
     frozen (classes not listed are never frozen for load). A migration is worth it when the
     job's speed-up exceeds `min_gain` and the time it saves exceeds its cost:
-    `migration_cost_s` plus `memory_mb / migration_mb_per_s`.
+    `migration_cost_s` plus `memory_mb / migration_mb_per_s`. The balancer examines at most
+    `balance_sources` nodes per round (slowest first), which bounds a round on a big cluster.
     """
 
     default_priority: int = DEFAULT_PRIORITY
@@ -154,6 +155,7 @@ class ClusterView:
     memory_reserve_mb: int = 256
     migration_cost_s: float = 1.0
     migration_mb_per_s: float = 1000.0
+    balance_sources: int = 256
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
