@@ -17,6 +17,8 @@ from mosix.api import job
 from mosix.client import client, store
 
 MAX_MB = 16777216  # MosixJobSpec.memory_mb's bound
+# The only spec fields the agent writes; the chart's admission policy keeps every other one from it.
+SPEC_FIELDS = ("locked", "memoryMb", "migration", "checkpointRequest")
 
 
 @dataclasses.dataclass
