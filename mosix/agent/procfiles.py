@@ -21,11 +21,13 @@ import dataclasses
 import json
 import os
 import pathlib
+import stat
 
 MOUNT_POINT = "/run/mosix"
 WHEREAMI, NMIGS, LOCK, NEEDMEM = "whereami", "nmigs", "lock", "needmem"
 MIGRATE, CLEAR, CHECKPOINT = "migrate", "clear", "checkpoint"
 PUBLISHED = (WHEREAMI, NMIGS, LOCK, NEEDMEM)  # the agent's values; lock and needmem are writable too
+READ_ONLY = (WHEREAMI, NMIGS)  # put right on every publish if the job wrote them
 REQUESTS = (MIGRATE, CLEAR, CHECKPOINT)  # write-only: each write is one request
 MAX_WRITE = 256  # bytes of a request the agent reads; a value is a short word
 
@@ -61,15 +63,35 @@ def _state(path: pathlib.Path) -> pathlib.Path:
 
 
 def _replace(path: pathlib.Path, text: str, mode: int) -> None:
+    """Write a file by atomic rename. The directory is the job's to write too: whatever it left under the
+    temporary name is removed, never followed (O_EXCL | O_NOFOLLOW), so no symlink leads the agent out."""
     tmp = path.with_name(f".{path.name}.new")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    tmp.replace(path)
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def _first_line(path: pathlib.Path) -> str:
-    with path.open("rb") as f:
-        return f.read(MAX_WRITE).decode(errors="replace").strip().split("\n", 1)[0].strip()
+    """The first line of a regular file, stripped; "" for anything else the job may have put there (a
+    symlink is not followed, a FIFO not waited on). FileNotFoundError when there is nothing."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, MAX_WRITE).decode(errors="replace").strip().split("\n", 1)[0].strip()
+    finally:
+        os.close(fd)
 
 
 class ProcDir:
@@ -86,7 +108,7 @@ class ProcDir:
         old = self._published()
         values = View(whereami=whereami).files() | {k: v for k, v in old.items() if k != WHEREAMI}
         for name in REQUESTS:
-            if not (self.path / name).exists():
+            if not (self.path / name).is_symlink() and not (self.path / name).exists():
                 _replace(self.path / name, "", 0o666)
         self._publish(values, force=True)
 
@@ -110,7 +132,8 @@ class ProcDir:
             path = self.path / name
             taken = self.path / f".{name}.taken"
             try:
-                if path.stat().st_size == 0:
+                st = path.lstat()
+                if stat.S_ISREG(st.st_mode) and st.st_size == 0:
                     continue
                 path.replace(taken)
             except FileNotFoundError:
@@ -142,12 +165,18 @@ class ProcDir:
         old = self._published()
         changed = False
         for name, value in values.items():
-            if force or old.get(name) != value or not (self.path / name).exists():
-                mode = 0o644 if name in (WHEREAMI, NMIGS) else 0o666
+            if force or old.get(name) != value or (name in READ_ONLY and self._shown(name) != value):
+                mode = 0o644 if name in READ_ONLY else 0o666
                 _replace(self.path / name, value + "\n", mode)
                 changed = True
         if changed:
             self._save(old | values)
+
+    def _shown(self, name: str) -> str | None:
+        try:
+            return _first_line(self.path / name)
+        except FileNotFoundError:
+            return None
 
     def _save(self, published: dict[str, str]) -> None:
         tmp = _state(self.path).with_suffix(".tmp")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import pytest
@@ -155,3 +156,31 @@ def test_bad_writes_change_nothing_and_say_why(api: client.Client, written: tupl
 def test_a_native_batch_job_does_not_migrate(api: client.Client) -> None:
     out = selfcontrol.outcome(api, a_job(api, batch="Native"), writes(("migrate", "2")))
     assert out.spec == {} and "native Linux batch job" in out.refused[0]
+
+
+def test_the_agent_follows_no_link_and_waits_on_no_fifo_the_job_leaves(
+    files: procfiles.ProcDir, tmp_path: pathlib.Path
+) -> None:
+    """The directory is the job's to write: what it plants there must not lead the agent to host files."""
+    secret = tmp_path / "host-secret"
+    secret.write_text("root:hash\n")
+    (files.path / procfiles.LOCK).unlink()
+    (files.path / procfiles.LOCK).symlink_to(secret)
+    (files.path / procfiles.MIGRATE).unlink()
+    (files.path / procfiles.MIGRATE).symlink_to(secret)
+    (files.path / ".needmem.new").symlink_to(secret)  # the agent's temporary name for needmem
+    (files.path / procfiles.NEEDMEM).unlink()
+    os.mkfifo(files.path / procfiles.NEEDMEM)
+    taken = files.take()
+    assert taken == [procfiles.Write("lock", ""), procfiles.Write("needmem", ""), procfiles.Write("migrate", "")]
+    assert not files.locked()
+    files.publish(procfiles.View(whereami="node1", locked=True, needmem=64))
+    assert secret.read_text() == "root:hash\n"
+    assert [files.read(n) for n in procfiles.PUBLISHED] == ["node1", "0", "1", "64"]
+    assert not any(p.is_symlink() for p in files.path.iterdir())
+
+
+def test_whereami_is_put_right_if_the_job_writes_it(files: procfiles.ProcDir) -> None:
+    write(files, procfiles.WHEREAMI, "elsewhere")
+    files.publish(procfiles.View(whereami="node1"))
+    assert files.read(procfiles.WHEREAMI) == "node1"
