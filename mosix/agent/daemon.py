@@ -205,6 +205,7 @@ class Agent:
                 return  # finished only once home has every line
             namespace, _, plain = key.rpartition("/")
             metrics.forget_job(namespace or self.api.store.namespace, plain)
+            self._cpu_base.pop(key, None)
             code = here.exit_code if here.exit_code is not None else 1
             phase = job.Phase.SUCCEEDED if code == 0 else job.Phase.FAILED
             self._patch(key, {"phase": phase.value, "where": job.where(phase, self.me.name), "exitCode": code,
@@ -233,7 +234,8 @@ class Agent:
         else:
             started = self.manager.run(job_record(name, j), checkpoint_base=base, max_sets=max_sets)
         self._last_checkpoint[name] = time.monotonic()
-        self.manager.procdir(name).publish(self._view(j))
+        with contextlib.suppress(OSError):  # the next pass publishes again
+            self.manager.procdir(name).publish(self._view(j))
         self._ran[name] = (key, j.status.home_node or self.me.name)
         self._patch(key, {"phase": job.Phase.RUNNING.value, "where": self.me.name, "origPid": started.pid,
                           "startTime": j.status.start_time or meta.now_rfc3339(), "restoreFrom": None,
@@ -256,8 +258,17 @@ class Agent:
         return procfiles.View(whereami=self.me.name, nmigs=j.status.migrations, locked=locked, needmem=needmem)
 
     def _self_control(self, key: str, name: str, j: job.MosixJob) -> None:
-        """Carry out what the job wrote to its /run/mosix files, then show it the present values."""
+        """Carry out what the job wrote to its /run/mosix files, then show it the present values. Whatever the
+        job did to the directory, the rest of the pass (freeze, signals, migration) goes on."""
         files = self.manager.procdir(name)
+        if not files.path.is_dir():  # a container started before the agent had /run/mosix
+            return
+        try:
+            self._carry_out(key, j, files)
+        except OSError as e:
+            log.warning("job %s: %s: %s", key, procfiles.MOUNT_POINT, e)
+
+    def _carry_out(self, key: str, j: job.MosixJob, files: procfiles.ProcDir) -> None:
         out = selfcontrol.outcome(self.api, j, files.take())
         if out.spec:
             try:
