@@ -17,7 +17,7 @@ import time
 import pytest
 
 from mosix.agent import __main__ as agent_main
-from mosix.agent import containers, daemon, homeio, jobs, migration, nodestatus, procfiles, server, tls
+from mosix.agent import containers, daemon, homeio, jobs, metrics, migration, nodestatus, procfiles, server, tls
 from mosix.api import job
 from mosix.client import client, local
 from mosix.controller import round as control
@@ -180,7 +180,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(peers: list[Peer], loop: agent_main.Loop, tmp_path: pathlib.Path) -> Cluster:
+def cluster(peers: list[Peer], loop: agent_main.Loop, tmp_path: pathlib.Path) -> collections.abc.Iterator[Cluster]:
     """Two node agents (their reconcile loops and migrators, as the agent's entry script builds them) over a
     local store; the test drives their passes and the control rounds."""
     api = client.Client(local.LocalStore(tmp_path / "store"))
@@ -199,13 +199,18 @@ def cluster(peers: list[Peer], loop: agent_main.Loop, tmp_path: pathlib.Path) ->
         )
         agent.register()
         agents.append(agent)
-    return Cluster(api, agents)
+    yield Cluster(api, agents)
+    for j in api.jobs():  # the per-job series the agents' reports left in this process's metrics
+        metrics.forget_job(api.store.namespace, j.name)
 
 
 @pytest.mark.root
 def test_writes_become_the_requests_the_commands_make(cluster: Cluster) -> None:
     api, (a, b) = cluster.api, cluster.agents
-    submitted = api.submit(job.MosixJobSpec(command=list(REPORT), placement=job.Placement.NODE, node="2"))
+    # Named apart from mosrun's numeric ids: the agents publish per-job metrics in this process's registry.
+    submitted = api.submit(
+        job.MosixJobSpec(command=list(REPORT), placement=job.Placement.NODE, node="2"), name="self-steering"
+    )
     key = submitted.name
     cluster.until(
         "the job to run on node 2",
