@@ -3,7 +3,8 @@
 Layout under the agent's state directory:
     runc/                      runc --root (this agent's containers only)
     jobs/<name>/               job.json, bundle/config.json, upper/ work/ rootfs/ (the overlay),
-                               stdout, stderr (appended, kept apart), exit_code
+                               stdout, stderr (appended, kept apart), exit_code,
+                               mosix/ (the job's /run/mosix, see procfiles)
     frozen/<name>/             the freeze set of a frozen job (a checkpoint set)
     checkpoints/<name>/ckpt.N  checkpoint sets, unless the caller names another base
 Everything but the job's writable layer and output is root-only.
@@ -30,7 +31,7 @@ import shutil
 import threading
 import time
 
-from mosix.agent import checkpoints, criu, errors, images, jobs, output, overlay, runc, spec
+from mosix.agent import checkpoints, criu, errors, images, jobs, output, overlay, procfiles, runc, spec
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,10 @@ class Manager:
     def stderr_path(self, name: str) -> pathlib.Path:
         """The file the job's stderr is appended to."""
         return self._job_dir(name) / "stderr"
+
+    def procdir(self, name: str) -> procfiles.ProcDir:
+        """The job's /run/mosix/ directory on this agent (bind-mounted into its container)."""
+        return procfiles.ProcDir(self._job_dir(name) / "mosix")
 
     def wait(self, name: str, timeout: float | None = None) -> int | None:
         """Wait for the running job to exit by itself; its exit code (None on timeout)."""
@@ -311,8 +316,10 @@ class Manager:
         overlay.mount(lower, e.dir / "upper", e.dir / "work", e.dir / "rootfs")
         for d in e.job.private_dirs:
             (e.dir / "rootfs" / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        self.procdir(e.job.name).create(whereami=self.node)
         bundle = checkpoints.secure_dir(e.dir / "bundle")
-        config = spec.config(e.job, e.dir / "rootfs", spec.cgroup_path(self.node, e.job.name))
+        config = spec.config(e.job, e.dir / "rootfs", spec.cgroup_path(self.node, e.job.name),
+                             mosix_dir=self.procdir(e.job.name).path)
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
         (e.dir / "job.json").write_text(json.dumps(e.job.to_dict(), indent=1))
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mosix.agent import containers, errors, homeio, jobs, metrics, nodestatus
+from mosix.agent import containers, errors, homeio, jobs, metrics, nodestatus, procfiles, selfcontrol
 from mosix.api import job, meta, node
 from mosix.client import client, store
 
@@ -68,6 +68,7 @@ class Agent:
         self.remote_sink = remote_sink
         self.forwarder = homeio.Forwarder()
         self._ran: dict[str, tuple[str, str]] = {}  # container name → (job key, home node): whose output to send
+        self._cpu_base: dict[str, float] = {}  # job key → its CPU seconds here when its statistics were cleared
 
     # --- the node -----------------------------------------------------------------------
 
@@ -113,8 +114,14 @@ class Agent:
         metrics.node_status(self.me.name, status, self.sampler.last_sample - before if before else 0.0)
         for key, pid in running.items():
             namespace, _, name = key.rpartition("/")
-            metrics.job(namespace or self.api.store.namespace, name,
-                        *metrics.job_usage(nodestatus.descendants(pid)))
+            cpu, rss = metrics.job_usage(nodestatus.descendants(pid))
+            metrics.job(namespace or self.api.store.namespace, name, max(0.0, cpu - self._cpu_base.get(key, 0.0)), rss)
+
+    def clear_statistics(self, key: str) -> None:
+        """Start the job's statistics afresh (/run/mosix/clear): the one place per-job statistics are reset;
+        today that is its CPU seconds, counted from now on."""
+        pid = self.manager.status(container_name(key)).pid
+        self._cpu_base[key] = metrics.job_usage(nodestatus.descendants(pid))[0] if pid else 0.0
 
     def _queue_up(self) -> bool:
         return self.api.get_cluster().status.leader is not None
@@ -198,6 +205,7 @@ class Agent:
                 return  # finished only once home has every line
             namespace, _, plain = key.rpartition("/")
             metrics.forget_job(namespace or self.api.store.namespace, plain)
+            self._cpu_base.pop(key, None)
             code = here.exit_code if here.exit_code is not None else 1
             phase = job.Phase.SUCCEEDED if code == 0 else job.Phase.FAILED
             self._patch(key, {"phase": phase.value, "where": job.where(phase, self.me.name), "exitCode": code,
@@ -226,6 +234,8 @@ class Agent:
         else:
             started = self.manager.run(job_record(name, j), checkpoint_base=base, max_sets=max_sets)
         self._last_checkpoint[name] = time.monotonic()
+        with contextlib.suppress(OSError):  # the next pass publishes again
+            self.manager.procdir(name).publish(self._view(j))
         self._ran[name] = (key, j.status.home_node or self.me.name)
         self._patch(key, {"phase": job.Phase.RUNNING.value, "where": self.me.name, "origPid": started.pid,
                           "startTime": j.status.start_time or meta.now_rfc3339(), "restoreFrom": None,
@@ -241,7 +251,40 @@ class Agent:
             self._patch(key, {"phase": job.Phase.FAILED.value, "where": "failed", "completionTime": meta.now_rfc3339(),
                               "message": f"lost when the agent on {self.me.name} restarted, with no checkpoint"})
 
+    def _view(self, j: job.MosixJob, out: selfcontrol.Outcome | None = None) -> procfiles.View:
+        """What the job reads in /run/mosix: the job as stored, with the writes just carried out."""
+        locked = out.locked if out is not None and out.locked is not None else j.spec.locked
+        needmem = out.needmem if out is not None and out.needmem is not None else j.spec.memory_mb or 0
+        return procfiles.View(whereami=self.me.name, nmigs=j.status.migrations, locked=locked, needmem=needmem)
+
+    def _self_control(self, key: str, name: str, j: job.MosixJob) -> None:
+        """Carry out what the job wrote to its /run/mosix files, then show it the present values. Whatever the
+        job did to the directory, the rest of the pass (freeze, signals, migration) goes on."""
+        files = self.manager.procdir(name)
+        if not files.path.is_dir():  # a container started before the agent had /run/mosix
+            return
+        try:
+            self._carry_out(key, j, files)
+        except OSError as e:
+            log.warning("job %s: %s: %s", key, procfiles.MOUNT_POINT, e)
+
+    def _carry_out(self, key: str, j: job.MosixJob, files: procfiles.ProcDir) -> None:
+        out = selfcontrol.outcome(self.api, j, files.take())
+        if out.spec:
+            try:
+                self.api.patch_job(key, out.spec)
+            except store.StoreError as e:
+                out.refused.append(f"{procfiles.MOUNT_POINT}: {e}")
+                out.spec = {}
+        if out.clear:
+            self.clear_statistics(key)
+        if out.refused:
+            log.warning("job %s: %s", key, "; ".join(out.refused))
+            self._patch(key, {"message": "; ".join(out.refused)})
+        files.publish(self._view(j, out))
+
     def _running(self, key: str, name: str, j: job.MosixJob) -> None:
+        self._self_control(key, name, j)
         spec, st = j.spec, j.status
         if st.frozen is not None:
             self.manager.freeze(name, st.frozen.value)

@@ -39,7 +39,10 @@ class Result:
 
 async def migrate(manager: containers.Manager, name: str, peer_url: str, context: ssl.SSLContext,
                   lazy: bool = False) -> Result:
-    """Move a running job to the agent at peer_url (https://127.0.0.N:P); lazy: by post-copy."""
+    """Move a running job to the agent at peer_url (https://127.0.0.N:P); lazy: by post-copy.
+    A job pinned by its /run/mosix/lock is refused before anything is touched."""
+    if manager.procdir(name).locked():
+        raise MigrationFailed(f"job {name} is locked to {manager.node} (its /run/mosix/lock is 1): not migrating")
     if lazy:
         from mosix.agent import postcopy  # it imports this module
 

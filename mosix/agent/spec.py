@@ -9,7 +9,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-from mosix.agent import jobs
+from mosix.agent import jobs, procfiles
 
 # runc spec's defaults: no capabilities beyond these three, no new privileges.
 DEFAULT_CAPABILITIES = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
@@ -36,8 +36,11 @@ def cgroup_path(node: str, job_name: str) -> str:
     return f"/mosix/{node}/{job_name}"
 
 
-def config(job: jobs.Job, rootfs: pathlib.Path, cgroups_path: str) -> dict[str, Any]:
-    """The config.json for `job` with `rootfs` (the overlay mount) as its root."""
+def config(job: jobs.Job, rootfs: pathlib.Path, cgroups_path: str,
+           mosix_dir: pathlib.Path | None = None) -> dict[str, Any]:
+    """The config.json for `job` with `rootfs` (the overlay mount) as its root, and `mosix_dir` (the job's
+    procfiles directory on this agent) bind-mounted at /run/mosix: runc checkpoints a bind mount as an
+    external mount and restores it onto whatever source the target's config names."""
     caps = list(DEFAULT_CAPABILITIES)
     resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
     if job.memory_mb is not None:
@@ -56,7 +59,9 @@ def config(job: jobs.Job, rootfs: pathlib.Path, cgroups_path: str) -> dict[str, 
         },
         "root": {"path": str(rootfs), "readonly": False},
         "hostname": job.name[:63],
-        "mounts": [dict(m) for m in MOUNTS],
+        "mounts": [dict(m) for m in MOUNTS] + ([] if mosix_dir is None else [
+            {"destination": procfiles.MOUNT_POINT, "type": "bind", "source": str(mosix_dir),
+             "options": ["rbind", "rw", "nosuid", "nodev", "noexec"]}]),
         "linux": {
             "cgroupsPath": cgroups_path,
             "resources": resources,

@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
+from mosix.agent import selfcontrol
+from mosix.api import job
+
 from .conftest import CHART, Helm, unavailable
 
 if TYPE_CHECKING:
@@ -311,6 +314,18 @@ def test_admission_policy(default_objs: list[Obj], helm: Helm) -> None:
     assert not by_kind(off, "ValidatingAdmissionPolicy") and not by_kind(off, "ValidatingAdmissionPolicyBinding")
 
 
+def test_admission_policy_keeps_every_other_spec_field_from_the_agent(default_objs: list[Obj]) -> None:
+    """The policy names every MosixJob spec field but the agent's own: a new field must be placed on one side."""
+    rules = [v["expression"] for v in one(default_objs, "ValidatingAdmissionPolicy")["spec"]["validations"]]
+    fixed = [r for r in rules if "variables.isJobSpec" in r]
+    assert len(fixed) == 1
+    named = re.findall(r"object\.spec\.\?(\w+) == oldObject\.spec\.\?(\w+)", fixed[0])
+    assert all(a == b for a, b in named)
+    every = {f.alias or n for n, f in job.MosixJobSpec.model_fields.items()}
+    assert every >= set(selfcontrol.SPEC_FIELDS)
+    assert {a for a, _ in named} == every - set(selfcontrol.SPEC_FIELDS)
+
+
 # --- monitoring ---------------------------------------------------------------------------------------------------
 
 def test_dashboard_configmap_carries_the_dashboard(default_objs: list[Obj]) -> None:
@@ -503,6 +518,14 @@ def test_admission_policy_keeps_each_agent_to_its_node(installed: tuple[Kube, st
         assert done.returncode == 0, done.stderr
         done = as_agent("patch", "mj", "job-on-b", "-n", ns, "--subresource=status", "--type=merge",
                         "-p", '{"status": {"message": "stolen"}}')
+        assert done.returncode != 0 and "placed on its node" in done.stderr, done.stderr
+        done = as_agent("patch", "mj", "job-on-a", "-n", ns, "--type=merge",
+                        "-p", '{"spec": {"locked": true, "memoryMb": 300, "migration": {"to": "home", "serial": 1}}}')
+        assert done.returncode == 0, done.stderr  # what the job asked through /run/mosix
+        for field in ('{"command": ["sh"]}', '{"image": "evil/image:1"}', '{"env": {"A": "b"}}', '{"frozen": true}'):
+            done = as_agent("patch", "mj", "job-on-a", "-n", ns, "--type=merge", "-p", f'{{"spec": {field}}}')
+            assert done.returncode != 0 and "may change only" in done.stderr, (field, done.stderr)
+        done = as_agent("patch", "mj", "job-on-b", "-n", ns, "--type=merge", "-p", '{"spec": {"locked": true}}')
         assert done.returncode != 0 and "placed on its node" in done.stderr, done.stderr
         done = as_agent("get", "secrets", "-n", ns)
         assert done.returncode != 0 and "forbidden" in done.stderr.lower(), done.stderr
