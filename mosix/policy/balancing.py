@@ -5,7 +5,8 @@ A move must pay for itself: the mover must run more than `min_gain` faster on th
 those it leaves, minus those it joins; each job's expected remaining time is its age, as
 MOSIX assumes, unless a hint is given) must exceed the migration's cost. Each move strictly
 lowers that total, so a round cannot undo itself, and a job that moved stays put for
-`hysteresis_s`, so nothing ping-pongs across rounds.
+`hysteresis_s`, so nothing ping-pongs across rounds. An I/O-bound job at home stays there:
+`mosix.policy.homing` would only bring it back.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ def movable(job: snapshot.JobView, now: float, cluster: snapshot.ClusterView) ->
     if not job.migratable or job.locked or job.parallel > 1 or job.commands_max is not None:
         return False
     return job.last_migration is None or now - job.last_migration >= cluster.hysteresis_s
+
+
+def io_bound(job: snapshot.JobView, cluster: snapshot.ClusterView) -> bool:
+    """Does `job` do enough I/O to belong at home? Never with -c (`stay_on_syscalls`)."""
+    return not job.stay_on_syscalls and job.io_rate_kbps >= cluster.io_home_kbps
 
 
 def remaining(job: snapshot.JobView, now: float) -> float:
@@ -106,9 +112,13 @@ def _order(job: snapshot.JobView, now: float) -> tuple[float, str]:
     return (-remaining(job, now), job.name)
 
 
-def _pool(led: ledger.Ledger) -> dict[str, list[snapshot.JobView]]:
+def _pool(led: ledger.Ledger, hold_io: bool = False) -> dict[str, list[snapshot.JobView]]:
+    """Movable jobs by node, in `_order`; with `hold_io`, without I/O-bound jobs at home
+    (homing would only bring them back)."""
     pool: dict[str, list[snapshot.JobView]] = {}
     for job in led.in_state(snapshot.JobState.RUNNING):
+        if hold_io and job.node == job.home and io_bound(job, led.cluster):
+            continue
         if job.name not in led.decided and movable(job, led.now, led.cluster) and led.alive(job.node):
             assert job.node is not None
             pool.setdefault(job.node, []).append(job)
@@ -189,7 +199,7 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
     A node none of whose first candidates can move is done for the round; at most
     `_SOURCES` nodes are examined per round."""
     moves: list[decisions.Migration] = []
-    pool = _pool(led)
+    pool = _pool(led, hold_io=True)
     pending = _pending(led)
 
     def entry(name: str) -> tuple[float, str, int]:
@@ -226,6 +236,6 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
 
 
 def balance(snap: snapshot.Snapshot) -> list[decisions.Migration]:
-    """Memory ushering, then load balancing, on `snap`."""
+    """Memory ushering, then load balancing, on `snap` (without homing: see `mosix.policy.decide`)."""
     led = ledger.Ledger(snap)
     return usher_into(led) + balance_into(led)
