@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mosix.agent import containers, errors, homeio, jobs, metrics, nodestatus
+from mosix.agent import containers, errors, homeio, iostats, jobs, metrics, nodestatus
 from mosix.api import job, meta, node
 from mosix.client import client, store
 
 log = logging.getLogger("mosix.agent")
+
+IO_PUBLISH_EVERY = 2.0  # seconds between a job's I/O rate updates in its status: the policy needs no more
 
 Migrate = Callable[[str, job.MosixJob, node.MosixNode], None]
 SinkFor = Callable[[node.MosixNode], homeio.Sink]
@@ -68,6 +70,8 @@ class Agent:
         self.remote_sink = remote_sink
         self.forwarder = homeio.Forwarder()
         self._ran: dict[str, tuple[str, str]] = {}  # container name → (job key, home node): whose output to send
+        self.iostats = iostats.Statistics()
+        self._io_published: dict[str, float] = {}  # container name → when its I/O rate was last published
 
     # --- the node -----------------------------------------------------------------------
 
@@ -147,6 +151,8 @@ class Agent:
             if done and st.state == jobs.State.STOPPED and name not in placed_here:
                 self.manager.remove(name)
                 self.forwarder.forget(name)
+                self.iostats.forget(name)
+                self._io_published.pop(name, None)
                 del self._ran[name]
 
     def reconcile(self) -> None:
@@ -205,11 +211,30 @@ class Agent:
             return
         if here.state == jobs.State.RUNNING:
             self._ran.setdefault(name, (key, j.status.home_node or self.me.name))
+            if here.pid:
+                self._measure_io(key, name, j, here.pid)
             self._running(key, name, j)
         elif here.state == jobs.State.FROZEN and st.frozen is None:
             self.manager.continue_(name)
             self._patch(key, {"phase": job.Phase.RUNNING.value, "where": self.me.name,
                               "origPid": self.manager.status(name).pid})
+
+    def _measure_io(self, key: str, name: str, j: job.MosixJob, pid: int) -> None:
+        """Samples the job's I/O (and, away from home, what was forwarded home) and publishes its
+        rates every `IO_PUBLISH_EVERY` seconds when they changed."""
+        away = (j.status.home_node or self.me.name) != self.me.name
+        forwarded = self.forwarder.forwarded.pop(name, 0)
+        rates = self.iostats.sample(name, nodestatus.descendants(pid), j.spec.io_decay, forwarded if away else 0)
+        if time.monotonic() - self._io_published.get(name, 0.0) < IO_PUBLISH_EVERY:
+            return
+        self._io_published[name] = time.monotonic()
+        now = (round(rates.io_kbps, 1), round(rates.remote_kbps, 1))
+        if now != (j.status.io_rate_kbps, j.status.remote_io_kbps):
+            self._patch(key, {"ioRateKbps": now[0], "remoteIoKbps": now[1]})
+
+    def clear_statistics(self, name: str) -> None:
+        """Resets the job's I/O statistics (container `name`): `/run/mosix/clear`, MOSIX's `clear`."""
+        self.iostats.clear(name)
 
     def _start(self, key: str, name: str, j: job.MosixJob, here: jobs.Status | None) -> None:
         if here is not None and here.state == jobs.State.RUNNING:
