@@ -39,7 +39,8 @@ def job_record(name: str, j: job.MosixJob) -> jobs.Job:
     if j.spec.working_dir:
         env["MOSIX_HOME_DIR"] = j.spec.working_dir
     return jobs.Job(name=name, args=tuple(j.spec.command), env=tuple(sorted(env.items())), cwd="/",
-                    image=j.spec.image, memory_mb=j.spec.memory_mb, private_dirs=tuple(j.spec.private_dirs))
+                    image=j.spec.image, memory_mb=j.spec.memory_mb, private_dirs=tuple(j.spec.private_dirs),
+                    host_time=j.spec.host_time)
 
 
 @dataclasses.dataclass
