@@ -226,8 +226,8 @@ class Agent:
         away = (j.status.home_node or self.me.name) != self.me.name
         forwarded = self.forwarder.forwarded.pop(name, 0)
         rates = self.iostats.sample(name, nodestatus.descendants(pid), j.spec.io_decay, forwarded if away else 0)
-        if time.monotonic() - self._io_published.get(name, 0.0) < IO_PUBLISH_EVERY:
-            return
+        if rates is None or time.monotonic() - self._io_published.get(name, 0.0) < IO_PUBLISH_EVERY:
+            return  # on a first sample here, the rate published where the job ran before stands
         self._io_published[name] = time.monotonic()
         now = (round(rates.io_kbps, 1), round(rates.remote_kbps, 1))
         if now != (j.status.io_rate_kbps, j.status.remote_io_kbps):

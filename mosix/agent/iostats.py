@@ -80,17 +80,19 @@ class Statistics:
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
 
-    def sample(self, name: str, pids: Iterable[int], decay: int | None = None, remote_bytes: int = 0) -> Reading:
+    def sample(self, name: str, pids: Iterable[int], decay: int | None = None, remote_bytes: int = 0) -> Reading | None:
         """Adds the I/O the job's processes `pids` did since the last sample, and `remote_bytes`
-        forwarded home meanwhile; returns the rates. `decay` is -d (None: `DEFAULT_DECAY`)."""
+        forwarded home meanwhile; returns the rates, or None on the job's first sample here (a
+        baseline: what its processes did before this agent watched them is not its to count).
+        `decay` is -d (None: `DEFAULT_DECAY`)."""
         keep = (DEFAULT_DECAY if decay is None else decay) / 10000.0
         now = self._clock()
         counters = dict(found for pid in pids if (found := process_io(pid, self._proc)) is not None)
         with self._lock:
             job = self._jobs.get(name)
-            if job is None:  # a baseline: what ran before the agent watched is not this agent's to count
-                job = self._jobs[name] = _Job(Rate(keep), Rate(keep), now, counters)
-                return Reading(0.0, 0.0)
+            if job is None:
+                self._jobs[name] = _Job(Rate(keep), Rate(keep), now, counters)
+                return None
             job.io.keep = job.remote.keep = keep
             elapsed = now - job.last
             if elapsed <= 0:

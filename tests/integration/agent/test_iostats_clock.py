@@ -54,21 +54,22 @@ def test_the_agent_measures_a_jobs_io(agent: containers.Manager, wait_lines: Wai
     agent.run(jobs.Job(name="heavy", args=_gated("testload -f /io --write 64 --iosize 8 -n 0")))
     agent.run(jobs.Job(name="light", args=_gated("testload -d 0 -n 20")))
     for name in ("heavy", "light"):
-        assert stats.sample(name, _pids(agent, name), decay=10000) == iostats.Reading(0.0, 0.0)
+        assert stats.sample(name, _pids(agent, name), decay=10000) is None  # the baseline
     _go_and_wait(agent, "heavy", wait_lines)
     (agent.state_dir / "jobs" / "light" / "rootfs" / "go").touch()
     wait_lines(agent.stdout_path("light"), 21)
     clock.now = 1.0
     heavy = stats.sample("heavy", _pids(agent, "heavy"), decay=10000)
     light = stats.sample("light", _pids(agent, "light"), decay=10000)
+    assert heavy is not None and light is not None
     assert 8 * 1024 <= heavy.io_kbps < 8 * 1024 + 16, heavy  # 8 MiB written, plus what the light job does
     assert 0 < light.io_kbps < 16, light  # 56 bytes of output and a few KB its shell and programs read
     assert (agent.state_dir / "jobs" / "heavy" / "rootfs" / "io").stat().st_size == 8 * MB
     clock.now = 2.0  # a second with no I/O halves the undecayed mean
-    assert stats.sample("heavy", _pids(agent, "heavy"), decay=10000).io_kbps == pytest.approx(heavy.io_kbps / 2)
+    assert stats.sample("heavy", _pids(agent, "heavy"), decay=10000) == iostats.Reading(heavy.io_kbps / 2, 0.0)
     stats.clear("heavy")
     clock.now = 3.0
-    assert stats.sample("heavy", _pids(agent, "heavy"), decay=10000).io_kbps == 0.0
+    assert stats.sample("heavy", _pids(agent, "heavy"), decay=10000) == iostats.Reading(0.0, 0.0)
     for name in ("heavy", "light"):
         agent.kill(name)
 
