@@ -15,8 +15,10 @@ from tests.e2e import harness
 pytestmark = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc and CRIU run the jobs"),
-    pytest.mark.skipif(shutil.which("runc") is None or shutil.which("criu") is None,
-                       reason="needs runc and criu (hack/setup.sh installs them)"),
+    pytest.mark.skipif(
+        shutil.which("runc") is None or shutil.which("criu") is None,
+        reason="needs runc and criu (hack/setup.sh installs them)",
+    ),
 ]
 
 # 4 MiB written in 64 KiB chunks, five times a second at most: megabytes per second, far above the
@@ -29,17 +31,23 @@ def test_an_io_heavy_job_away_comes_home_unless_c(cluster: harness.Cluster) -> N
     gives no reason to move either: only their I/O does, and -c forbids it for the first."""
     cluster.up(nodes=3)
     stays = cluster.submit("-3", "-c", *HEAVY_IO)
-    cluster.wait_for("the -c job's I/O rate to be published",
-                     lambda: (cluster.status(stays).io_rate_kbps or 0.0) >= snapshot.IO_HOME_KBPS)
+    cluster.wait_for(
+        "the -c job's I/O rate to be published",
+        lambda: (cluster.status(stays).io_rate_kbps or 0.0) >= snapshot.IO_HOME_KBPS,
+    )
     # From here on every control round sees the -c job as I/O-heavy and away from home.
     heavy = cluster.submit("-2", *HEAVY_IO)
-    cluster.wait_for("the heavy job to be brought home", lambda: cluster.status(heavy).node == "node1"
-                     and cluster.status(heavy).phase == job.Phase.RUNNING, timeout=120)
+    cluster.wait_for(
+        "the heavy job to be brought home",
+        lambda: cluster.status(heavy).node == "node1" and cluster.status(heavy).phase == job.Phase.RUNNING,
+        timeout=120,
+    )
     home = cluster.status(heavy)
     assert (home.home_node, home.migrations) == ("node1", 1)
     assert (home.io_rate_kbps or 0.0) >= snapshot.IO_HOME_KBPS
     away = cluster.status(stays)
     assert (away.node, away.home_node, away.migrations, away.phase) == ("node3", "node1", 0, job.Phase.RUNNING)
     cluster.run("moskillall", "-9")
-    cluster.wait_for("both jobs to end", lambda: cluster.status(heavy).phase.finished
-                     and cluster.status(stays).phase.finished)
+    cluster.wait_for(
+        "both jobs to end", lambda: cluster.status(heavy).phase.finished and cluster.status(stays).phase.finished
+    )
