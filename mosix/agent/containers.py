@@ -134,7 +134,8 @@ class Manager:
             for p in ("stdout", "stderr", "exit_code", "stream.json"):
                 (e.dir / p).unlink(missing_ok=True)
             self._prepare(e, image.rootfs, upper_from=None)
-            self._start(e, lambda stdio: self.runtime.run(job.name, e.dir / "bundle", stdio))
+            own_clock = not job.host_time  # -t: the hosting node's clocks; else its own, kept across moves
+            self._start(e, lambda stdio: self.runtime.run(job.name, e.dir / "bundle", stdio, own_clock))
         return self.status(job.name)
 
     # --- checkpoint, freeze, continue, restore -----------------------------------------------
@@ -239,6 +240,9 @@ class Manager:
             self._prepare(e, image.rootfs, upper_from=set_dir / checkpoints.UPPER)
             self._cut_output(e, {"stdout": meta.stdout_offset, "stderr": meta.stderr_offset})
             (e.dir / "exit_code").unlink(missing_ok=True)
+            if job.host_time:  # -t: CRIU restores the dumped clocks in a new time namespace unless this is gone
+                for clocks in (set_dir / checkpoints.IMAGES).glob("timens-*.img"):
+                    clocks.unlink()
             yield e
             e.freeze_reason = None
 

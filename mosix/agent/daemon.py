@@ -16,11 +16,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mosix.agent import containers, errors, homeio, jobs, metrics, nodestatus, procfiles, selfcontrol
+from mosix.agent import containers, errors, homeio, iostats, jobs, metrics, nodestatus, procfiles, selfcontrol
 from mosix.api import job, meta, node
 from mosix.client import client, store
 
 log = logging.getLogger("mosix.agent")
+
+IO_PUBLISH_EVERY = 2.0  # seconds between a job's I/O rate updates in its status: the policy needs no more
 
 Migrate = Callable[[str, job.MosixJob, node.MosixNode], None]
 SinkFor = Callable[[node.MosixNode], homeio.Sink]
@@ -37,7 +39,8 @@ def job_record(name: str, j: job.MosixJob) -> jobs.Job:
     if j.spec.working_dir:
         env["MOSIX_HOME_DIR"] = j.spec.working_dir
     return jobs.Job(name=name, args=tuple(j.spec.command), env=tuple(sorted(env.items())), cwd="/",
-                    image=j.spec.image, memory_mb=j.spec.memory_mb, private_dirs=tuple(j.spec.private_dirs))
+                    image=j.spec.image, memory_mb=j.spec.memory_mb, private_dirs=tuple(j.spec.private_dirs),
+                    host_time=j.spec.host_time)
 
 
 @dataclasses.dataclass
@@ -69,6 +72,8 @@ class Agent:
         self.forwarder = homeio.Forwarder()
         self._ran: dict[str, tuple[str, str]] = {}  # container name → (job key, home node): whose output to send
         self._cpu_base: dict[str, float] = {}  # job key → its CPU seconds here when its statistics were cleared
+        self.iostats = iostats.Statistics()
+        self._io_published: dict[str, float] = {}  # container name → when its I/O rate was last published
 
     # --- the node -----------------------------------------------------------------------
 
@@ -118,10 +123,12 @@ class Agent:
             metrics.job(namespace or self.api.store.namespace, name, max(0.0, cpu - self._cpu_base.get(key, 0.0)), rss)
 
     def clear_statistics(self, key: str) -> None:
-        """Start the job's statistics afresh (/run/mosix/clear): the one place per-job statistics are reset;
-        today that is its CPU seconds, counted from now on."""
-        pid = self.manager.status(container_name(key)).pid
+        """Start the job's statistics afresh (/run/mosix/clear, MOSIX's `clear`): the one place per-job
+        statistics are reset: its CPU seconds, counted from now on, and its I/O rate."""
+        name = container_name(key)
+        pid = self.manager.status(name).pid
         self._cpu_base[key] = metrics.job_usage(nodestatus.descendants(pid))[0] if pid else 0.0
+        self.iostats.clear(name)
 
     def _queue_up(self) -> bool:
         return self.api.get_cluster().status.leader is not None
@@ -154,6 +161,8 @@ class Agent:
             if done and st.state == jobs.State.STOPPED and name not in placed_here:
                 self.manager.remove(name)
                 self.forwarder.forget(name)
+                self.iostats.forget(name)
+                self._io_published.pop(name, None)
                 del self._ran[name]
 
     def reconcile(self) -> None:
@@ -213,11 +222,26 @@ class Agent:
             return
         if here.state == jobs.State.RUNNING:
             self._ran.setdefault(name, (key, j.status.home_node or self.me.name))
+            if here.pid:
+                self._measure_io(key, name, j, here.pid)
             self._running(key, name, j)
         elif here.state == jobs.State.FROZEN and st.frozen is None:
             self.manager.continue_(name)
             self._patch(key, {"phase": job.Phase.RUNNING.value, "where": self.me.name,
                               "origPid": self.manager.status(name).pid})
+
+    def _measure_io(self, key: str, name: str, j: job.MosixJob, pid: int) -> None:
+        """Samples the job's I/O (and, away from home, what was forwarded home) and publishes its
+        rates every `IO_PUBLISH_EVERY` seconds when they changed."""
+        away = (j.status.home_node or self.me.name) != self.me.name
+        forwarded = self.forwarder.forwarded.pop(name, 0)
+        rates = self.iostats.sample(name, nodestatus.descendants(pid), j.spec.io_decay, forwarded if away else 0)
+        if rates is None or time.monotonic() - self._io_published.get(name, 0.0) < IO_PUBLISH_EVERY:
+            return  # on a first sample here, the rate published where the job ran before stands
+        self._io_published[name] = time.monotonic()
+        now = (round(rates.io_kbps, 1), round(rates.remote_kbps, 1))
+        if now != (j.status.io_rate_kbps, j.status.remote_io_kbps):
+            self._patch(key, {"ioRateKbps": now[0], "remoteIoKbps": now[1]})
 
     def _start(self, key: str, name: str, j: job.MosixJob, here: jobs.Status | None) -> None:
         if here is not None and here.state == jobs.State.RUNNING:

@@ -115,6 +115,7 @@ class Forwarder:
     """What of each job's output has reached home, per run of output (stretch) on this agent."""
 
     sent: dict[tuple[str, str, int], int] = dataclasses.field(default_factory=dict)
+    forwarded: dict[str, int] = dataclasses.field(default_factory=dict)  # bytes home accepted, per job: its I/O stats
 
     def push(self, manager: containers.Manager, name: str, key: str, sink: Sink) -> bool:
         """Sends what is new; True when home has all this agent holds of the job's output."""
@@ -135,6 +136,7 @@ class Forwarder:
                 continue
             try:
                 self.sent[marker] = sink(key, stream, position, data, first)
+                self.forwarded[name] = self.forwarded.get(name, 0) + len(data)
             except Gap as gap:
                 if gap.size < logical_start:  # the node before us has not sent its last output yet
                     complete = False
@@ -145,5 +147,6 @@ class Forwarder:
         return complete
 
     def forget(self, name: str) -> None:
+        self.forwarded.pop(name, None)
         for marker in [m for m in self.sent if m[0] == name]:
             del self.sent[marker]

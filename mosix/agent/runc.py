@@ -61,6 +61,15 @@ class Stdio:
     stderr: int = DEVNULL
 
 
+OWN_CLOCK = ("unshare", "--time")
+"""Starts runc in a new time namespace for its children, so runc init and the job are born in it:
+runc 1.1 cannot put one in the container's config ("namespace time does not exist"). CRIU dumps
+the clocks (timens-*.img) and restores them continuous in a new time namespace, so a migrated
+job's CLOCK_MONOTONIC and CLOCK_BOOTTIME go on from where they stopped (the home node's clock, as
+MOSIX keeps it). A -t job starts on the host's clocks, and its restores drop that image
+(`containers.Manager.restoring`) so it stays on the hosting node's."""
+
+
 class Runtime:
     """One agent's runc: a binary and a state root."""
 
@@ -68,11 +77,12 @@ class Runtime:
         self.root = root
         self.binary = binary
 
-    def run(self, container_id: str, bundle: pathlib.Path, stdio: Stdio) -> int:
-        """Start a container detached; its process inherits `stdio` (pipes the agent owns). Its pid."""
+    def run(self, container_id: str, bundle: pathlib.Path, stdio: Stdio, own_clock: bool = False) -> int:
+        """Start a container detached; its process inherits `stdio` (pipes the agent owns). Its pid.
+        With `own_clock`, in a time namespace of its own (`OWN_CLOCK`); without, on the host's clocks."""
         pid_file = self._pid_file(container_id)
         self._call(["run", "--detach", "--pid-file", str(pid_file), "--bundle", str(bundle), container_id],
-                   stdio=stdio)
+                   stdio=stdio, prefix=OWN_CLOCK if own_clock else ())
         return _read_pid(pid_file)
 
     def state(self, container_id: str) -> State:
@@ -117,8 +127,10 @@ class Runtime:
         self._call(args, stdio=stdio, log=work_path / "restore.log")
         return _read_pid(pid_file)
 
-    def _call(self, args: builtins.list[str], stdio: Stdio | None = None, log: pathlib.Path | None = None) -> str:
-        cmd = [self.binary, "--root", str(self.root), *args]
+    def _call(self, args: builtins.list[str], stdio: Stdio | None = None, log: pathlib.Path | None = None,
+              prefix: tuple[str, ...] = ()) -> str:
+        cmd = [*prefix, self.binary, "--root", str(self.root), *args]
+        head = len(prefix) + 3
         try:
             if stdio is None:
                 done = subprocess.run(cmd, stdin=DEVNULL, capture_output=True, text=True, check=False)
@@ -128,7 +140,7 @@ class Runtime:
                 # from its --log file instead of its stderr.
                 # runc's stderr is the job's pipe here: the caller discards those pipes on failure.
                 logfile = self._log_path(args[0], args[-1])
-                launched = subprocess.run([*cmd[:3], "--log", str(logfile), *cmd[3:]], check=False,
+                launched = subprocess.run([*cmd[:head], "--log", str(logfile), *cmd[head:]], check=False,
                                           stdin=stdio.stdin, stdout=stdio.stdout, stderr=stdio.stderr)
                 returncode, out, err = launched.returncode, "", _read_and_remove(logfile)
         except OSError as e:

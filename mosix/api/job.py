@@ -365,6 +365,17 @@ class MosixJobStatus(meta.Model):
     last_migration_time: str | None = Field(default=None, description="When the job last moved.")
     last_freeze_ms: float | None = Field(default=None, description="How long the last migration froze the job.")
     checkpoints: list[CheckpointSet] = Field(default_factory=list, description="Checkpoint sets, newest last.")
+    io_rate_kbps: float | None = Field(
+        default=None,
+        ge=0,
+        description="The job's I/O rate in KB/s (bytes its processes read and wrote, decayed by -d), as its agent "
+        "measured it; the policy brings an I/O-heavy job running away back home unless -c.",
+    )
+    remote_io_kbps: float | None = Field(
+        default=None,
+        ge=0,
+        description="Of that, the KB/s its agent sent home while the job ran away (MOSIX's remote system calls).",
+    )
     running_lines: int | None = Field(default=None, description="With -S: command lines running now.")
     finished_lines: int | None = Field(default=None, description="With -S: command lines finished.")
     conditions: list[meta.Condition] = Field(default_factory=list, description="Observed facts with their reasons.")

@@ -51,6 +51,7 @@ def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
         started_at=meta.seconds(st.start_time),
         last_migration=meta.seconds(st.last_migration_time),
         frozen_reason=snapshot.FreezeReason(st.frozen.value) if st.frozen else None,
+        io_rate_kbps=st.io_rate_kbps or 0.0,
         stay_on_syscalls=s.stay_on_syscalls,
         checkpoints=tuple(snapshot.CheckpointView(name=c.name, time=meta.seconds(c.time) or 0.0, node=c.node)
                           for c in st.checkpoints),

@@ -5,7 +5,8 @@ A move must pay for itself: the mover must run more than `min_gain` faster on th
 those it leaves, minus those it joins; each job's expected remaining time is its age, as
 MOSIX assumes, unless a hint is given) must exceed the migration's cost. Each move strictly
 lowers that total, so a round cannot undo itself, and a job that moved stays put for
-`hysteresis_s`, so nothing ping-pongs across rounds.
+`hysteresis_s`, so nothing ping-pongs across rounds. An I/O-bound job at home stays there:
+`mosix.policy.homing` would only bring it back.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ def movable(job: snapshot.JobView, now: float, cluster: snapshot.ClusterView) ->
     if not job.migratable or job.locked or job.parallel > 1 or job.commands_max is not None:
         return False
     return job.last_migration is None or now - job.last_migration >= cluster.hysteresis_s
+
+
+def io_bound(job: snapshot.JobView, cluster: snapshot.ClusterView) -> bool:
+    """Does `job` do enough I/O to belong at home? Never with -c (`stay_on_syscalls`)."""
+    return not job.stay_on_syscalls and job.io_rate_kbps >= cluster.io_home_kbps
 
 
 def remaining(job: snapshot.JobView, now: float) -> float:
@@ -165,8 +171,9 @@ def _order(job: snapshot.JobView, now: float) -> tuple[float, str]:
     return (-remaining(job, now), job.name)
 
 
-def _pool(led: ledger.Ledger) -> tuple[dict[str, list[snapshot.JobView]], dict[str, float]]:
-    """The jobs the balancer may move (`movable`, undecided, on a live node) by node, in
+def _pool(led: ledger.Ledger, hold_io: bool = False) -> tuple[dict[str, list[snapshot.JobView]], dict[str, float]]:
+    """The jobs the balancer may move (`movable`, undecided, on a live node; with `hold_io`, not
+    I/O-bound jobs at home, which homing would only bring back) by node, in
     snapshot order (sorted by `_order` only for the nodes a round examines); and the expected
     remaining seconds of the jobs on each node (running or migrating).
 
@@ -184,7 +191,8 @@ def _pool(led: ledger.Ledger) -> tuple[dict[str, list[snapshot.JobView]], dict[s
         pending[node] = pending.get(node, 0.0) + left
         if (node in up and job.migratable and not job.locked and job.parallel <= 1 and job.commands_max is None
                 and (job.last_migration is None or now - job.last_migration >= hysteresis)
-                and job.name not in decided):
+                and job.name not in decided
+                and not (hold_io and node == job.home and io_bound(job, led.cluster))):
             pool.setdefault(node, []).append(job)
     for job in led.in_state(snapshot.JobState.MIGRATING):
         if job.node is not None:
@@ -266,7 +274,7 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
     The nodes wait in a heap keyed by their unit time; a move re-keys both of its ends (a
     target that became the slowest is examined next), and superseded entries are dropped."""
     moves: list[decisions.Migration] = []
-    pool, pending = _pool(led)
+    pool, pending = _pool(led, hold_io=True)
 
     def entry(name: str) -> tuple[float, str, int]:
         return (-ledger.unit_time(led.nodes[name], led.load[name]), name, led.version[name])
@@ -309,6 +317,6 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
 
 
 def balance(snap: snapshot.Snapshot) -> list[decisions.Migration]:
-    """Memory ushering, then load balancing, on `snap`."""
+    """Memory ushering, then load balancing, on `snap` (without homing: see `mosix.policy.decide`)."""
     led = ledger.Ledger(snap)
     return usher_into(led) + balance_into(led)

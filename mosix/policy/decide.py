@@ -1,13 +1,14 @@
 """One decision round: the policy modules called in a fixed order on one ledger.
 
 The order is the priority of concerns: lost jobs first, then the administrator's expel,
-then jobs waiting to continue, then new starts, then memory and load balancing, and
-freezing last, so a node is only relieved by freezing what moving could not relieve.
+then jobs waiting to continue, then new starts, then memory ushering, I/O-heavy jobs home
+and load balancing, and freezing last, so a node is only relieved by freezing what moving
+could not relieve.
 """
 
 from __future__ import annotations
 
-from mosix.policy import balancing, decisions, freezing, ledger, queue, recovery, snapshot
+from mosix.policy import balancing, decisions, freezing, homing, ledger, queue, recovery, snapshot
 
 
 def decide(snap: snapshot.Snapshot) -> decisions.Decisions:
@@ -17,7 +18,7 @@ def decide(snap: snapshot.Snapshot) -> decisions.Decisions:
     expel_moves, expel_freezes = freezing.expel_into(led)
     continues = freezing.continue_into(led)
     admissions, waits = queue.admit_into(led)
-    moves = balancing.usher_into(led) + balancing.balance_into(led)
+    moves = balancing.usher_into(led) + homing.home_into(led) + balancing.balance_into(led)
     freezes = freezing.freeze_into(led)
     return decisions.Decisions(
         admissions=tuple(restarts + admissions),

@@ -37,6 +37,7 @@ class MigrationReason(enum.StrEnum):
     LOAD = "Load"  # a faster or less loaded node gives it more CPU
     MEMORY = "Memory"  # its node is running out of memory (ushering)
     EXPELLED = "Expelled"  # its node expels guests
+    IO = "IO"  # brought home: its I/O would cost more away than the move
 
 
 class FailReason(enum.StrEnum):

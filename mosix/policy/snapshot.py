@@ -15,6 +15,14 @@ from collections.abc import Mapping
 DEFAULT_PRIORITY = 50
 MAX_PRIORITY = 65535
 
+REMOTE_IO_S_PER_MB = 0.1
+"""Seconds each MB of I/O costs a job away from home: MOSIX forwards a system call per
+block, and at 4 KiB per round trip of ~0.4 ms on a LAN one MB takes ~0.1 s of the job's time."""
+
+IO_HOME_KBPS = 256.0
+"""Decayed I/O rate (KB/s) under which a job is never brought home for its I/O: a trickle of
+output is cheap to forward however long the job runs."""
+
 
 class JobState(enum.StrEnum):
     """The job's life as the policy needs it; values match `mosix.api.job.Phase`."""
@@ -94,7 +102,8 @@ class JobView:
     advance/retard rewrite it; by default the submission time in ms) and `submitted` breaks
     ties. `memory_mb` is the most the job needs (-m), 0 when unknown. `commands_*` describe a
     -S commands file. `expected_remaining_s` is a hint; without it the balancer takes the
-    job's age as its expected remaining time, as MOSIX does.
+    job's age as its expected remaining time, as MOSIX does. `io_rate_kbps` is the job's
+    decayed I/O rate as its agent measured it; `stay_on_syscalls` is -c (never home for it).
     """
 
     name: str
@@ -144,7 +153,9 @@ class ClusterView:
     frozen (classes not listed are never frozen for load). A migration is worth it when the
     job's speed-up exceeds `min_gain` and the time it saves exceeds its cost:
     `migration_cost_s` plus `memory_mb / migration_mb_per_s`. The balancer examines at most
-    `balance_sources` nodes per round (slowest first), which bounds a round on a big cluster.
+    `balance_sources` nodes per round (slowest first), which bounds a round on a big cluster. A job doing at least
+    `io_home_kbps` of I/O (without -c) belongs at home; away, each MB of it costs
+    `remote_io_s_per_mb` seconds (`mosix.policy.homing`).
     """
 
     default_priority: int = DEFAULT_PRIORITY
@@ -156,6 +167,8 @@ class ClusterView:
     migration_cost_s: float = 1.0
     migration_mb_per_s: float = 1000.0
     balance_sources: int = 256
+    io_home_kbps: float = IO_HOME_KBPS
+    remote_io_s_per_mb: float = REMOTE_IO_S_PER_MB
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
