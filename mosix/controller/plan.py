@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from mosix.api import job
+from mosix.controller import processes
 from mosix.policy import decisions
 
 Patch = dict[str, Any]
@@ -50,7 +51,10 @@ def requests(jobs: dict[str, job.MosixJob], plan: Plan) -> None:
         if req is not None and req.serial > st.observed_migration_serial:
             patch: Patch = {"observedMigrationSerial": req.serial}
             to = st.home_node or s.home_node if req.to == "home" else req.to
-            if st.phase in (job.Phase.RUNNING, job.Phase.FROZEN) and to and to != st.node:
+            if job.multi(s):  # a gang or commands file moves process by process, by the balancer only
+                plan.add(key, patch, Event(key, "MigrationRefused", "migrate: a job of several processes "
+                                                                    "cannot be moved as one", warning=True))
+            elif st.phase in (job.Phase.RUNNING, job.Phase.FROZEN) and to and to != st.node:
                 patch["targetNode"] = to
                 plan.add(key, patch, Event(key, "MigrationRequested", f"migrate to {to} (requested)"))
             else:
@@ -66,6 +70,12 @@ def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Pl
     """The policy's decisions as desired state."""
     for a in result.admissions:
         j = jobs[a.job]
+        if job.multi(j.spec):
+            what = f"line {a.first_line + 1}" if j.spec.commands is not None else "process"
+            what += "s" if len(a.nodes) > 1 else ""
+            plan.add(a.job, processes.admitted(a, j),
+                     Event(a.job, "Placed", f"{what} placed on {', '.join(a.nodes)} ({a.reason.value})"))
+            continue
         home = j.status.home_node or j.spec.home_node or a.nodes[0]
         plan.add(a.job, {"phase": job.Phase.PENDING.value, "node": a.nodes[0], "homeNode": home,
                          "where": a.nodes[0], "queuePosition": None, "message": None},
@@ -90,6 +100,24 @@ def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Pl
         message = f"waiting: {w.reason.value}"
         if j.status.message != message:
             plan.add(w.job, {"message": message})
+
+
+def summaries(jobs: dict[str, job.MosixJob], plan: Plan) -> None:
+    """Job-level status of gangs and commands files, summarized from their processes; one Event when
+    such a job ends."""
+    for key, j in jobs.items():
+        if not job.multi(j.spec) or j.metadata.deletion_timestamp:
+            continue
+        patch = processes.summary(j)
+        if not patch:
+            continue
+        phase = patch.get("phase")
+        if phase == job.Phase.SUCCEEDED.value:
+            plan.add(key, patch, Event(key, "Succeeded", f"all {processes.total(j)} processes succeeded"))
+        elif phase == job.Phase.FAILED.value:
+            plan.add(key, patch, Event(key, "Failed", str(patch.get("message")), warning=True))
+        else:
+            plan.add(key, patch)
 
 
 def queue_positions(ordered: list[str], jobs: dict[str, job.MosixJob], default: int, plan: Plan) -> None:

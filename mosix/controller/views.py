@@ -5,6 +5,8 @@ from __future__ import annotations
 from mosix.api import cluster, job, meta, node
 from mosix.policy import snapshot
 
+_DONE = (snapshot.JobState.SUCCEEDED, snapshot.JobState.FAILED)
+
 
 def _ms(stamp: str | None) -> int:
     value = meta.seconds(stamp)
@@ -18,11 +20,20 @@ def position(j: job.MosixJob) -> int:
     return _ms(j.metadata.creation_timestamp)
 
 
+def process_views(j: job.MosixJob) -> tuple[snapshot.ProcessView, ...]:
+    """A gang's or commands file's processes, by index."""
+    procs = sorted(((int(i), p) for i, p in j.status.processes.items()), key=lambda ip: ip[0])
+    return tuple(snapshot.ProcessView(index=i, node=p.node, state=snapshot.JobState(p.phase.value)) for i, p in procs)
+
+
 def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
     """The job as the policy sees it, named `key` (default: its name)."""
     s, st = j.spec, j.status
     queued = s.queue is not None
     commands = s.commands
+    procs = process_views(j)
+    started = len(procs) if procs else (st.running_lines or 0) + (st.finished_lines or 0)
+    running = len([p for p in procs if p.state not in _DONE]) if procs else st.running_lines or 0
     return snapshot.JobView(
         name=key or j.name,
         state=snapshot.JobState(st.phase.value if (queued or st.phase != job.Phase.QUEUED) else "Pending"),
@@ -41,8 +52,8 @@ def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
         parallel=s.parallel or 1,
         commands_max=commands.max_running if commands else None,
         commands_total=len(commands.lines) if commands else 0,
-        commands_started=(st.running_lines or 0) + (st.finished_lines or 0),
-        commands_running=st.running_lines or 0,
+        commands_started=started,
+        commands_running=running,
         locked=s.locked or s.batch == job.BatchMode.NATIVE,
         migratable=st.migratable and s.batch != job.BatchMode.NATIVE,
         started_at=meta.seconds(st.start_time),
@@ -51,6 +62,7 @@ def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
         stay_on_syscalls=s.stay_on_syscalls,
         checkpoints=tuple(snapshot.CheckpointView(name=c.name, time=meta.seconds(c.time) or 0.0, node=c.node)
                           for c in st.checkpoints),
+        processes=procs,
     )
 
 
@@ -64,6 +76,13 @@ def arrivals(jobs: dict[str, job.MosixJob], now: float) -> dict[str, int]:
     for j in jobs.values():
         st = j.status
         if st.phase.finished:
+            continue
+        if st.processes:
+            for p in st.processes.values():
+                came = meta.seconds(p.start_time) or 0.0
+                if p.node and (p.phase == job.Phase.PENDING
+                               or (p.phase == job.Phase.RUNNING and now - came < RECENT_SECONDS)):
+                    count[p.node] = count.get(p.node, 0) + 1
             continue
         if st.target_node:
             count[st.target_node] = count.get(st.target_node, 0) + 1

@@ -158,7 +158,7 @@ def expel_into(led: ledger.Ledger) -> tuple[list[decisions.Migration], list[deci
         for job in guests:
             if not job.migratable:
                 continue
-            target = None if job.locked or job.parallel > 1 else _away(led, job, node)
+            target = None if job.locked or job.parallel > 1 or job.commands_max is not None else _away(led, job, node)
             led.decided.add(job.name)
             if target is None:
                 led.remove(job, node.name)

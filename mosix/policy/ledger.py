@@ -42,9 +42,13 @@ class Ledger:
         self._heaps: dict[tuple[float, bool], list[tuple[Rank, int]]] = {}
         for job in snap.jobs:
             self.by_state[job.state].append(job)
-        for job in self.by_state[snapshot.JobState.PENDING]:
+        for job in snap.jobs:
             # Started but not yet running: the agent's reported load does not show it yet.
-            if job.node in self.nodes:
+            if job.processes:
+                for proc in job.processes:
+                    if proc.state is snapshot.JobState.PENDING and proc.node in self.nodes:
+                        self.load[proc.node] += job.cpu_demand
+            elif job.state is snapshot.JobState.PENDING and job.node in self.nodes:
                 self.load[job.node] += job.cpu_demand
 
     def in_state(self, *states: snapshot.JobState) -> list[snapshot.JobView]:

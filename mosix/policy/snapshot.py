@@ -86,6 +86,15 @@ class CheckpointView:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ProcessView:
+    """One process of a gang (-P) or one started line of a commands file (-S), on its own node."""
+
+    index: int
+    node: str | None = None
+    state: JobState = JobState.PENDING
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class JobView:
     """One job (one `mosrun`), with the options and state the decisions depend on.
 
@@ -94,7 +103,8 @@ class JobView:
     advance/retard rewrite it; by default the submission time in ms) and `submitted` breaks
     ties. `memory_mb` is the most the job needs (-m), 0 when unknown. `commands_*` describe a
     -S commands file. `expected_remaining_s` is a hint; without it the balancer takes the
-    job's age as its expected remaining time, as MOSIX does.
+    job's age as its expected remaining time, as MOSIX does. `processes` lists a gang's or a
+    commands file's started processes (empty for a one-process job, which `node` describes).
     """
 
     name: str
@@ -126,6 +136,12 @@ class JobView:
     io_rate_kbps: float = 0.0
     stay_on_syscalls: bool = False
     checkpoints: tuple[CheckpointView, ...] = ()
+    processes: tuple[ProcessView, ...] = ()
+
+    def live_processes(self) -> tuple[ProcessView, ...]:
+        """The processes not finished yet."""
+        done = (JobState.SUCCEEDED, JobState.FAILED)
+        return tuple(p for p in self.processes if p.state not in done)
 
     def effective_priority(self, default: int) -> int:
         """The priority in force: the job's own, or the cluster's default."""
