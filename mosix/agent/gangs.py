@@ -114,7 +114,7 @@ class Runner:
             agent._ran.setdefault(name, (f"{key}_{index}", j.status.home_node or agent.me.name))
             if frozen is not None:
                 agent.manager.freeze(name, frozen.value)
-                self._patch(key, index, {"phase": job.Phase.FROZEN.value, "frozen": frozen.value})
+                self._patch(key, index, {"phase": job.Phase.FROZEN.value})  # proc.frozen: the control plane's
                 return
             signal = j.spec.signal
             if signal is not None and signal.serial > proc.observed_signal_serial:
@@ -122,8 +122,7 @@ class Runner:
                 self._patch(key, index, {"observedSignalSerial": signal.serial})
         elif here.state == jobs.State.FROZEN and frozen is None:
             agent.manager.continue_(name)
-            self._patch(key, index, {"phase": job.Phase.RUNNING.value, "frozen": None,
-                                     "origPid": agent.manager.status(name).pid})
+            self._patch(key, index, {"phase": job.Phase.RUNNING.value, "origPid": agent.manager.status(name).pid})
 
     def _start(self, key: str, j: job.MosixJob, index: str, name: str, here: jobs.Status | None) -> None:
         agent = self.agent

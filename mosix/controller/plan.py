@@ -13,7 +13,7 @@ from typing import Any
 
 from mosix.api import job
 from mosix.controller import processes
-from mosix.policy import decisions
+from mosix.policy import decisions, snapshot
 
 Patch = dict[str, Any]
 
@@ -36,7 +36,14 @@ class Plan:
     events: list[Event] = dataclasses.field(default_factory=list)
 
     def add(self, name: str, patch: Patch, event: Event | None = None) -> None:
-        self.patches.setdefault(name, {}).update(patch)
+        """Adds to the job's patch; per-process entries merge (several processes may change in a round)."""
+        mine = self.patches.setdefault(name, {})
+        procs = {**mine.get("processes", {})}
+        for index, fields in patch.get("processes", {}).items():
+            procs[index] = {**procs.get(index, {}), **fields}
+        mine.update(patch)
+        if procs:
+            mine["processes"] = procs
         if event is not None:
             self.events.append(event)
 
@@ -71,8 +78,9 @@ def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Pl
     for a in result.admissions:
         j = jobs[a.job]
         if job.multi(j.spec):
-            what = f"line {a.first_line + 1}" if j.spec.commands is not None else "process"
-            what += "s" if len(a.nodes) > 1 else ""
+            first, last = a.first_line + 1, a.first_line + len(a.nodes)
+            what = ("processes" if j.spec.commands is None else
+                    f"line {first}" if first == last else f"lines {first}-{last}")
             plan.add(a.job, processes.admitted(a, j),
                      Event(a.job, "Placed", f"{what} placed on {', '.join(a.nodes)} ({a.reason.value})"))
             continue
@@ -84,9 +92,12 @@ def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Pl
         plan.add(m.job, {"targetNode": m.target},
                  Event(m.job, "MigrationDecided", f"migrate {m.source} → {m.target} ({m.reason.value})"))
     for f in result.freezes:
-        plan.add(f.job, {"frozen": f.reason.value}, Event(f.job, "FreezeDecided", f"freeze ({f.reason.value})"))
+        key, index = snapshot.split_unit(f.job)
+        plan.add(key, _frozen(index, f.reason.value),
+                 Event(key, "FreezeDecided", f"freeze{_which(index)} ({f.reason.value})"))
     for c in result.continues:
-        plan.add(c.job, {"frozen": None}, Event(c.job, "ContinueDecided", f"continue on {c.node}"))
+        key, index = snapshot.split_unit(c.job)
+        plan.add(key, _frozen(index, None), Event(key, "ContinueDecided", f"continue{_which(index)} on {c.node}"))
     for r in result.recoveries:
         plan.add(r.job, {"phase": job.Phase.PENDING.value, "node": r.target, "where": r.target,
                          "restoreFrom": r.checkpoint, "targetNode": None},
@@ -100,6 +111,15 @@ def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Pl
         message = f"waiting: {w.reason.value}"
         if j.status.message != message:
             plan.add(w.job, {"message": message})
+
+
+def _frozen(index: int | None, reason: str | None) -> Patch:
+    """The freeze (reason) or continue (None) of a whole job, or of its process `index` alone."""
+    return {"frozen": reason} if index is None else {"processes": {str(index): {"frozen": reason}}}
+
+
+def _which(index: int | None) -> str:
+    return "" if index is None else f" process {index}"
 
 
 def summaries(jobs: dict[str, job.MosixJob], plan: Plan) -> None:

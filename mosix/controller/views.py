@@ -23,7 +23,10 @@ def position(j: job.MosixJob) -> int:
 def process_views(j: job.MosixJob) -> tuple[snapshot.ProcessView, ...]:
     """A gang's or commands file's processes, by index."""
     procs = sorted(((int(i), p) for i, p in j.status.processes.items()), key=lambda ip: ip[0])
-    return tuple(snapshot.ProcessView(index=i, node=p.node, state=snapshot.JobState(p.phase.value)) for i, p in procs)
+    return tuple(snapshot.ProcessView(index=i, node=p.node, state=snapshot.JobState(p.phase.value),
+                                      frozen_reason=snapshot.FreezeReason(p.frozen.value) if p.frozen else None,
+                                      started_at=meta.seconds(p.start_time))
+                 for i, p in procs)
 
 
 def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:

@@ -92,6 +92,22 @@ class ProcessView:
     index: int
     node: str | None = None
     state: JobState = JobState.PENDING
+    frozen_reason: FreezeReason | None = None  # frozen on its own (not with its whole job)
+    started_at: float | None = None
+
+
+UNIT_SEPARATOR = "#"  # never in a job's key (Kubernetes names and namespaces cannot hold it)
+
+
+def unit_name(job: str, index: int) -> str:
+    """The name decisions give process `index` of job `job` when they act on that process alone."""
+    return f"{job}{UNIT_SEPARATOR}{index}"
+
+
+def split_unit(name: str) -> tuple[str, int | None]:
+    """A decision's name back into (job, process index); the index is None for a whole job."""
+    job, sep, index = name.rpartition(UNIT_SEPARATOR)
+    return (job, int(index)) if sep and index.isdigit() else (name, None)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -105,3 +105,29 @@ def test_a_failing_line_fails_the_job_with_its_exit_code_after_the_others_ran(cl
     assert (done.phase, done.exit_code, done.finished_lines) == (job.Phase.FAILED, 4, 3)
     assert done.message is not None and done.message.startswith("process 1 failed")
     assert [done.processes[i].exit_code for i in ("0", "1", "2")] == [0, 4, 0]
+
+
+def test_a_gang_freezes_continues_and_is_killed_process_by_process(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    gang = cluster.submit("-q", "-P2", "testload", "-d", "0.05")
+
+    def phases(*want: job.Phase) -> bool:
+        status = cluster.status(gang)
+        return len(status.processes) == 2 and {p.phase for p in status.processes.values()} <= set(want)
+
+    cluster.wait_for("both processes to run", lambda: phases(job.Phase.RUNNING))
+    assert cluster.status(gang).phase == job.Phase.RUNNING
+    cluster.run("migrate", gang, "freeze")
+    cluster.wait_for("both processes frozen", lambda: phases(job.Phase.FROZEN)
+                     and cluster.status(gang).phase == job.Phase.FROZEN)
+    listed = cluster.run("mosps", "-A").stdout.splitlines()[1:]
+    assert [(line.split()[0], line.split()[4]) for line in listed] == [(f"{gang}.0", "M"), (f"{gang}.1", "M")]
+    cluster.run("migrate", gang, "continue")
+    cluster.wait_for("both processes running again", lambda: phases(job.Phase.RUNNING)
+                     and cluster.status(gang).phase == job.Phase.RUNNING)
+    cluster.run("moskillall", "-9")
+    cluster.wait_for("the gang to end", lambda: _finished(cluster, gang))
+    done = cluster.status(gang)
+    assert (done.phase, done.exit_code) == (job.Phase.FAILED, 128 + 9)
+    assert done.message is not None and done.message.startswith("process ")
+    assert {p.exit_code for p in done.processes.values()} == {128 + 9}

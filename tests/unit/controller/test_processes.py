@@ -167,3 +167,25 @@ def test_rounds_are_level_triggered(api: client.Client) -> None:
     before = api.get_job(name).status
     round.run_round(api)
     assert api.get_job(name).status == before
+
+
+def test_an_overloaded_node_freezes_single_lines_and_continues_them(api: client.Client) -> None:
+    name = commands(api, lines=6, most=6)
+    api.patch_job(name, {"placement": "Node", "node": "1"})
+    round.run_round(api)
+    assert {p.node for p in api.get_job(name).status.processes.values()} == {"node1"}
+    old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=100)
+    started = {str(i): (old + datetime.timedelta(seconds=i)).isoformat() for i in range(6)}
+    api.patch_job_status(name, {"processes": {i: {"phase": "Running", "startTime": t} for i, t in started.items()}})
+    beat(api, 1, load=6.0)  # over the default limit of 4 per CPU by two processes
+    outcome = round.run_round(api)
+    st = api.get_job(name).status
+    assert {i: p.frozen for i, p in st.processes.items() if p.frozen} == {
+        "4": job.FreezeReason.AUTO, "5": job.FreezeReason.AUTO}
+    assert sorted(e.message for e in outcome.plan.events if e.reason == "FreezeDecided") == [
+        "freeze process 4 (Auto)", "freeze process 5 (Auto)"]
+    api.patch_job_status(name, {"processes": {"4": {"phase": "Frozen"}, "5": {"phase": "Frozen"}}})
+    beat(api, 1, load=3.0)
+    round.run_round(api)
+    st = api.get_job(name).status
+    assert [i for i, p in st.processes.items() if p.frozen] == ["5"]  # room for one: the oldest continues

@@ -49,3 +49,32 @@ def test_a_finished_process_on_a_dead_node_loses_nothing() -> None:
                              processes=(P(0, "n2", S.SUCCEEDED), P(1, "n1", S.RUNNING)))
     out = decide.decide(snap([node(1), node(2, alive=False)], lines))
     assert out.failures == () and out.recoveries == ()
+
+
+def _lines_on_n1(*states: snapshot.JobState, frozen: snapshot.FreezeReason | None = None) -> snapshot.JobView:
+    procs = tuple(P(i, "n1", state, frozen_reason=frozen if state is S.FROZEN else None, started_at=float(i))
+                  for i, state in enumerate(states))
+    return snapshot.JobView("s", state=S.RUNNING, queued=False, commands_max=9, commands_total=len(states),
+                            commands_started=len(states), commands_running=len(states), node="n1", home="n1",
+                            processes=procs)
+
+
+def test_an_overloaded_node_freezes_single_processes_newest_first() -> None:
+    lines = _lines_on_n1(*[S.RUNNING] * 6)
+    out = decide.decide(snap([node(1, load=6.0), node(2)], lines))  # limit 4 per CPU: 2 too many
+    assert out.freezes == (decisions.Freeze("s#5", "n1", snapshot.FreezeReason.AUTO),
+                           decisions.Freeze("s#4", "n1", snapshot.FreezeReason.AUTO))
+    assert out.migrations == ()  # a process of a gang or commands file is not moved
+
+
+def test_auto_frozen_processes_continue_where_they_are_when_load_drops() -> None:
+    lines = _lines_on_n1(S.RUNNING, S.FROZEN, S.FROZEN, frozen=snapshot.FreezeReason.AUTO)
+    out = decide.decide(snap([node(1, load=3.0)], lines))  # room for one under the limit of 4
+    assert out.continues == (decisions.Continue("s#1", "n1", snapshot.FreezeReason.AUTO),)
+    manual = _lines_on_n1(S.RUNNING, S.FROZEN, frozen=None)  # frozen with its whole job: the user's to continue
+    assert decide.decide(snap([node(1, load=1.0)], manual)).continues == ()
+
+
+def test_unit_names_split_back_into_job_and_process() -> None:
+    assert snapshot.split_unit(snapshot.unit_name("ns/1001", 7)) == ("ns/1001", 7)
+    assert snapshot.split_unit("ns/1001") == ("ns/1001", None)
