@@ -120,6 +120,9 @@ class Runner:
             if signal is not None and signal.serial > proc.observed_signal_serial:
                 agent.manager.runtime.kill(name, signal.signal, all_processes=True)
                 self._patch(key, index, {"observedSignalSerial": signal.serial})
+            request = j.spec.checkpoint_request
+            if request is not None and request.serial > proc.observed_checkpoint_serial:
+                self._checkpoint(key, index, name, request)
         elif here.state == jobs.State.FROZEN and frozen is None:
             agent.manager.continue_(name)
             self._patch(key, index, {"phase": job.Phase.RUNNING.value, "origPid": agent.manager.status(name).pid})
@@ -138,3 +141,15 @@ class Runner:
         agent._ran[name] = (f"{key}_{index}", home)
         self._patch(key, index, {"phase": job.Phase.RUNNING.value, "origPid": started.pid,
                                  "startTime": meta.now_rfc3339(), "message": None})
+
+    def _checkpoint(self, key: str, index: str, name: str, request: job.CheckpointRequest) -> None:
+        """migrate checkpoint/checkstop/exit on this process: a set of its own, then go on, stop or end."""
+        path = self.agent.manager.checkpoint(name, keep_running=request.after == job.AfterCheckpoint.CONTINUE,
+                                             reason=request.after.value.lower())
+        fields: dict[str, Any] = {"observedCheckpointSerial": request.serial, "checkpoint": str(path)}
+        if request.after == job.AfterCheckpoint.STOP:
+            fields["phase"] = job.Phase.STOPPED.value
+        elif request.after == job.AfterCheckpoint.EXIT:
+            fields |= {"phase": job.Phase.SUCCEEDED.value, "exitCode": 0, "completionTime": meta.now_rfc3339(),
+                       "message": f"checkpointed to {path} and exited"}
+        self._patch(key, index, fields)

@@ -336,6 +336,8 @@ class ProcessStatus(meta.Model):
     start_time: str | None = Field(default=None, description="When it started.")
     completion_time: str | None = Field(default=None, description="When it finished.")
     observed_signal_serial: int = Field(default=0, description="Last moskillall request carried out on it.")
+    observed_checkpoint_serial: int = Field(default=0, description="Last checkpoint request carried out on it.")
+    checkpoint: str | None = Field(default=None, description="Its newest checkpoint set.")
     message: str | None = Field(default=None, description="The last thing worth saying about it.")
 
 

@@ -64,6 +64,8 @@ def summary(j: job.MosixJob) -> Patch:
             want["message"] = f"process {failure[0]} failed on {failure[1].node}: {text}"
     elif live and all(p.phase == job.Phase.FROZEN for p in live):
         want |= {"phase": job.Phase.FROZEN.value}
+    elif live and all(p.phase == job.Phase.STOPPED for p in live):
+        want |= {"phase": job.Phase.STOPPED.value}
     elif any(p.phase in (job.Phase.RUNNING, job.Phase.FROZEN) for p in live) or (
             not live and st.phase != job.Phase.PENDING):
         want |= {"phase": job.Phase.RUNNING.value, "where": ",".join(nodes) if nodes else st.where}
@@ -71,5 +73,9 @@ def summary(j: job.MosixJob) -> Patch:
             want["node"] = nodes[0]
         if st.start_time is None:
             want["startTime"] = min((p.start_time for p in procs.values() if p.start_time), default=None)
+    if live and j.spec.checkpoint_request is not None:  # a checkpoint request is done once every live process did it
+        observed = min(p.observed_checkpoint_serial for p in live)
+        if observed > st.observed_checkpoint_serial:
+            want["observedCheckpointSerial"] = observed
     current = j.status.model_dump(by_alias=True, mode="json")
     return {k: v for k, v in want.items() if current.get(k) != v and v is not None}

@@ -107,7 +107,7 @@ def test_a_failing_line_fails_the_job_with_its_exit_code_after_the_others_ran(cl
     assert [done.processes[i].exit_code for i in ("0", "1", "2")] == [0, 4, 0]
 
 
-def test_a_gang_freezes_continues_and_is_killed_process_by_process(cluster: harness.Cluster) -> None:
+def test_a_gang_freezes_continues_checkpoints_and_is_killed_process_by_process(cluster: harness.Cluster) -> None:
     cluster.up(nodes=2)
     gang = cluster.submit("-q", "-P2", "testload", "-d", "0.05")
 
@@ -125,6 +125,11 @@ def test_a_gang_freezes_continues_and_is_killed_process_by_process(cluster: harn
     cluster.run("migrate", gang, "continue")
     cluster.wait_for("both processes running again", lambda: phases(job.Phase.RUNNING)
                      and cluster.status(gang).phase == job.Phase.RUNNING)
+    cluster.run("migrate", gang, "checkpoint")
+    cluster.wait_for("a checkpoint of each process", lambda: cluster.status(gang).observed_checkpoint_serial == 1)
+    sets = [p.checkpoint for p in cluster.status(gang).processes.values()]
+    assert all(sets) and len(set(sets)) == 2  # a set of its own for each process
+    assert phases(job.Phase.RUNNING)
     cluster.run("moskillall", "-9")
     cluster.wait_for("the gang to end", lambda: _finished(cluster, gang))
     done = cluster.status(gang)

@@ -189,3 +189,30 @@ def test_an_overloaded_node_freezes_single_lines_and_continues_them(api: client.
     round.run_round(api)
     st = api.get_job(name).status
     assert [i for i, p in st.processes.items() if p.frozen] == ["5"]  # room for one: the oldest continues
+
+
+def test_a_checkpoint_request_is_done_once_every_live_process_did_it(api: client.Client) -> None:
+    name = gang(api, n=3)
+    round.run_round(api)
+    for i in "012":
+        report(api, name, i, job.Phase.RUNNING)
+    report(api, name, "2", job.Phase.SUCCEEDED, 0)  # finished before the request: nothing to checkpoint
+    api.patch_job(name, {"checkpointRequest": {"after": "Continue", "serial": 1}})
+    api.patch_job_status(name, {"processes": {"0": {"observedCheckpointSerial": 1, "checkpoint": "/c/a.1"}}})
+    round.run_round(api)
+    assert api.get_job(name).status.observed_checkpoint_serial == 0  # process 1 has not checkpointed yet
+    api.patch_job_status(name, {"processes": {"1": {"observedCheckpointSerial": 1, "checkpoint": "/c/b.1"}}})
+    round.run_round(api)
+    assert api.get_job(name).status.observed_checkpoint_serial == 1
+
+
+def test_a_gang_whose_processes_all_checkstopped_is_stopped(api: client.Client) -> None:
+    name = gang(api, n=2)
+    round.run_round(api)
+    report(api, name, "0", job.Phase.RUNNING)
+    report(api, name, "1", job.Phase.STOPPED)
+    round.run_round(api)
+    assert api.get_job(name).status.phase == job.Phase.RUNNING
+    report(api, name, "0", job.Phase.STOPPED)
+    round.run_round(api)
+    assert api.get_job(name).status.phase == job.Phase.STOPPED
