@@ -66,8 +66,7 @@ def summary(j: job.MosixJob) -> Patch:
         want |= {"phase": job.Phase.FROZEN.value}
     elif live and all(p.phase == job.Phase.STOPPED for p in live):
         want |= {"phase": job.Phase.STOPPED.value}
-    elif any(p.phase in (job.Phase.RUNNING, job.Phase.FROZEN) for p in live) or (
-            not live and st.phase != job.Phase.PENDING):
+    elif any(p.phase != job.Phase.PENDING for p in procs.values()):  # one started (maybe already ended)
         want |= {"phase": job.Phase.RUNNING.value, "where": ",".join(nodes) if nodes else st.where}
         if nodes:
             want["node"] = nodes[0]

@@ -115,8 +115,8 @@ def test_a_gang_freezes_continues_checkpoints_and_is_killed_process_by_process(c
         status = cluster.status(gang)
         return len(status.processes) == 2 and {p.phase for p in status.processes.values()} <= set(want)
 
-    cluster.wait_for("both processes to run", lambda: phases(job.Phase.RUNNING))
-    assert cluster.status(gang).phase == job.Phase.RUNNING
+    cluster.wait_for("both processes to run", lambda: phases(job.Phase.RUNNING)
+                     and cluster.status(gang).phase == job.Phase.RUNNING)
     cluster.run("migrate", gang, "freeze")
     cluster.wait_for("both processes frozen", lambda: phases(job.Phase.FROZEN)
                      and cluster.status(gang).phase == job.Phase.FROZEN)

@@ -216,3 +216,14 @@ def test_a_gang_whose_processes_all_checkstopped_is_stopped(api: client.Client) 
     report(api, name, "0", job.Phase.STOPPED)
     round.run_round(api)
     assert api.get_job(name).status.phase == job.Phase.STOPPED
+
+
+def test_a_line_that_ended_before_any_round_saw_it_run_still_lets_the_next_start(api: client.Client) -> None:
+    name = commands(api, lines=2, most=1)
+    round.run_round(api)
+    report(api, name, "0", job.Phase.SUCCEEDED, 0)  # started and ended between two rounds
+    round.run_round(api)
+    st = api.get_job(name).status
+    assert st.phase == job.Phase.RUNNING and st.finished_lines == 1
+    round.run_round(api)
+    assert sorted(api.get_job(name).status.processes) == ["0", "1"]
