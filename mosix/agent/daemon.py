@@ -159,12 +159,12 @@ class Agent:
 
     def reconcile(self) -> None:
         """One pass over the jobs placed here."""
-        everything = self.api.jobs()
-        placed_here = {container_name(self.api.key(j)) for j in everything if j.status.node == self.me.name}
-        for j in everything:
+        listed = self.api.jobs()
+        placed_here = {container_name(self.api.key(j)) for j in listed if j.status.node == self.me.name}
+        for j in listed:
             placed_here |= self.gangs.placed_here(self.api.key(j), j)
         self._send_all(placed_here)
-        for j in everything:
+        for j in self.api.jobs():  # read again: sending output may have taken a while
             if job.multi(j.spec):
                 self.gangs.reconcile(self.api.key(j), j)
                 continue
