@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mosix.agent import containers, errors, homeio, iostats, jobs, metrics, nodestatus, procfiles, selfcontrol
+from mosix.agent import containers, errors, gangs, homeio, iostats, jobs, metrics, nodestatus, procfiles, selfcontrol
 from mosix.api import job, meta, node
 from mosix.client import client, store
 
@@ -33,12 +33,14 @@ def container_name(key: str) -> str:
     return key.replace("/", ".")
 
 
-def job_record(name: str, j: job.MosixJob) -> jobs.Job:
-    """The parts of a MosixJob the container needs."""
-    env = {**j.spec.env, "MOSIX_JOB": j.name, "MOSIX_JOB_ID": str(j.spec.job_id)}
+def job_record(name: str, j: job.MosixJob, args: tuple[str, ...] | None = None,
+               extra_env: dict[str, str] | None = None) -> jobs.Job:
+    """The parts of a MosixJob the container needs (a gang member or -S line: its own args and env)."""
+    env = {**j.spec.env, "MOSIX_JOB": j.name, "MOSIX_JOB_ID": str(j.spec.job_id), **(extra_env or {})}
     if j.spec.working_dir:
         env["MOSIX_HOME_DIR"] = j.spec.working_dir
-    return jobs.Job(name=name, args=tuple(j.spec.command), env=tuple(sorted(env.items())), cwd="/",
+    return jobs.Job(name=name, args=tuple(j.spec.command) if args is None else args,
+                    env=tuple(sorted(env.items())), cwd="/",
                     image=j.spec.image, memory_mb=j.spec.memory_mb, private_dirs=tuple(j.spec.private_dirs),
                     host_time=j.spec.host_time)
 
@@ -74,6 +76,7 @@ class Agent:
         self._cpu_base: dict[str, float] = {}  # job key → its CPU seconds here when its statistics were cleared
         self.iostats = iostats.Statistics()
         self._io_published: dict[str, float] = {}  # container name → when its I/O rate was last published
+        self.gangs = gangs.Runner(self, container_name, job_record)  # -P and -S jobs' processes
 
     # --- the node -----------------------------------------------------------------------
 
@@ -100,7 +103,12 @@ class Agent:
         pids, frozen, guests = [], 0, 0
         running: dict[str, int] = {}
         for j in self.api.jobs():
-            if j.status.node != self.me.name or j.status.phase.finished:
+            if j.status.phase.finished:
+                continue
+            if job.multi(j.spec):
+                pids += self.gangs.running_pids(self.api.key(j), j)
+                continue
+            if j.status.node != self.me.name:
                 continue
             name = container_name(self.api.key(j))
             try:
@@ -167,9 +175,15 @@ class Agent:
 
     def reconcile(self) -> None:
         """One pass over the jobs placed here."""
-        placed_here = {container_name(self.api.key(j)) for j in self.api.jobs() if j.status.node == self.me.name}
+        listed = self.api.jobs()
+        placed_here = {container_name(self.api.key(j)) for j in listed if j.status.node == self.me.name}
+        for j in listed:
+            placed_here |= self.gangs.placed_here(self.api.key(j), j)
         self._send_all(placed_here)
-        for j in self.api.jobs():
+        for j in self.api.jobs():  # read again: sending output may have taken a while
+            if job.multi(j.spec):
+                self.gangs.reconcile(self.api.key(j), j)
+                continue
             if j.status.node != self.me.name or (j.status.phase.finished and not j.metadata.deletion_timestamp):
                 continue
             key = self.api.key(j)

@@ -334,6 +334,25 @@ class CheckpointSet(meta.Model):
     size_bytes: int = Field(default=0, ge=0, description="Size of the images.")
 
 
+class ProcessStatus(meta.Model):
+    """One process of a gang (-P n) or one line of a commands file (-S): a unit that runs, freezes and
+    is placed on its own node. Keyed by its index in `status.processes` so each agent merge-patches
+    only its own entries (a list would be replaced whole by concurrent writers)."""
+
+    node: str | None = Field(default=None, description="mosps WHERE: the node that runs this process.")
+    phase: Phase = Field(default=Phase.PENDING, description="Pending, Running, Frozen, Succeeded or Failed.")
+    orig_pid: int | None = Field(default=None, description="mosps ORIGPID: its process id where it started.")
+    frozen: FreezeReason | None = Field(default=None, description="mosps FRZ: why this process is frozen.")
+    migrations: int = Field(default=0, ge=0, description="mosps NMIGS: this process's migrations so far.")
+    exit_code: int | None = Field(default=None, description="Its exit code once it finished.")
+    start_time: str | None = Field(default=None, description="When it started.")
+    completion_time: str | None = Field(default=None, description="When it finished.")
+    observed_signal_serial: int = Field(default=0, description="Last moskillall request carried out on it.")
+    observed_checkpoint_serial: int = Field(default=0, description="Last checkpoint request carried out on it.")
+    checkpoint: str | None = Field(default=None, description="Its newest checkpoint set.")
+    message: str | None = Field(default=None, description="The last thing worth saying about it.")
+
+
 class MosixJobStatus(meta.Model):
     """What the control plane and the agents observed; the mosps and mosq columns."""
 
@@ -376,9 +395,26 @@ class MosixJobStatus(meta.Model):
         ge=0,
         description="Of that, the KB/s its agent sent home while the job ran away (MOSIX's remote system calls).",
     )
+    processes: dict[str, ProcessStatus] = Field(
+        default_factory=dict,
+        description="With -P or -S: each process by its index (a gang member 0..n-1, or the 0-based line of the "
+        "commands file); the job-level fields summarize them.",
+    )
     running_lines: int | None = Field(default=None, description="With -S: command lines running now.")
     finished_lines: int | None = Field(default=None, description="With -S: command lines finished.")
     conditions: list[meta.Condition] = Field(default_factory=list, description="Observed facts with their reasons.")
+
+
+def multi(spec: MosixJobSpec) -> bool:
+    """True when the job runs several processes (a -P gang or a -S commands file), each its own unit."""
+    return (spec.parallel or 1) > 1 or spec.commands is not None
+
+
+def process_args(spec: MosixJobSpec, index: int) -> list[str]:
+    """What process `index` runs: its line of the commands file, or the gang's command."""
+    if spec.commands is not None:
+        return spec.commands.lines[index]
+    return spec.command
 
 
 def where(phase: Phase, node: str | None) -> str:

@@ -45,8 +45,10 @@ class NodeNames:
         return host.split(".")[0] if self.style == "short" else host
 
 
-def command_line(j: job.MosixJob) -> str:
-    """The mosrun line that made the job (CMD / COMMAND)."""
+def command_line(j: job.MosixJob, process: str | None = None) -> str:
+    """The mosrun line that made the job (CMD / COMMAND); for one line of a -S file, that line."""
+    if process is not None and j.spec.commands is not None:
+        return shlex.join(job.process_args(j.spec, int(process)))
     line = j.metadata.annotations.get(client.COMMAND_LINE_ANNOTATION)
     if line:
         return line
@@ -73,11 +75,20 @@ def class_name(j: job.MosixJob) -> str:
     return "local" if j.spec.grid_class == 0 else str(j.spec.grid_class)
 
 
-def frz(j: job.MosixJob) -> str:
-    """mosps FRZ: A/E/M when frozen, - when not, N/A when the job cannot be frozen (or is queued)."""
+def frz(j: job.MosixJob, process: job.ProcessStatus | None = None) -> str:
+    """mosps FRZ: A/E/M when frozen, - when not, N/A when the job cannot be frozen (or is queued);
+    for one process of a gang or -S file, its own freeze or the job's."""
     if is_waiting(j) or not j.status.migratable or j.spec.batch == job.BatchMode.NATIVE:
         return "N/A"
-    return FRZ[j.status.frozen] if j.status.frozen else "-"
+    frozen = (process.frozen if process is not None else None) or j.status.frozen
+    return FRZ[frozen] if frozen else "-"
+
+
+def process_where(p: job.ProcessStatus, names: NodeNames) -> str:
+    """mosps WHERE of one process of a gang or -S file: its node, or 'starting' before it runs."""
+    if p.phase == job.Phase.PENDING:
+        return "starting"
+    return names.show(p.node)
 
 
 def where(j: job.MosixJob, names: NodeNames) -> str:

@@ -10,6 +10,7 @@ import base64
 import shlex
 import sys
 import time
+import typing
 from collections.abc import Callable
 
 from mosix.api import job
@@ -23,8 +24,8 @@ AGENT_STATE = "/var/lib/mosix"  # the chart's --state-dir
 Reader = Callable[[str, int], bytes]  # (stream, offset) -> the bytes kept from there on
 
 
-def _local_reader(api: client.Client, store: local.LocalStore, j: job.MosixJob, home: str) -> Reader:
-    root = store.state_dir / "nodes" / home / "home" / api.key(j).replace("/", ".")
+def _local_reader(api: client.Client, store: local.LocalStore, j: job.MosixJob, home: str, suffix: str) -> Reader:
+    root = store.state_dir / "nodes" / home / "home" / (api.key(j).replace("/", ".") + suffix)
 
     def read(stream: str, offset: int) -> bytes:
         path = root / stream
@@ -37,7 +38,7 @@ def _local_reader(api: client.Client, store: local.LocalStore, j: job.MosixJob, 
     return read
 
 
-def _kube_reader(api: client.Client, j: job.MosixJob, home: str) -> Reader:
+def _kube_reader(api: client.Client, j: job.MosixJob, home: str, suffix: str) -> Reader:
     from kubernetes import client as k8s
     from kubernetes import stream as k8s_stream
 
@@ -49,7 +50,7 @@ def _kube_reader(api: client.Client, j: job.MosixJob, home: str) -> Reader:
     if not running:
         raise usage.Refused(f"no running mosix agent pod on node {home}, which keeps the output of {j.name}")
     pod_name, pod_namespace = running[0]
-    folder = f"{AGENT_STATE}/home/{j.metadata.namespace}.{j.name}"
+    folder = f"{AGENT_STATE}/home/{j.metadata.namespace}.{j.name}{suffix}"
 
     def read(stream: str, offset: int) -> bytes:
         script = f"tail -c +{offset + 1} {shlex.quote(folder + '/' + stream)} 2>/dev/null | base64 -w0"
@@ -61,14 +62,45 @@ def _kube_reader(api: client.Client, j: job.MosixJob, home: str) -> Reader:
     return read
 
 
-def reader(api: client.Client, j: job.MosixJob) -> Reader | None:
-    """How to read the job's output where its home keeps it; None before it has a home."""
+def reader(api: client.Client, j: job.MosixJob, process: str | None = None) -> Reader | None:
+    """How to read the job's output (or that of its process `process`, of a gang or -S file) where its
+    home keeps it; None before it has a home."""
     home = j.status.home_node or j.spec.home_node
     if home is None:
         return None
+    suffix = "" if process is None else f"_{process}"  # the agents' name for a process's output
     if isinstance(api.store, local.LocalStore):
-        return _local_reader(api, api.store, j, home)
-    return _kube_reader(api, j, home)
+        return _local_reader(api, api.store, j, home, suffix)
+    return _kube_reader(api, j, home, suffix)
+
+
+class Lines:
+    """The output of a job's several processes, merged a whole line at a time so that lines of
+    different processes never cut into one another (what the rest of a line is waits for its end)."""
+
+    def __init__(self) -> None:
+        self.offsets: dict[tuple[str, str], int] = {}
+        self.partial: dict[tuple[str, str], bytes] = {}
+        self.readers: dict[str, Reader] = {}
+
+    def copy(self, api: client.Client, j: job.MosixJob, sinks: dict[str, typing.BinaryIO]) -> None:
+        """Writes each process's new whole lines; a finished process's last unterminated line too."""
+        for index in sorted(j.status.processes, key=int):
+            read = self.readers.get(index) or reader(api, j, index)
+            if read is None:
+                return
+            self.readers[index] = read
+            ended = j.status.processes[index].phase.finished or j.status.phase.finished
+            for stream in STREAMS:
+                at = (index, stream)
+                data = read(stream, self.offsets.get(at, 0))
+                self.offsets[at] = self.offsets.get(at, 0) + len(data)
+                pending = self.partial.get(at, b"") + data
+                cut = len(pending) if ended else pending.rfind(b"\n") + 1
+                if cut:
+                    sinks[stream].write(pending[:cut])
+                    sinks[stream].flush()
+                self.partial[at] = pending[cut:]
 
 
 def follow(api: client.Client, name: str, *, until_finished: bool = True, poll: float = 0.2,
@@ -80,8 +112,23 @@ def follow(api: client.Client, name: str, *, until_finished: bool = True, poll: 
     offsets = dict.fromkeys(STREAMS, 0)
     read: Reader | None = None
     unreadable = False
+    merged = Lines()
     while True:
         current = api.get_job(name)
+        if current.status.processes:  # a gang or -S file: each process's own stream, merged by lines
+            last = current.status.phase.finished or not until_finished
+            try:
+                merged.copy(api, current, sinks)
+            except usage.Refused as e:
+                if need_output:
+                    raise
+                if not unreadable:
+                    print(f"mosrun: {e}; waiting for the exit code only", file=sys.stderr)
+                unreadable = True
+            if last:
+                return current
+            time.sleep(poll if isinstance(api.store, local.LocalStore) else max(poll, 1.0))
+            continue
         if read is None and not unreadable:
             try:
                 read = reader(api, current)

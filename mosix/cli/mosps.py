@@ -78,7 +78,37 @@ def parse(argv: list[str]) -> Options:
     return opts
 
 
-def select(jobs: list[job.MosixJob], opts: Options, names: columns.NodeNames, me: str) -> list[job.MosixJob]:
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One process as mosps lists it: a job of one process, or one process of a gang or -S file."""
+
+    j: job.MosixJob
+    index: str | None = None
+
+    @property
+    def process(self) -> job.ProcessStatus | None:
+        return None if self.index is None else self.j.status.processes[self.index]
+
+    @property
+    def pid(self) -> str:
+        return self.j.name if self.index is None else f"{self.j.name}.{self.index}"
+
+    @property
+    def node(self) -> str | None:
+        proc = self.process
+        return self.j.status.node if proc is None else proc.node
+
+
+def rows(j: job.MosixJob) -> list[Row]:
+    """The job's live processes: each of a gang's or -S file's started and unfinished ones (by index),
+    else the job itself."""
+    live = [i for i, p in j.status.processes.items() if not p.phase.finished and p.phase != job.Phase.STOPPED]
+    if j.status.processes and not j.status.phase.finished:
+        return [Row(j, i) for i in sorted(live, key=int)]
+    return [Row(j)]
+
+
+def select(jobs: list[job.MosixJob], opts: Options, names: columns.NodeNames, me: str) -> list[Row]:
     """The processes mosps lists: live ones, filtered by the flags."""
     chosen = []
     for j in jobs:
@@ -89,35 +119,40 @@ def select(jobs: list[job.MosixJob], opts: Options, names: columns.NodeNames, me
         if opts.job_id is not None and j.spec.job_id != opts.job_id:
             continue
         home_here = names.is_here(j.status.home_node or j.spec.home_node or names.here)
-        running_here = names.is_here(j.status.node)
-        if opts.local_only and not home_here:
-            continue
-        if opts.away_only and (not home_here or running_here or j.status.node is None):
-            continue
-        if opts.guests_only and (home_here or not running_here):
-            continue
-        chosen.append(j)
-    return sorted(chosen, key=lambda j: j.name.zfill(20))
+        for row in rows(j):
+            running_here = names.is_here(row.node)
+            if opts.local_only and not home_here:
+                continue
+            if opts.away_only and (not home_here or running_here or row.node is None):
+                continue
+            if opts.guests_only and (home_here or not running_here):
+                continue
+            chosen.append(row)
+    return sorted(chosen, key=lambda r: (r.j.name.zfill(20), int(r.index or 0)))
 
 
-def render(jobs: list[job.MosixJob], opts: Options, names: columns.NodeNames) -> str:
+def render(chosen: list[Row], opts: Options, names: columns.NodeNames) -> str:
     headers = ["PID", "WHERE", "FROM"]
     headers += ["ORIGPID"] if opts.origpid else []
     headers += ["CLASS", "FRZ"]
     headers += ["DUE"] if opts.due else []
     headers += ["NMIGS"] if opts.nmigs else []
     headers += ["TTY", "CMD"]
-    rows = []
-    for j in jobs:
+    out = []
+    for r in chosen:
+        j, proc = r.j, r.process
         waiting = columns.is_waiting(j)
-        row: list[object] = [j.name, columns.where(j, names), columns.home(j, names)]
-        row += [j.status.orig_pid or "-"] if opts.origpid else []
-        row += ["N/A" if waiting else columns.class_name(j), columns.frz(j)]
+        where = columns.where(j, names) if proc is None else columns.process_where(proc, names)
+        row: list[object] = [r.pid, where, columns.home(j, names)]
+        pid = j.status.orig_pid if proc is None else proc.orig_pid
+        row += [pid or "-"] if opts.origpid else []
+        row += ["N/A" if waiting else columns.class_name(j), columns.frz(j, proc)]
         row += [j.spec.due or "-"] if opts.due else []
-        row += ["N/A" if waiting else j.status.migrations] if opts.nmigs else []
-        row += ["?", columns.command_line(j)]
-        rows.append(row)
-    return output.table(headers, rows)
+        migrations = j.status.migrations if proc is None else proc.migrations
+        row += ["N/A" if waiting else migrations] if opts.nmigs else []
+        row += ["?", columns.command_line(j, r.index)]
+        out.append(row)
+    return output.table(headers, out)
 
 
 def _main(argv: list[str]) -> int:
@@ -129,7 +164,7 @@ def _main(argv: list[str]) -> int:
     names = columns.NodeNames(tuple(api.nodes()), common.here(), opts.style)
     chosen = select(api.jobs(), opts, names, getpass.getuser())
     if opts.common.output != "table":
-        output.objects([j.wire() for j in chosen], opts.common.output)
+        output.objects(list({r.j.name: r.j.wire() for r in chosen}.values()), opts.common.output)
     else:
         print(render(chosen, opts, names), end="")
     return 0

@@ -12,7 +12,8 @@ import dataclasses
 from typing import Any
 
 from mosix.api import job
-from mosix.policy import decisions
+from mosix.controller import processes
+from mosix.policy import decisions, snapshot
 
 Patch = dict[str, Any]
 
@@ -35,7 +36,14 @@ class Plan:
     events: list[Event] = dataclasses.field(default_factory=list)
 
     def add(self, name: str, patch: Patch, event: Event | None = None) -> None:
-        self.patches.setdefault(name, {}).update(patch)
+        """Adds to the job's patch; per-process entries merge (several processes may change in a round)."""
+        mine = self.patches.setdefault(name, {})
+        procs = {**mine.get("processes", {})}
+        for index, fields in patch.get("processes", {}).items():
+            procs[index] = {**procs.get(index, {}), **fields}
+        mine.update(patch)
+        if procs:
+            mine["processes"] = procs
         if event is not None:
             self.events.append(event)
 
@@ -50,7 +58,10 @@ def requests(jobs: dict[str, job.MosixJob], plan: Plan) -> None:
         if req is not None and req.serial > st.observed_migration_serial:
             patch: Patch = {"observedMigrationSerial": req.serial}
             to = st.home_node or s.home_node if req.to == "home" else req.to
-            if st.phase in (job.Phase.RUNNING, job.Phase.FROZEN) and to and to != st.node:
+            if job.multi(s):  # a gang or commands file moves process by process, by the balancer only
+                plan.add(key, patch, Event(key, "MigrationRefused", "migrate: a job of several processes "
+                                                                    "cannot be moved as one", warning=True))
+            elif st.phase in (job.Phase.RUNNING, job.Phase.FROZEN) and to and to != st.node:
                 patch["targetNode"] = to
                 plan.add(key, patch, Event(key, "MigrationRequested", f"migrate to {to} (requested)"))
             else:
@@ -66,6 +77,13 @@ def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Pl
     """The policy's decisions as desired state."""
     for a in result.admissions:
         j = jobs[a.job]
+        if job.multi(j.spec):
+            first, last = a.first_line + 1, a.first_line + len(a.nodes)
+            what = ("processes" if j.spec.commands is None else
+                    f"line {first}" if first == last else f"lines {first}-{last}")
+            plan.add(a.job, processes.admitted(a, j),
+                     Event(a.job, "Placed", f"{what} placed on {', '.join(a.nodes)} ({a.reason.value})"))
+            continue
         home = j.status.home_node or j.spec.home_node or a.nodes[0]
         plan.add(a.job, {"phase": job.Phase.PENDING.value, "node": a.nodes[0], "homeNode": home,
                          "where": a.nodes[0], "queuePosition": None, "message": None},
@@ -74,9 +92,12 @@ def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Pl
         plan.add(m.job, {"targetNode": m.target},
                  Event(m.job, "MigrationDecided", f"migrate {m.source} → {m.target} ({m.reason.value})"))
     for f in result.freezes:
-        plan.add(f.job, {"frozen": f.reason.value}, Event(f.job, "FreezeDecided", f"freeze ({f.reason.value})"))
+        key, index = snapshot.split_unit(f.job)
+        plan.add(key, _frozen(index, f.reason.value),
+                 Event(key, "FreezeDecided", f"freeze{_which(index)} ({f.reason.value})"))
     for c in result.continues:
-        plan.add(c.job, {"frozen": None}, Event(c.job, "ContinueDecided", f"continue on {c.node}"))
+        key, index = snapshot.split_unit(c.job)
+        plan.add(key, _frozen(index, None), Event(key, "ContinueDecided", f"continue{_which(index)} on {c.node}"))
     for r in result.recoveries:
         plan.add(r.job, {"phase": job.Phase.PENDING.value, "node": r.target, "where": r.target,
                          "restoreFrom": r.checkpoint, "targetNode": None},
@@ -90,6 +111,33 @@ def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Pl
         message = f"waiting: {w.reason.value}"
         if j.status.message != message:
             plan.add(w.job, {"message": message})
+
+
+def _frozen(index: int | None, reason: str | None) -> Patch:
+    """The freeze (reason) or continue (None) of a whole job, or of its process `index` alone."""
+    return {"frozen": reason} if index is None else {"processes": {str(index): {"frozen": reason}}}
+
+
+def _which(index: int | None) -> str:
+    return "" if index is None else f" process {index}"
+
+
+def summaries(jobs: dict[str, job.MosixJob], plan: Plan) -> None:
+    """Job-level status of gangs and commands files, summarized from their processes; one Event when
+    such a job ends."""
+    for key, j in jobs.items():
+        if not job.multi(j.spec) or j.metadata.deletion_timestamp:
+            continue
+        patch = processes.summary(j)
+        if not patch:
+            continue
+        phase = patch.get("phase")
+        if phase == job.Phase.SUCCEEDED.value:
+            plan.add(key, patch, Event(key, "Succeeded", f"all {processes.total(j)} processes succeeded"))
+        elif phase == job.Phase.FAILED.value:
+            plan.add(key, patch, Event(key, "Failed", str(patch.get("message")), warning=True))
+        else:
+            plan.add(key, patch)
 
 
 def queue_positions(ordered: list[str], jobs: dict[str, job.MosixJob], default: int, plan: Plan) -> None:

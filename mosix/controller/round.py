@@ -34,6 +34,7 @@ def run_round(api: client.Client, now: float | None = None) -> Outcome:
     result = decide.decide(snap)
     elapsed = time.perf_counter() - started
     out = plan.Plan()
+    plan.summaries(by_name, out)
     plan.requests(by_name, out)
     plan.decided(result, by_name, out)
     waiting = [j.name for j in queue.order(snap.jobs, conf.spec.queue.default_priority) if j.queued]

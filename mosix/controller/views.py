@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from mosix.api import cluster, job, meta, node
 from mosix.policy import snapshot
 
+_DONE = (snapshot.JobState.SUCCEEDED, snapshot.JobState.FAILED)
+
 
 def _ms(stamp: str | None) -> int:
     value = meta.seconds(stamp)
@@ -21,11 +23,23 @@ def position(j: job.MosixJob) -> int:
     return _ms(j.metadata.creation_timestamp)
 
 
+def process_views(j: job.MosixJob) -> tuple[snapshot.ProcessView, ...]:
+    """A gang's or commands file's processes, by index."""
+    procs = sorted(((int(i), p) for i, p in j.status.processes.items()), key=lambda ip: ip[0])
+    return tuple(snapshot.ProcessView(index=i, node=p.node, state=snapshot.JobState(p.phase.value),
+                                      frozen_reason=snapshot.FreezeReason(p.frozen.value) if p.frozen else None,
+                                      started_at=meta.seconds(p.start_time))
+                 for i, p in procs)
+
+
 def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
     """The job as the policy sees it, named `key` (default: its name)."""
     s, st = j.spec, j.status
     queued = s.queue is not None
     commands = s.commands
+    procs = process_views(j)
+    started = len(procs) if procs else (st.running_lines or 0) + (st.finished_lines or 0)
+    running = len([p for p in procs if p.state not in _DONE]) if procs else st.running_lines or 0
     return snapshot.JobView(
         name=key or j.name,
         state=snapshot.JobState(st.phase.value if (queued or st.phase != job.Phase.QUEUED) else "Pending"),
@@ -44,8 +58,8 @@ def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
         parallel=s.parallel or 1,
         commands_max=commands.max_running if commands else None,
         commands_total=len(commands.lines) if commands else 0,
-        commands_started=(st.running_lines or 0) + (st.finished_lines or 0),
-        commands_running=st.running_lines or 0,
+        commands_started=started,
+        commands_running=running,
         locked=s.locked or s.batch == job.BatchMode.NATIVE,
         migratable=st.migratable and s.batch != job.BatchMode.NATIVE,
         started_at=meta.seconds(st.start_time),
@@ -55,6 +69,7 @@ def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
         stay_on_syscalls=s.stay_on_syscalls,
         checkpoints=tuple(snapshot.CheckpointView(name=c.name, time=meta.seconds(c.time) or 0.0, node=c.node)
                           for c in st.checkpoints),
+        processes=procs,
     )
 
 
@@ -71,6 +86,7 @@ class _Mapped:
     node: str | None
     pending: bool
     came: float
+    processes: tuple[tuple[str, bool, float], ...] = ()  # (node, pending, came) of each placed -P/-S process
 
 
 def _map(j: job.MosixJob, key: str) -> _Mapped:
@@ -78,14 +94,22 @@ def _map(j: job.MosixJob, key: str) -> _Mapped:
     came = 0.0
     if not st.phase.finished and not st.target_node:  # only then does `arrivals` look at the times
         came = max(meta.seconds(st.start_time) or 0.0, meta.seconds(st.last_migration_time) or 0.0)
+    procs = () if st.phase.finished else tuple(
+        (p.node, p.phase == job.Phase.PENDING, meta.seconds(p.start_time) or 0.0)
+        for p in st.processes.values() if p.node and p.phase in (job.Phase.PENDING, job.Phase.RUNNING))
     return _Mapped(job_view(j, key), st.phase.finished, st.target_node or None, st.node,
-                   st.phase == job.Phase.PENDING, came)
+                   st.phase == job.Phase.PENDING, came, procs)
 
 
 def _arrivals(mapped: Iterable[_Mapped], now: float) -> dict[str, int]:
     count: dict[str, int] = {}
     for m in mapped:
         if m.finished:
+            continue
+        if m.processes:
+            for node, pending, came in m.processes:
+                if pending or now - came < RECENT_SECONDS:
+                    count[node] = count.get(node, 0) + 1
             continue
         if m.target:
             count[m.target] = count.get(m.target, 0) + 1

@@ -1,6 +1,7 @@
 """Freezing: for load (reason Auto), on expulsion (reason Expelled), and continuing after.
 
 A frozen job's memory image is on disk and its process gone, so it costs its node no CPU.
+A gang's or commands file's processes freeze and continue one by one, each on its node.
 Only as many jobs are frozen as bring the node back under its class limit, and an
 auto-frozen job continues only where it keeps the node under the limit, so a job is never
 frozen and continued back and forth. Manually frozen jobs are the user's to continue.
@@ -34,9 +35,11 @@ def freeze_order(job: snapshot.JobView, node: str, default_priority: int) -> tup
 
 
 def _on(led: ledger.Ledger, state: snapshot.JobState) -> dict[str, list[snapshot.JobView]]:
+    """Jobs in `state` by node; a gang's or commands file's processes each on their own node, in
+    place of their job."""
     jobs: dict[str, list[snapshot.JobView]] = {}
-    for job in led.in_state(state):
-        if job.node is not None and job.name not in led.decided:
+    for job in [*led.in_state(state), *led.units[state]]:
+        if job.node is not None and job.name not in led.decided and not job.processes:
             jobs.setdefault(job.node, []).append(job)
     return jobs
 
@@ -126,8 +129,8 @@ def continue_into(led: ledger.Ledger) -> list[decisions.Continue]:
                     target = node
             elif job.frozen_reason is snapshot.FreezeReason.EXPELLED:
                 target = _readmit(led, job, node)
-            if target is None:
-                continue
+            if target is None or (snapshot.split_unit(job.name)[1] is not None and target.name != name):
+                continue  # a process of a gang or commands file continues where it is, or not yet
             led.add(job, target.name)
             led.decided.add(job.name)
             reason = job.frozen_reason or snapshot.FreezeReason.AUTO
@@ -158,7 +161,7 @@ def expel_into(led: ledger.Ledger) -> tuple[list[decisions.Migration], list[deci
         for job in guests:
             if not job.migratable:
                 continue
-            target = None if job.locked or job.parallel > 1 else _away(led, job, node)
+            target = None if job.locked or job.parallel > 1 or job.commands_max is not None else _away(led, job, node)
             led.decided.add(job.name)
             if target is None:
                 led.remove(job, node.name)

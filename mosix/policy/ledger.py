@@ -24,6 +24,16 @@ def unit_time(node: snapshot.NodeView, load: float) -> float:
     return max(1.0, load / max(node.cpus, 1)) / speed
 
 
+def unit(job: snapshot.JobView, proc: snapshot.ProcessView) -> snapshot.JobView:
+    """One running or frozen process of a gang or commands file, as a job of one process, so the
+    per-process decisions (freezing) treat it like any other; named by `snapshot.unit_name`."""
+    return snapshot.JobView(
+        name=snapshot.unit_name(job.name, proc.index), state=proc.state, priority=job.priority, queued=False,
+        node=proc.node, home=job.home, grid_class=job.grid_class, memory_mb=job.memory_mb, locked=job.locked,
+        migratable=job.migratable, started_at=proc.started_at, frozen_reason=proc.frozen_reason,
+        cpu_demand=job.cpu_demand, stay_on_syscalls=job.stay_on_syscalls)
+
+
 class Ledger:
     """Indexes of a snapshot and the node state projected by this round's decisions."""
 
@@ -45,9 +55,18 @@ class Ledger:
         self._heaps: dict[tuple[float, bool], list[tuple[Rank, int]]] = {}
         for job in snap.jobs:
             self.by_state[job.state].append(job)
-        for job in self.by_state[snapshot.JobState.PENDING]:
+        self.units: dict[snapshot.JobState, list[snapshot.JobView]] = {state: [] for state in snapshot.JobState}
+        for job in snap.jobs:
+            for proc in job.processes:
+                if proc.state in (snapshot.JobState.RUNNING, snapshot.JobState.FROZEN) and proc.node is not None:
+                    self.units[proc.state].append(unit(job, proc))
+        for job in snap.jobs:
             # Started but not yet running: the agent's reported load does not show it yet.
-            if job.node in self.nodes:
+            if job.processes:
+                for proc in job.processes:
+                    if proc.state is snapshot.JobState.PENDING and proc.node in self.nodes:
+                        self.load[proc.node] += job.cpu_demand
+            elif job.state is snapshot.JobState.PENDING and job.node in self.nodes:
                 self.load[job.node] += job.cpu_demand
 
     def in_state(self, *states: snapshot.JobState) -> list[snapshot.JobView]:

@@ -1,7 +1,8 @@
 """Recovery: a job whose node died restarts from its newest reachable checkpoint elsewhere.
 
 Without a checkpoint it fails, saying so; with checkpoints only on dead nodes it fails too,
-since waiting for a dead node would leave it hanging with no owner.
+since waiting for a dead node would leave it hanging with no owner. A gang or commands file
+that lost a process fails as a whole, naming the process.
 """
 
 from __future__ import annotations
@@ -13,8 +14,15 @@ _LIVE = (snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING, snapshot.JobSta
 
 
 def lost(led: ledger.Ledger, job: snapshot.JobView) -> bool:
-    """Was `job` on a node that is now dead or gone?"""
+    """Was `job` (or one of its processes) on a node that is now dead or gone?"""
+    if job.processes:
+        return job.state in _LIVE and lost_process(led, job) is not None
     return job.state in _LIVE and job.node is not None and not led.alive(job.node)
+
+
+def lost_process(led: ledger.Ledger, job: snapshot.JobView) -> snapshot.ProcessView | None:
+    """The first unfinished process of a gang or commands file whose node is dead or gone."""
+    return next((p for p in job.live_processes() if p.node is not None and not led.alive(p.node)), None)
 
 
 def newest(led: ledger.Ledger, job: snapshot.JobView) -> snapshot.CheckpointView | None:
@@ -33,12 +41,19 @@ def recover_into(led: ledger.Ledger) -> tuple[list[decisions.Recovery], list[dec
     failures: list[decisions.Failure] = []
     waits: list[decisions.Wait] = []
     restarts: list[decisions.Admission] = []
-    gone = [j for j in led.in_state(*_LIVE) if j.node is not None and j.node not in led.up]  # `lost`, inlined
+    up = led.up
+    gone = [j for j in led.in_state(*_LIVE)  # `lost`, with its one-process case inlined (most jobs)
+            if (lost_process(led, j) is not None if j.processes else j.node is not None and j.node not in up)]
     for job in sorted(gone, key=lambda j: j.name):
         if job.name in led.decided:
             continue
-        assert job.node is not None
         led.decided.add(job.name)
+        proc = lost_process(led, job) if job.processes else None
+        if proc is not None:  # a process set is not restarted from checkpoints: it fails as a whole
+            failures.append(decisions.Failure(job.name, decisions.FailReason.NO_CHECKPOINT,
+                                              f"process {proc.index} was on node {proc.node}, which died"))
+            continue
+        assert job.node is not None
         checkpoint = newest(led, job)
         if checkpoint is None and job.state is snapshot.JobState.PENDING:
             target = placement.choose(led, job, slot=False)

@@ -94,6 +94,31 @@ class CheckpointView:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ProcessView:
+    """One process of a gang (-P) or one started line of a commands file (-S), on its own node."""
+
+    index: int
+    node: str | None = None
+    state: JobState = JobState.PENDING
+    frozen_reason: FreezeReason | None = None  # frozen on its own (not with its whole job)
+    started_at: float | None = None
+
+
+UNIT_SEPARATOR = "#"  # never in a job's key (Kubernetes names and namespaces cannot hold it)
+
+
+def unit_name(job: str, index: int) -> str:
+    """The name decisions give process `index` of job `job` when they act on that process alone."""
+    return f"{job}{UNIT_SEPARATOR}{index}"
+
+
+def split_unit(name: str) -> tuple[str, int | None]:
+    """A decision's name back into (job, process index); the index is None for a whole job."""
+    job, sep, index = name.rpartition(UNIT_SEPARATOR)
+    return (job, int(index)) if sep and index.isdigit() else (name, None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class JobView:
     """One job (one `mosrun`), with the options and state the decisions depend on.
 
@@ -104,6 +129,8 @@ class JobView:
     -S commands file. `expected_remaining_s` is a hint; without it the balancer takes the
     job's age as its expected remaining time, as MOSIX does. `io_rate_kbps` is the job's
     decayed I/O rate as its agent measured it; `stay_on_syscalls` is -c (never home for it).
+    `processes` lists a gang's or a commands file's started processes (empty for a one-process
+    job, which `node` describes).
     """
 
     name: str
@@ -135,6 +162,12 @@ class JobView:
     io_rate_kbps: float = 0.0
     stay_on_syscalls: bool = False
     checkpoints: tuple[CheckpointView, ...] = ()
+    processes: tuple[ProcessView, ...] = ()
+
+    def live_processes(self) -> tuple[ProcessView, ...]:
+        """The processes not finished yet."""
+        done = (JobState.SUCCEEDED, JobState.FAILED)
+        return tuple(p for p in self.processes if p.state not in done)
 
     def effective_priority(self, default: int) -> int:
         """The priority in force: the job's own, or the cluster's default."""

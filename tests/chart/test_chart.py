@@ -527,6 +527,15 @@ def test_admission_policy_keeps_each_agent_to_its_node(installed: tuple[Kube, st
             assert done.returncode != 0 and "may change only" in done.stderr, (field, done.stderr)
         done = as_agent("patch", "mj", "job-on-b", "-n", ns, "--type=merge", "-p", '{"spec": {"locked": true}}')
         assert done.returncode != 0 and "placed on its node" in done.stderr, done.stderr
+        gang = {"apiVersion": "mosix.dev/v1alpha1", "kind": "MosixJob", "metadata": {"name": "gang", "namespace": ns},
+                "spec": {"image": "mosix/testload:local", "command": ["testload"], "parallel": 2, "queue": {}}}
+        kube.kubectl("create", "-f", "-", stdin=yaml.safe_dump(gang), check=True)
+        placed = {"node": node_b, "phase": "Running", "processes": {"0": {"node": node_b}, "1": {"node": node_a}}}
+        kube.kubectl("patch", "mj", "gang", "-n", ns, "--subresource=status", "--type=merge",
+                     "-p", json.dumps({"status": placed}), check=True)
+        done = as_agent("patch", "mj", "gang", "-n", ns, "--subresource=status", "--type=merge",
+                        "-p", '{"status": {"processes": {"1": {"phase": "Running"}}}}')
+        assert done.returncode == 0, done.stderr  # one of its processes is on node A
         done = as_agent("get", "secrets", "-n", ns)
         assert done.returncode != 0 and "forbidden" in done.stderr.lower(), done.stderr
     finally:

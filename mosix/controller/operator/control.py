@@ -176,6 +176,8 @@ def release(api: client.Client, body: Mapping[str, Any], now: float | None = Non
     except pydantic.ValidationError:  # nothing we could act on: do not hold it forever
         return None
     st = j.status
+    if st.processes and not st.phase.finished:
+        return _release_processes(api, j, now)
     if st.node is None or st.phase.finished:
         return None
     if any(c.type == CLEANED and c.status == "True" for c in st.conditions):
@@ -188,3 +190,21 @@ def release(api: client.Client, body: Mapping[str, Any], now: float | None = Non
     if not views.node_view(where, now=time.time() if now is None else now, dead_after=dead_after).alive:
         return None
     return f"waiting for the agent on {st.node} to stop the job and clean its checkpoints"
+
+
+def _release_processes(api: client.Client, j: job.MosixJob, now: float | None) -> str | None:
+    """A gang or commands file goes once every live node's agent stopped its processes (phase Stopped)."""
+    dead_after = api.get_cluster().spec.dead_after_seconds
+    waiting = set()
+    for p in j.status.processes.values():
+        if p.phase.finished or p.phase == job.Phase.STOPPED or p.node is None:
+            continue
+        try:
+            where = node.MosixNode.model_validate(api.store.get(node.MosixNode, p.node))
+        except store.NotFound:
+            continue
+        if views.node_view(where, now=time.time() if now is None else now, dead_after=dead_after).alive:
+            waiting.add(p.node)
+    if not waiting:
+        return None
+    return f"waiting for the agents on {', '.join(sorted(waiting))} to stop the job's processes"

@@ -1,0 +1,138 @@
+"""Jobs of several processes: a -P gang leaves the queue only when all its slots are free and spreads
+over the nodes; a -S commands file runs at most max lines at once until every line ran. Each process
+is its own container, and its output is kept at home."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from mosix.api import job, meta
+from tests.e2e import harness
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc and CRIU run the jobs"),
+    pytest.mark.skipif(shutil.which("runc") is None or shutil.which("criu") is None,
+                       reason="needs runc and criu (hack/setup.sh installs them)"),
+]
+
+
+def _finished(cluster: harness.Cluster, name: str) -> bool:
+    return cluster.status(name).phase.finished
+
+
+def _logs(cluster: harness.Cluster, name: str) -> list[str] | None:
+    """The job's output lines at home; None on Kubernetes, where they are read in the home node's agent
+    pod and these agents run as local processes (tests/chart/test_install.py covers that path)."""
+    if cluster.kind != "local":
+        return None
+    return cluster.run("mosix", "logs", name).stdout.splitlines()
+
+
+def test_a_gang_waits_for_three_free_slots_then_runs_one_process_per_node(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=3)
+    blocker = cluster.submit("-1", "-J5", "testload")  # holds node 1's only CPU until killed
+    cluster.wait_for("the blocker to run", lambda: cluster.status(blocker).phase == job.Phase.RUNNING)
+    gang = cluster.submit("-q", "-P3", "-J6", "sh", "-c", 'testload -n 3 -d 0.2; echo "process $MOSIX_PROCESS done"')
+    cluster.wait_for("the gang to wait for its slots",
+                     lambda: cluster.status(gang).message == "waiting: GangIncomplete", timeout=90)
+    waiting = cluster.status(gang)
+    assert (waiting.phase, waiting.processes) == (job.Phase.QUEUED, {})  # never partly released
+    cluster.run("moskillall", "-9", "-J5")
+    cluster.wait_for("the blocker to end", lambda: _finished(cluster, blocker))
+    cluster.wait_for("the gang to finish", lambda: _finished(cluster, gang), timeout=120)
+    done = cluster.status(gang)
+    assert (done.phase, done.exit_code) == (job.Phase.SUCCEEDED, 0)
+    assert sorted(done.processes) == ["0", "1", "2"]
+    assert sorted(p.node or "" for p in done.processes.values()) == ["node1", "node2", "node3"]
+    assert {(p.phase, p.exit_code) for p in done.processes.values()} == {(job.Phase.SUCCEEDED, 0)}
+    starts = [meta.seconds(p.start_time) or 0.0 for p in done.processes.values()]
+    ends = [meta.seconds(p.completion_time) or 0.0 for p in done.processes.values()]
+    assert max(starts) < min(ends)  # released together: all three ran at the same time
+    lines = _logs(cluster, gang)
+    if lines is not None:
+        assert sorted(line for line in lines if "done" in line) == [f"process {i} done" for i in range(3)]
+        assert sorted(line for line in lines if "done" not in line) == sorted(["0", "1", "2"] * 3)
+
+
+def _most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The most half-open [start, end) intervals that overlap at one instant."""
+    edges = sorted([(end, -1) for _, end in intervals] + [(start, 1) for start, _ in intervals])
+    most = running = 0
+    for _, step in edges:  # at equal times an end (-1) sorts first: a line starts after one ended
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_a_commands_file_runs_at_most_max_lines_at_once_and_all_of_them(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=3)
+    commands = cluster.workdir / "commands"
+    commands.write_text("".join(f'sh -c "testload -n 2 -d 0.3; echo line {i}"\n' for i in range(1, 6)))
+    name = cluster.submit("-S2", str(commands))
+    seen = 0
+
+    def finished_watching() -> bool:
+        nonlocal seen
+        status = cluster.status(name)
+        seen = max(seen, sum(1 for p in status.processes.values() if not p.phase.finished))
+        return status.phase.finished
+
+    cluster.wait_for("every line to run", finished_watching, timeout=120)
+    done = cluster.status(name)
+    assert (done.phase, done.exit_code, done.finished_lines, done.running_lines) == (job.Phase.SUCCEEDED, 0, 5, 0)
+    assert sorted(done.processes, key=int) == ["0", "1", "2", "3", "4"]
+    assert 1 <= seen <= 2
+    intervals = [(meta.seconds(p.start_time) or 0.0, meta.seconds(p.completion_time) or 0.0)
+                 for p in done.processes.values()]
+    assert _most_at_once(intervals) <= 2
+    lines = _logs(cluster, name)
+    if lines is not None:
+        assert sorted(line for line in lines if line.startswith("line")) == [f"line {i}" for i in range(1, 6)]
+        assert sorted(line for line in lines if not line.startswith("line")) == sorted(["0", "1"] * 5)
+
+
+def test_a_failing_line_fails_the_job_with_its_exit_code_after_the_others_ran(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    commands = cluster.workdir / "commands"
+    commands.write_text("sh -c 'echo one'\nsh -c 'exit 4'\nsh -c 'echo three'\n")
+    name = cluster.submit("-S1", str(commands))
+    cluster.wait_for("the job to end", lambda: _finished(cluster, name), timeout=90)
+    done = cluster.status(name)
+    assert (done.phase, done.exit_code, done.finished_lines) == (job.Phase.FAILED, 4, 3)
+    assert done.message is not None and done.message.startswith("process 1 failed")
+    assert [done.processes[i].exit_code for i in ("0", "1", "2")] == [0, 4, 0]
+
+
+def test_a_gang_freezes_continues_checkpoints_and_is_killed_process_by_process(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    gang = cluster.submit("-q", "-P2", "testload", "-d", "0.05")
+
+    def phases(*want: job.Phase) -> bool:
+        status = cluster.status(gang)
+        return len(status.processes) == 2 and {p.phase for p in status.processes.values()} <= set(want)
+
+    cluster.wait_for("both processes to run", lambda: phases(job.Phase.RUNNING)
+                     and cluster.status(gang).phase == job.Phase.RUNNING)
+    cluster.run("migrate", gang, "freeze")
+    cluster.wait_for("both processes frozen", lambda: phases(job.Phase.FROZEN)
+                     and cluster.status(gang).phase == job.Phase.FROZEN)
+    listed = cluster.run("mosps", "-A").stdout.splitlines()[1:]
+    assert [(line.split()[0], line.split()[4]) for line in listed] == [(f"{gang}.0", "M"), (f"{gang}.1", "M")]
+    cluster.run("migrate", gang, "continue")
+    cluster.wait_for("both processes running again", lambda: phases(job.Phase.RUNNING)
+                     and cluster.status(gang).phase == job.Phase.RUNNING)
+    cluster.run("migrate", gang, "checkpoint")
+    cluster.wait_for("a checkpoint of each process", lambda: cluster.status(gang).observed_checkpoint_serial == 1)
+    sets = [p.checkpoint for p in cluster.status(gang).processes.values()]
+    assert all(sets) and len(set(sets)) == 2  # a set of its own for each process
+    assert phases(job.Phase.RUNNING)
+    cluster.run("moskillall", "-9")
+    cluster.wait_for("the gang to end", lambda: _finished(cluster, gang))
+    done = cluster.status(gang)
+    assert (done.phase, done.exit_code) == (job.Phase.FAILED, 128 + 9)
+    assert done.message is not None and done.message.startswith("process ")
+    assert {p.exit_code for p in done.processes.values()} == {128 + 9}

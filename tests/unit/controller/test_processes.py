@@ -1,0 +1,229 @@
+"""Gangs (-P) and commands files (-S) through control rounds over a real local store: admissions become
+per-process entries, agents' reports (patched here as the agents patch them) become the job's summary."""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+
+import pytest
+
+from mosix.api import job, meta, node
+from mosix.client import client, local
+from mosix.controller import round
+
+
+@pytest.fixture
+def api(tmp_path: pathlib.Path) -> client.Client:
+    store = local.LocalStore(tmp_path)
+    store.init()
+    api = client.Client(store)
+    for n in (1, 2, 3):
+        body = node.MosixNode(metadata=meta.ObjectMeta(name=f"node{n}"),
+                              spec=node.MosixNodeSpec(number=n, address=f"127.0.0.{n}")).wire()
+        store.create(node.MosixNode, body)
+        beat(api, n)
+    return api
+
+
+def beat(api: client.Client, n: int, load: float = 0.0, age: float = 0.0) -> None:
+    when = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=age)).isoformat()
+    api.store.patch(node.MosixNode, f"node{n}", {"status": {
+        "state": "Running Normally", "heartbeat": when, "cpus": 1, "speed": 1000, "load": load,
+        "accept": True, "avail": True, "memory": {"availableMb": 4000, "totalMb": 8000}}}, status=True)
+
+
+def report(api: client.Client, name: str, index: str, phase: job.Phase, code: int | None = None) -> None:
+    """What the agent on the process's node writes: only its own entry of the map."""
+    fields: dict[str, object] = {"phase": phase.value}
+    if phase == job.Phase.RUNNING:
+        fields["startTime"] = meta.now_rfc3339()
+    if phase.finished:
+        fields |= {"exitCode": code, "completionTime": meta.now_rfc3339()}
+    api.patch_job_status(name, {"processes": {index: fields}})
+
+
+def gang(api: client.Client, n: int = 3) -> str:
+    spec = {"command": ["testload"], "parallel": n, "queue": {}}
+    return api.submit(job.MosixJobSpec.model_validate(spec)).name
+
+
+def commands(api: client.Client, lines: int, most: int) -> str:
+    spec = {"commands": {"maxRunning": most, "lines": [["echo", str(i)] for i in range(lines)]}}
+    return api.submit(job.MosixJobSpec.model_validate(spec)).name
+
+
+def test_a_gang_is_released_as_one_process_per_node(api: client.Client) -> None:
+    name = gang(api)
+    outcome = round.run_round(api)
+    st = api.get_job(name).status
+    assert st.phase == job.Phase.PENDING
+    assert sorted(st.processes) == ["0", "1", "2"]
+    assert sorted(p.node or "" for p in st.processes.values()) == ["node1", "node2", "node3"]
+    assert {p.phase for p in st.processes.values()} == {job.Phase.PENDING}
+    assert [e.reason for e in outcome.plan.events] == ["Placed"]
+    assert st.node == st.processes["0"].node and st.home_node == st.node
+
+
+def test_a_gang_is_never_partly_released(api: client.Client) -> None:
+    beat(api, 2, load=1.0)  # node 2's one CPU is taken
+    name = gang(api)
+    round.run_round(api)
+    st = api.get_job(name).status
+    assert (st.phase, st.processes, st.message) == (job.Phase.QUEUED, {}, "waiting: GangIncomplete")
+    beat(api, 2, load=0.0)
+    round.run_round(api)
+    assert len(api.get_job(name).status.processes) == 3
+
+
+def test_the_gang_runs_when_its_processes_run_and_succeeds_when_all_did(api: client.Client) -> None:
+    name = gang(api)
+    round.run_round(api)
+    for i in "012":
+        report(api, name, i, job.Phase.RUNNING)
+    round.run_round(api)
+    st = api.get_job(name).status
+    assert st.phase == job.Phase.RUNNING and st.start_time is not None
+    assert st.where == "node1,node2,node3"
+    report(api, name, "0", job.Phase.SUCCEEDED, 0)
+    report(api, name, "2", job.Phase.SUCCEEDED, 0)
+    round.run_round(api)
+    assert api.get_job(name).status.phase == job.Phase.RUNNING  # one still runs
+    report(api, name, "1", job.Phase.SUCCEEDED, 0)
+    outcome = round.run_round(api)
+    st = api.get_job(name).status
+    assert (st.phase, st.exit_code, st.where) == (job.Phase.SUCCEEDED, 0, "done")
+    assert [e.message for e in outcome.plan.events if e.reason == "Succeeded"] == ["all 3 processes succeeded"]
+
+
+def test_a_gang_fails_with_the_first_failure_named(api: client.Client) -> None:
+    name = gang(api)
+    round.run_round(api)
+    for i in "012":
+        report(api, name, i, job.Phase.RUNNING)
+    report(api, name, "2", job.Phase.FAILED, 3)
+    report(api, name, "0", job.Phase.FAILED, 9)
+    report(api, name, "1", job.Phase.SUCCEEDED, 0)
+    round.run_round(api)
+    st = api.get_job(name).status
+    node2 = api.get_job(name).status.processes["2"].node
+    assert (st.phase, st.exit_code) == (job.Phase.FAILED, 3)
+    assert st.message == f"process 2 failed on {node2}: exit code 3"
+
+
+def test_a_commands_file_runs_at_most_max_lines_and_the_next_as_one_finishes(api: client.Client) -> None:
+    name = commands(api, lines=5, most=2)
+    round.run_round(api)
+    assert sorted(api.get_job(name).status.processes) == ["0", "1"]
+    report(api, name, "0", job.Phase.RUNNING)
+    report(api, name, "1", job.Phase.RUNNING)
+    round.run_round(api)
+    st = api.get_job(name).status
+    assert (sorted(st.processes), st.running_lines, st.finished_lines) == (["0", "1"], 2, 0)
+    report(api, name, "1", job.Phase.SUCCEEDED, 0)
+    round.run_round(api)
+    assert sorted(api.get_job(name).status.processes) == ["0", "1", "2"]
+    for started, ends in (("2", "0"), ("3", "2")):  # each finished line lets exactly one more start
+        report(api, name, started, job.Phase.RUNNING)
+        report(api, name, ends, job.Phase.SUCCEEDED, 0)
+        round.run_round(api)
+        st = api.get_job(name).status
+        assert len(st.processes) == int(started) + 2
+        assert len([p for p in st.processes.values() if not p.phase.finished]) == 2
+    report(api, name, "4", job.Phase.RUNNING)
+    report(api, name, "3", job.Phase.SUCCEEDED, 0)
+    report(api, name, "4", job.Phase.SUCCEEDED, 0)
+    round.run_round(api)
+    st = api.get_job(name).status
+    assert sorted(st.processes) == ["0", "1", "2", "3", "4"]
+    assert (st.phase, st.exit_code, st.running_lines, st.finished_lines) == (job.Phase.SUCCEEDED, 0, 0, 5)
+
+
+def test_moving_a_whole_gang_is_refused_and_a_dead_node_fails_it(api: client.Client) -> None:
+    name = gang(api, n=2)
+    round.run_round(api)
+    for i in "01":
+        report(api, name, i, job.Phase.RUNNING)
+    round.run_round(api)
+    api.patch_job(name, {"migration": {"to": "node3", "serial": 1}})
+    outcome = round.run_round(api)
+    st = api.get_job(name).status
+    assert (st.target_node, st.observed_migration_serial) == (None, 1)
+    assert "MigrationRefused" in [e.reason for e in outcome.plan.events]
+    lost = st.processes["1"].node
+    assert lost is not None
+    beat(api, int(lost.removeprefix("node")), age=3600)
+    round.run_round(api)
+    st = api.get_job(name).status
+    assert st.phase == job.Phase.FAILED and st.message == f"process 1 was on node {lost}, which died"
+
+
+def test_rounds_are_level_triggered(api: client.Client) -> None:
+    name = commands(api, lines=3, most=3)
+    round.run_round(api)
+    for i in "012":
+        report(api, name, i, job.Phase.RUNNING)
+    round.run_round(api)
+    before = api.get_job(name).status
+    round.run_round(api)
+    assert api.get_job(name).status == before
+
+
+def test_an_overloaded_node_freezes_single_lines_and_continues_them(api: client.Client) -> None:
+    name = commands(api, lines=6, most=6)
+    api.patch_job(name, {"placement": "Node", "node": "1"})
+    round.run_round(api)
+    assert {p.node for p in api.get_job(name).status.processes.values()} == {"node1"}
+    old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=100)
+    started = {str(i): (old + datetime.timedelta(seconds=i)).isoformat() for i in range(6)}
+    api.patch_job_status(name, {"processes": {i: {"phase": "Running", "startTime": t} for i, t in started.items()}})
+    beat(api, 1, load=6.0)  # over the default limit of 4 per CPU by two processes
+    outcome = round.run_round(api)
+    st = api.get_job(name).status
+    assert {i: p.frozen for i, p in st.processes.items() if p.frozen} == {
+        "4": job.FreezeReason.AUTO, "5": job.FreezeReason.AUTO}
+    assert sorted(e.message for e in outcome.plan.events if e.reason == "FreezeDecided") == [
+        "freeze process 4 (Auto)", "freeze process 5 (Auto)"]
+    api.patch_job_status(name, {"processes": {"4": {"phase": "Frozen"}, "5": {"phase": "Frozen"}}})
+    beat(api, 1, load=3.0)
+    round.run_round(api)
+    st = api.get_job(name).status
+    assert [i for i, p in st.processes.items() if p.frozen] == ["5"]  # room for one: the oldest continues
+
+
+def test_a_checkpoint_request_is_done_once_every_live_process_did_it(api: client.Client) -> None:
+    name = gang(api, n=3)
+    round.run_round(api)
+    for i in "012":
+        report(api, name, i, job.Phase.RUNNING)
+    report(api, name, "2", job.Phase.SUCCEEDED, 0)  # finished before the request: nothing to checkpoint
+    api.patch_job(name, {"checkpointRequest": {"after": "Continue", "serial": 1}})
+    api.patch_job_status(name, {"processes": {"0": {"observedCheckpointSerial": 1, "checkpoint": "/c/a.1"}}})
+    round.run_round(api)
+    assert api.get_job(name).status.observed_checkpoint_serial == 0  # process 1 has not checkpointed yet
+    api.patch_job_status(name, {"processes": {"1": {"observedCheckpointSerial": 1, "checkpoint": "/c/b.1"}}})
+    round.run_round(api)
+    assert api.get_job(name).status.observed_checkpoint_serial == 1
+
+
+def test_a_gang_whose_processes_all_checkstopped_is_stopped(api: client.Client) -> None:
+    name = gang(api, n=2)
+    round.run_round(api)
+    report(api, name, "0", job.Phase.RUNNING)
+    report(api, name, "1", job.Phase.STOPPED)
+    round.run_round(api)
+    assert api.get_job(name).status.phase == job.Phase.RUNNING
+    report(api, name, "0", job.Phase.STOPPED)
+    round.run_round(api)
+    assert api.get_job(name).status.phase == job.Phase.STOPPED
+
+
+def test_a_line_that_ended_before_any_round_saw_it_run_still_lets_the_next_start(api: client.Client) -> None:
+    name = commands(api, lines=2, most=1)
+    round.run_round(api)
+    report(api, name, "0", job.Phase.SUCCEEDED, 0)  # started and ended between two rounds
+    round.run_round(api)
+    st = api.get_job(name).status
+    assert st.phase == job.Phase.RUNNING and st.finished_lines == 1
+    round.run_round(api)
+    assert sorted(api.get_job(name).status.processes) == ["0", "1"]
