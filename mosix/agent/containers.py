@@ -30,7 +30,7 @@ import shutil
 import threading
 import time
 
-from mosix.agent import checkpoints, criu, errors, images, jobs, output, overlay, runc, spec
+from mosix.agent import checkpoints, criu, errors, images, jobs, output, overlay, runc, spec, unsupported
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,13 @@ class Manager:
             yield e
             e.freeze_reason = None
 
+    def warn(self, name: str, text: str) -> None:
+        """Add a line to the running job's stderr, after what it wrote so far (mosrun -w's warnings)."""
+        e = self._get(name)
+        with e.lock:
+            self._require(e, jobs.State.RUNNING)
+            e.pumps[1].inject(text.encode())
+
     # --- ending ----------------------------------------------------------------------------
 
     def kill(self, name: str) -> None:
@@ -433,7 +440,10 @@ class Manager:
             offsets = self._logical_offsets(e, [p.drain() for p in e.pumps])
             checkpoints.copy_tree(e.dir / "upper", staging / checkpoints.UPPER)
             started = time.monotonic()
-            self.runtime.checkpoint(name, staging / checkpoints.IMAGES, work, leave_running=leave_running)
+            try:
+                self.runtime.checkpoint(name, staging / checkpoints.IMAGES, work, leave_running=leave_running)
+            except runc.Refused as refused:
+                raise unsupported.classify(refused, work / "dump.log") from refused
             seconds = time.monotonic() - started
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

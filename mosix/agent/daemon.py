@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mosix.agent import containers, errors, homeio, jobs, metrics, nodestatus
+from mosix.agent import containers, errors, homeio, jobs, metrics, nodestatus, unsupported
 from mosix.api import job, meta, node
 from mosix.client import client, store
 
@@ -159,6 +159,8 @@ class Agent:
             key = self.api.key(j)
             try:
                 self._one(key, j)
+            except unsupported.Unsupported as e:
+                self._unsupported(key, container_name(key), j, e.reason)
             except (errors.AgentError, OSError) as e:
                 log.warning("job %s: %s", key, e)
                 if j.status.phase == job.Phase.PENDING:  # it could not start here: say so, do not retry forever
@@ -166,6 +168,24 @@ class Agent:
                                       "completionTime": meta.now_rfc3339(), "message": f"could not start: {e}"})
                 else:
                     self._patch(key, {"message": str(e)})
+
+    def _unsupported(self, key: str, name: str, j: job.MosixJob, reason: str) -> None:
+        """CRIU cannot checkpoint the job: it never moves again; by its -e/-w/default, as MOSIX does: go on
+        silently (-e), go on with a warning on its stderr (-w), or kill it (default)."""
+        mode = j.spec.unsupported
+        patch: dict[str, Any] = {"migratable": False, "unsupportedReason": reason, "targetNode": None,
+                                 "phase": job.Phase.RUNNING.value, "where": self.me.name}
+        if mode == job.Unsupported.ABORT:
+            line = f"MOSRUN: {reason}: not supported under MOSIX (mosrun -e or -w continues without migration)"
+            self.manager.warn(name, line + "\n")
+            self.manager.kill(name)  # finished as Failed on the next pass, once home has its output
+            patch["message"] = line
+        else:
+            if mode == job.Unsupported.WARN and j.status.unsupported_reason != reason:
+                self.manager.warn(name, f"MOSRUN: {reason}: continuing without migration\n")
+            patch["message"] = f"not migratable: {reason}"
+        log.warning("job %s cannot be checkpointed (%s): %s", key, reason, mode.value)
+        self._patch(key, patch)
 
     def _patch(self, key: str, status: dict[str, Any]) -> None:
         with contextlib.suppress(store.NotFound):  # deleted meanwhile: nothing left to report on
@@ -243,13 +263,17 @@ class Agent:
 
     def _running(self, key: str, name: str, j: job.MosixJob) -> None:
         spec, st = j.spec, j.status
-        if st.frozen is not None:
+        if not st.migratable:  # CRIU cannot checkpoint it: refuse every dump instead of trying again
+            self._refuse_dumps(key, j)
+        elif st.frozen is not None:
             self.manager.freeze(name, st.frozen.value)
             self._patch(key, {"phase": job.Phase.FROZEN.value})
             return
         if spec.signal is not None and spec.signal.serial > st.observed_signal_serial:
             self.manager.runtime.kill(name, spec.signal.signal, all_processes=True)
             self._patch(key, {"observedSignalSerial": spec.signal.serial})
+        if not st.migratable:
+            return
         request = spec.checkpoint_request
         if request is not None and request.serial > st.observed_checkpoint_serial:
             self._checkpoint(key, name, j, request.after)
@@ -261,6 +285,17 @@ class Agent:
         if st.target_node and st.target_node != self.me.name and self.migrate is not None:
             target = self.api.get_node(st.target_node)
             self.migrate(key, j, target)
+
+    def _refuse_dumps(self, key: str, j: job.MosixJob) -> None:
+        """Drop requests to freeze, move or checkpoint a job CRIU cannot checkpoint, saying why."""
+        st, request = j.status, j.spec.checkpoint_request
+        patch: dict[str, Any] = {}
+        if st.frozen is not None or st.target_node:
+            patch |= {"frozen": None, "targetNode": None}
+        if request is not None and request.serial > st.observed_checkpoint_serial:
+            patch["observedCheckpointSerial"] = request.serial
+        if patch:
+            self._patch(key, patch | {"message": f"not migratable: {st.unsupported_reason or 'unsupported'}"})
 
     def _checkpoint(self, key: str, name: str, j: job.MosixJob, after: job.AfterCheckpoint) -> None:
         keep = after == job.AfterCheckpoint.CONTINUE

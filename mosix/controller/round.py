@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from mosix.api import meta
 from mosix.client import client, store
 from mosix.controller import metrics, plan, views
 from mosix.policy import decide, queue
@@ -31,6 +32,7 @@ def run_round(api: client.Client, now: float | None = None) -> Outcome:
     out = plan.Plan()
     plan.requests(by_name, out)
     plan.decided(result, by_name, out)
+    plan.unsupported(by_name, out, meta.now_rfc3339())
     waiting = [j.name for j in queue.order(snap.jobs, conf.spec.queue.default_priority) if j.queued]
     admitted = {a.job for a in result.admissions}
     plan.queue_positions([n for n in waiting if n not in admitted], by_name,
