@@ -24,6 +24,7 @@ log = logging.getLogger("mosix.agent")
 
 Migrate = Callable[[str, job.MosixJob, node.MosixNode], None]
 SinkFor = Callable[[node.MosixNode], homeio.Sink]
+InputFor = Callable[[node.MosixNode], homeio.InputSource]
 
 
 def container_name(key: str) -> str:
@@ -37,7 +38,8 @@ def job_record(name: str, j: job.MosixJob) -> jobs.Job:
     if j.spec.working_dir:
         env["MOSIX_HOME_DIR"] = j.spec.working_dir
     return jobs.Job(name=name, args=tuple(j.spec.command), env=tuple(sorted(env.items())), cwd="/",
-                    image=j.spec.image, memory_mb=j.spec.memory_mb, private_dirs=tuple(j.spec.private_dirs))
+                    image=j.spec.image, memory_mb=j.spec.memory_mb, private_dirs=tuple(j.spec.private_dirs),
+                    stdin=j.spec.stdin)
 
 
 @dataclasses.dataclass
@@ -56,7 +58,8 @@ class Agent:
 
     def __init__(self, api: client.Client, manager: containers.Manager, me: Identity, sampler: nodestatus.Sampler,
                  migrate: Migrate | None = None, *, shared_checkpoints: bool = False,
-                 home: homeio.HomeOutput | None = None, remote_sink: SinkFor | None = None) -> None:
+                 home: homeio.HomeOutput | None = None, remote_sink: SinkFor | None = None,
+                 remote_input: InputFor | None = None) -> None:
         self.api = api
         self.manager = manager
         self.me = me
@@ -68,6 +71,8 @@ class Agent:
         self.remote_sink = remote_sink
         self.forwarder = homeio.Forwarder()
         self._ran: dict[str, tuple[str, str]] = {}  # container name → (job key, home node): whose output to send
+        self.remote_input = remote_input
+        manager.input_source = self.read_input
 
     # --- the node -----------------------------------------------------------------------
 
@@ -125,6 +130,19 @@ class Agent:
         if home == self.me.name or self.remote_sink is None:
             return self.home.append
         return self.remote_sink(self.api.get_node(home))
+
+    def read_input(self, name: str, offset: int) -> tuple[bytes, bool]:
+        """The input of a mosrun -i job run here, from its home node; nothing while its home is unknown."""
+        key, home = self._ran.get(name, ("", ""))
+        if not key:
+            return b"", False
+        if home == self.me.name or self.remote_input is None:
+            return self.home.read_input(key, offset)
+        try:
+            return self.remote_input(self.api.get_node(home))(key, offset)
+        except (errors.AgentError, OSError, store.StoreError) as e:
+            log.warning("input of %s not read from %s yet: %s", key, home, e)
+            return b"", False
 
     def send_output(self, name: str) -> bool:
         """Sends the job's new output to its home node; True when home has all of it."""

@@ -23,6 +23,7 @@ class Job:
     checkpoint_base: str | None = None  # mosrun -C: sets are base.1, base.2, ... (default: the agent's)
     max_sets: int = 10  # mosrun -N: recycle after this many
     checkpoint_every: float | None = None  # mosrun -A, in seconds (-A is minutes)
+    stdin: bool = False  # mosrun -i: fed from the input kept at home; otherwise stdin is empty (EOF)
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name) or self.name[0] == ".":
@@ -54,7 +55,7 @@ class Job:
         return {"name": self.name, "args": list(self.args), "env": dict(self.env), "cwd": self.cwd,
                 "image": self.image, "memory_mb": self.memory_mb, "private_dirs": list(self.private_dirs),
                 "checkpoint_base": self.checkpoint_base, "max_sets": self.max_sets,
-                "checkpoint_every": self.checkpoint_every}
+                "checkpoint_every": self.checkpoint_every, "stdin": self.stdin}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
@@ -66,7 +67,8 @@ class Job:
                    private_dirs=tuple(str(p) for p in d.get("private_dirs", [])),
                    checkpoint_base=None if d.get("checkpoint_base") is None else str(d["checkpoint_base"]),
                    max_sets=int(d.get("max_sets", 10)),
-                   checkpoint_every=None if d.get("checkpoint_every") is None else float(d["checkpoint_every"]))
+                   checkpoint_every=None if d.get("checkpoint_every") is None else float(d["checkpoint_every"]),
+                   stdin=bool(d.get("stdin", False)))
 
 
 class State(enum.StrEnum):

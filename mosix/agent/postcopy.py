@@ -172,6 +172,7 @@ class LazyDump:
         config = write_criu_config(self._work / "criu-tls.conf", self.node.identity)
         m.runtime.pause(self.name)
         offsets = m._logical_offsets(e, [p.drain() for p in e.pumps])
+        stdin_offset = m._hold_input(e)
         checkpoints.copy_tree(e.dir / "upper", staging / checkpoints.UPPER)
         status_r, status_w = os.pipe()
         started = time.monotonic()
@@ -196,7 +197,8 @@ class LazyDump:
         meta = checkpoints.Meta(
             job=e.job.to_dict(), serial=1, time=datetime.datetime.now(datetime.UTC).isoformat(),
             node=m.node, reason="migration:post-copy", stdout_offset=offsets[0], stderr_offset=offsets[1],
-            image_digest=e.image_digest, dump_seconds=round(time.monotonic() - started, 4))
+            image_digest=e.image_digest, dump_seconds=round(time.monotonic() - started, 4),
+            stdin_offset=stdin_offset)
         checkpoints.publish(staging, self.set_dir, meta)
 
     def _finish(self, timeout: float = PAGES_TIMEOUT) -> bool:
@@ -249,6 +251,7 @@ class LazyDump:
         self.manager._teardown_layer(e)
 
     def _resume(self) -> None:
+        self.manager._release_input(self._entry)
         with contextlib.suppress(runc.RuncError):
             if self.manager.runtime.state(self.name).status == "paused":
                 self.manager.runtime.resume(self.name)
