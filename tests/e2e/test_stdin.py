@@ -80,3 +80,38 @@ def test_without_i_the_jobs_stdin_is_empty(cluster: harness.Cluster) -> None:
         check=False,
     )
     assert (done.returncode, done.stdout) == (0, b"rc=0\n")
+
+
+def test_mosix_logs_attaches_input_after_mosrun_is_gone(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=1)
+    mosrun = subprocess.Popen(
+        ["mosrun", "-i", "-1", "sh", "-c", ECHO_SLOWLY],
+        env=cluster.env,
+        cwd=cluster.workdir,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert mosrun.stdin is not None
+        mosrun.stdin.write(lines(5).encode())
+        mosrun.stdin.flush()
+        cluster.wait_for("the job", lambda: len(cluster.api().jobs()) == 1)
+        name = cluster.api().jobs()[0].name
+        cluster.wait_for("its first lines home", lambda: cluster.run("mosix", "logs", name).stdout == lines(5))
+    finally:
+        mosrun.kill()  # the terminal is gone, not the job, and its input has not ended
+        mosrun.wait()
+    attached = subprocess.run(
+        ["mosix", "logs", "-i", name],
+        env=cluster.env,
+        cwd=cluster.workdir,
+        input=lines(5, start=5).encode(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert (attached.returncode, attached.stdout.decode()) == (0, lines(10) + "END\n"), attached.stderr
+    plain = cluster.submit("-1", "sh", "-c", "sleep 30")
+    refused = cluster.run("mosix", "logs", "-i", plain, check=False)
+    assert refused.returncode != 0 and "not started with mosrun -i" in refused.stderr
