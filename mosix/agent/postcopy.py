@@ -47,7 +47,7 @@ from typing import Any
 
 import aiohttp
 
-from mosix.agent import checkpoints, containers, errors, jobs, migration, runc, tls, transfer
+from mosix.agent import checkpoints, containers, errors, jobs, migration, runc, tls, transfer, unsupported
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +192,9 @@ class LazyDump:
         if not ready:
             self._proc.kill()
             _, err = self._proc.communicate()
-            raise runc.Refused(["checkpoint", "--lazy-pages", self.name], self._proc.returncode or -1,
-                               err.decode(errors="replace") + self._criu_log())
+            refused = runc.Refused(["checkpoint", "--lazy-pages", self.name], self._proc.returncode or -1,
+                                   err.decode(errors="replace") + self._criu_log())
+            raise unsupported.classify(refused, self._work / "dump.log")
         meta = checkpoints.Meta(
             job=e.job.to_dict(), serial=1, time=datetime.datetime.now(datetime.UTC).isoformat(),
             node=m.node, reason="migration:post-copy", stdout_offset=offsets[0], stderr_offset=offsets[1],
@@ -293,7 +294,7 @@ async def migrate(manager: containers.Manager, name: str, peer_url: str, context
         await asyncio.wrap_future(dump.ready)
     except errors.AgentError as e:
         shutil.rmtree(work, ignore_errors=True)
-        if isinstance(e, errors.JobError):
+        if isinstance(e, (errors.JobError, unsupported.Unsupported)):
             raise
         raise migration.MigrationFailed(f"post-copy of {name}: the lazy dump failed, the job runs on: {e}") from e
     sender = transfer.Sender(set_dir)
