@@ -18,12 +18,14 @@ import array
 import fcntl
 import logging
 import os
+import select
 import termios
 import threading
 from collections.abc import Callable
 
 CHUNK = 65536
 IDLE = (0.02, 0.5)  # seconds between polls when there is nothing to do: from the first, doubling to the second
+FULL_WAIT_MS = 200  # longest wait for room in a full pipe before looking at holds and stops again
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +106,21 @@ class Feeder:
 
     def _loop(self) -> None:
         idle = IDLE[0]
+        room = select.poll()
+        room.register(self._w, select.POLLOUT)
         while not self._stop.is_set():
-            if self._step():
+            moved = self._step()
+            if moved is True:
+                idle = IDLE[0]
+            elif moved is None:  # the pipe is full: wake as soon as the job reads
+                room.poll(FULL_WAIT_MS)
                 idle = IDLE[0]
             else:
                 self._stop.wait(idle)
                 idle = min(idle * 2, IDLE[1])
 
-    def _step(self) -> bool:
-        """One move; False when there was nothing to do."""
+    def _step(self) -> bool | None:
+        """One move; False when there was nothing to do, None when the pipe is full."""
         with self._lock:
             if self._held or self._w < 0:
                 return False
@@ -120,7 +128,7 @@ class Feeder:
                 try:
                     n = os.write(self._w, self._buf)
                 except BlockingIOError:
-                    return False  # the pipe is full: the job has not read yet
+                    return None  # the pipe is full: the job has not read yet
                 except BrokenPipeError:  # the job closed its stdin: it takes no more input
                     self._buf = b""
                     self._ended = True
