@@ -195,12 +195,14 @@ class Agent:
                                  "phase": job.Phase.RUNNING.value, "where": self.me.name}
         if mode == job.Unsupported.ABORT:
             line = f"MOSRUN: {reason}: not supported under MOSIX (mosrun -e or -w continues without migration)"
-            self.manager.warn(name, line + "\n")
+            with contextlib.suppress(errors.AgentError):  # it may have ended meanwhile: the kill is what counts
+                self.manager.warn(name, line + "\n")
             self.manager.kill(name)  # finished as Failed on the next pass, once home has its output
             patch["message"] = line
         else:
             if mode == job.Unsupported.WARN and j.status.unsupported_reason != reason:
-                self.manager.warn(name, f"MOSRUN: {reason}: continuing without migration\n")
+                with contextlib.suppress(errors.AgentError):
+                    self.manager.warn(name, f"MOSRUN: {reason}: continuing without migration\n")
             patch["message"] = f"not migratable: {reason}"
         log.warning("job %s cannot be checkpointed (%s): %s", key, reason, mode.value)
         self._patch(key, patch)
