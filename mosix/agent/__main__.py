@@ -208,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             agent = daemon.Agent(api, manager, me, sampler, migrator(api, manager, loop, client_ctx, args.node_name,
                                                                    postcopy_above_mb=args.postcopy_above_mb),
                                  shared_checkpoints=args.shared_checkpoints, home=home,
-                                 remote_sink=lambda n: homeio.remote(n.spec.address, n.spec.agent_port, client_ctx))
+                                 remote_sink=lambda n: homeio.remote(n.spec.address, n.spec.agent_port, client_ctx),
+                                 remote_input=lambda n: homeio.remote_input(n.spec.address, n.spec.agent_port,
+                                                                            client_ctx))
             daemon.serve(agent, stop)
     finally:
         start = time.monotonic()

@@ -2,7 +2,7 @@
 metadata, and root-only permissions.
 
 A set is a directory holding everything a restore on any agent needs:
-    meta.json   the job, when/where/why it was taken, the stdout/stderr offsets at the dump
+    meta.json   the job, when/where/why it was taken, the stdout/stderr/stdin offsets at the dump
     images/     CRIU's images (from runc checkpoint)
     upper/      the job's writable layer (its private files, which CRIU's file images refer to)
 A set is written under a temporary name and renamed into place, so a set that exists is whole.
@@ -39,6 +39,7 @@ class Meta:
     stderr_offset: int
     image_digest: str  # the image's identity (images.Image.identity) the set must be restored on
     dump_seconds: float
+    stdin_offset: int = 0  # input (mosrun -i) the process had consumed: a restore feeds on from there
 
     def to_json(self) -> str:
         """The meta.json text."""

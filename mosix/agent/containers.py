@@ -31,11 +31,26 @@ import shutil
 import threading
 import time
 
-from mosix.agent import checkpoints, criu, errors, images, jobs, output, overlay, procfiles, runc, spec
+from mosix.agent import (
+    checkpoints,
+    criu,
+    errors,
+    images,
+    jobs,
+    output,
+    overlay,
+    procfiles,
+    runc,
+    spec,
+    stdin,
+    unsupported,
+)
 
 log = logging.getLogger(__name__)
 
 PR_SET_CHILD_SUBREAPER = 36
+
+InputSource = collections.abc.Callable[[str, int], tuple[bytes, bool]]  # (job, offset) -> (input, ended)
 
 
 def become_subreaper() -> None:
@@ -57,6 +72,8 @@ class _Entry:
     image_digest: str = ""
     generation: int = 0
     pumps: list[output.Pump] = dataclasses.field(default_factory=list)
+    feeder: stdin.Feeder | None = None  # mosrun -i
+    stdin_start: int = 0  # input offset the next start feeds from (a restore: what the process had consumed)
     exited: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
@@ -70,6 +87,7 @@ class Manager:
         self.node = node
         self.runtime = runtime or runc.Runtime(self.state_dir / "runc")
         self._entries: dict[str, _Entry] = {}
+        self.input_source: InputSource | None = None  # where jobs with stdin read their input (the daemon sets it)
         self._lock = threading.Lock()
         become_subreaper()
 
@@ -134,6 +152,7 @@ class Manager:
             for p in ("stdout", "stderr", "exit_code", "stream.json"):
                 (e.dir / p).unlink(missing_ok=True)
             self._prepare(e, image.rootfs, upper_from=None)
+            e.stdin_start = 0
             own_clock = not job.host_time  # -t: the hosting node's clocks; else its own, kept across moves
             self._start(e, lambda stdio: self.runtime.run(job.name, e.dir / "bundle", stdio, own_clock))
         return self.status(job.name)
@@ -243,8 +262,16 @@ class Manager:
             if job.host_time:  # -t: CRIU restores the dumped clocks in a new time namespace unless this is gone
                 for clocks in (set_dir / checkpoints.IMAGES).glob("timens-*.img"):
                     clocks.unlink()
+            e.stdin_start = meta.stdin_offset
             yield e
             e.freeze_reason = None
+
+    def warn(self, name: str, text: str) -> None:
+        """Add a line to the running job's stderr, after what it wrote so far (mosrun -w's warnings)."""
+        e = self._get(name)
+        with e.lock:
+            self._require(e, jobs.State.RUNNING)
+            e.pumps[1].inject(text.encode())
 
     # --- ending ----------------------------------------------------------------------------
 
@@ -377,15 +404,23 @@ class Manager:
             self.runtime.delete(e.job.name, force=True)  # a stale record from an earlier life
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        in_r, in_w = os.pipe() if e.job.stdin else (runc.DEVNULL, -1)
         try:
-            pid = launch(runc.Stdio(stdin=runc.DEVNULL, stdout=out_w, stderr=err_w))
+            pid = launch(runc.Stdio(stdin=in_r, stdout=out_w, stderr=err_w))
         except BaseException:
-            for fd in (out_r, err_r):
+            for fd in (out_r, err_r, *((in_r, in_w) if e.job.stdin else ())):
                 os.close(fd)
             raise
         finally:
             os.close(out_w)
             os.close(err_w)
+        if e.job.stdin:  # the agent keeps a read end of its own too, to take back unread input at a dump
+            try:
+                own_r = stdin.reopen_reader(in_r)
+            finally:
+                os.close(in_r)
+            e.feeder = stdin.Feeder(in_w, own_r, self._input_of(e.job.name), e.stdin_start)
+            e.feeder.start()
         e.pumps = [output.Pump(out_r, e.dir / "stdout"), output.Pump(err_r, e.dir / "stderr")]
         for p in e.pumps:
             p.start()
@@ -426,11 +461,30 @@ class Manager:
                 except errors.AgentError as err:
                     log.warning("periodic checkpoint of %s failed: %s", e.job.name, err)
 
+    def _input_of(self, name: str) -> stdin.Source:
+        def read(offset: int) -> tuple[bytes, bool]:
+            if self.input_source is None:
+                return b"", False
+            return self.input_source(name, offset)
+
+        return read
+
+    def _hold_input(self, e: _Entry) -> int:
+        """With the job paused for a dump: the input its process consumed (unread input taken back)."""
+        return e.feeder.hold() if e.feeder is not None else e.stdin_start
+
+    def _release_input(self, e: _Entry) -> None:
+        if e.feeder is not None:
+            e.feeder.release()
+
     def _finish_container(self, e: _Entry) -> None:
-        """After the process is gone: flush output, forget the runc record."""
+        """After the process is gone: flush output, stop feeding input, forget the runc record."""
         for p in e.pumps:
             p.stop()
         e.pumps = []
+        if e.feeder is not None:
+            e.feeder.stop()
+            e.feeder = None
         with contextlib.suppress(runc.Refused):
             self.runtime.delete(e.job.name, force=True)
 
@@ -442,12 +496,17 @@ class Manager:
         self.runtime.pause(name)
         try:
             offsets = self._logical_offsets(e, [p.drain() for p in e.pumps])
+            stdin_offset = self._hold_input(e)
             checkpoints.copy_tree(e.dir / "upper", staging / checkpoints.UPPER)
             started = time.monotonic()
-            self.runtime.checkpoint(name, staging / checkpoints.IMAGES, work, leave_running=leave_running)
+            try:
+                self.runtime.checkpoint(name, staging / checkpoints.IMAGES, work, leave_running=leave_running)
+            except runc.Refused as refused:
+                raise unsupported.classify(refused, work / "dump.log") from refused
             seconds = time.monotonic() - started
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            self._release_input(e)
             with contextlib.suppress(runc.RuncError):
                 if self.runtime.state(name).status == "paused":
                     self.runtime.resume(name)
@@ -455,6 +514,7 @@ class Manager:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         if leave_running:
+            self._release_input(e)
             with contextlib.suppress(runc.RuncError):
                 if self.runtime.state(name).status == "paused":
                     self.runtime.resume(name)
@@ -469,7 +529,7 @@ class Manager:
             job=e.job.to_dict(), serial=serial, time=datetime.datetime.now(datetime.UTC).isoformat(),
             node=self.node, reason=reason, stdout_offset=offsets[0],
             stderr_offset=offsets[1], image_digest=e.image_digest,
-            dump_seconds=round(seconds, 4))
+            dump_seconds=round(seconds, 4), stdin_offset=stdin_offset)
         checkpoints.publish(staging, final, meta)
 
 

@@ -16,7 +16,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mosix.agent import containers, errors, gangs, homeio, iostats, jobs, metrics, nodestatus, procfiles, selfcontrol
+from mosix.agent import (
+    containers,
+    errors,
+    gangs,
+    homeio,
+    iostats,
+    jobs,
+    metrics,
+    nodestatus,
+    procfiles,
+    selfcontrol,
+    unsupported,
+)
 from mosix.api import job, meta, node
 from mosix.client import client, store
 
@@ -26,6 +38,7 @@ IO_PUBLISH_EVERY = 2.0  # seconds between a job's I/O rate updates in its status
 
 Migrate = Callable[[str, job.MosixJob, node.MosixNode], None]
 SinkFor = Callable[[node.MosixNode], homeio.Sink]
+InputFor = Callable[[node.MosixNode], homeio.InputSource]
 
 
 def container_name(key: str) -> str:
@@ -42,7 +55,7 @@ def job_record(name: str, j: job.MosixJob, args: tuple[str, ...] | None = None,
     return jobs.Job(name=name, args=tuple(j.spec.command) if args is None else args,
                     env=tuple(sorted(env.items())), cwd="/",
                     image=j.spec.image, memory_mb=j.spec.memory_mb, private_dirs=tuple(j.spec.private_dirs),
-                    host_time=j.spec.host_time)
+                    host_time=j.spec.host_time, stdin=j.spec.stdin)
 
 
 @dataclasses.dataclass
@@ -61,7 +74,8 @@ class Agent:
 
     def __init__(self, api: client.Client, manager: containers.Manager, me: Identity, sampler: nodestatus.Sampler,
                  migrate: Migrate | None = None, *, shared_checkpoints: bool = False,
-                 home: homeio.HomeOutput | None = None, remote_sink: SinkFor | None = None) -> None:
+                 home: homeio.HomeOutput | None = None, remote_sink: SinkFor | None = None,
+                 remote_input: InputFor | None = None) -> None:
         self.api = api
         self.manager = manager
         self.me = me
@@ -77,6 +91,8 @@ class Agent:
         self.iostats = iostats.Statistics()
         self._io_published: dict[str, float] = {}  # container name → when its I/O rate was last published
         self.gangs = gangs.Runner(self, container_name, job_record)  # -P and -S jobs' processes
+        self.remote_input = remote_input
+        manager.input_source = self.read_input
 
     # --- the node -----------------------------------------------------------------------
 
@@ -148,6 +164,19 @@ class Agent:
             return self.home.append
         return self.remote_sink(self.api.get_node(home))
 
+    def read_input(self, name: str, offset: int) -> tuple[bytes, bool]:
+        """The input of a mosrun -i job run here, from its home node; nothing while its home is unknown."""
+        key, home = self._ran.get(name, ("", ""))
+        if not key:
+            return b"", False
+        if home == self.me.name or self.remote_input is None:
+            return self.home.read_input(key, offset)
+        try:
+            return self.remote_input(self.api.get_node(home))(key, offset)
+        except (errors.AgentError, OSError, store.StoreError) as e:
+            log.warning("input of %s not read from %s yet: %s", key, home, e)
+            return b"", False
+
     def send_output(self, name: str) -> bool:
         """Sends the job's new output to its home node; True when home has all of it."""
         key, home = self._ran[name]
@@ -189,6 +218,8 @@ class Agent:
             key = self.api.key(j)
             try:
                 self._one(key, j)
+            except unsupported.Unsupported as e:
+                self._unsupported(key, container_name(key), j, e.reason)
             except (errors.AgentError, OSError) as e:
                 log.warning("job %s: %s", key, e)
                 if j.status.phase == job.Phase.PENDING:  # it could not start here: say so, do not retry forever
@@ -196,6 +227,26 @@ class Agent:
                                       "completionTime": meta.now_rfc3339(), "message": f"could not start: {e}"})
                 else:
                     self._patch(key, {"message": str(e)})
+
+    def _unsupported(self, key: str, name: str, j: job.MosixJob, reason: str) -> None:
+        """CRIU cannot checkpoint the job: it never moves again; by its -e/-w/default, as MOSIX does: go on
+        silently (-e), go on with a warning on its stderr (-w), or kill it (default)."""
+        mode = j.spec.unsupported
+        patch: dict[str, Any] = {"migratable": False, "unsupportedReason": reason, "targetNode": None,
+                                 "phase": job.Phase.RUNNING.value, "where": self.me.name}
+        if mode == job.Unsupported.ABORT:
+            line = f"MOSRUN: {reason}: not supported under MOSIX (mosrun -e or -w continues without migration)"
+            with contextlib.suppress(errors.AgentError):  # it may have ended meanwhile: the kill is what counts
+                self.manager.warn(name, line + "\n")
+            self.manager.kill(name)  # finished as Failed on the next pass, once home has its output
+            patch["message"] = line
+        else:
+            if mode == job.Unsupported.WARN and j.status.unsupported_reason != reason:
+                with contextlib.suppress(errors.AgentError):
+                    self.manager.warn(name, f"MOSRUN: {reason}: continuing without migration\n")
+            patch["message"] = f"not migratable: {reason}"
+        log.warning("job %s cannot be checkpointed (%s): %s", key, reason, mode.value)
+        self._patch(key, patch)
 
     def _patch(self, key: str, status: dict[str, Any]) -> None:
         with contextlib.suppress(store.NotFound):  # deleted meanwhile: nothing left to report on
@@ -324,13 +375,17 @@ class Agent:
     def _running(self, key: str, name: str, j: job.MosixJob) -> None:
         self._self_control(key, name, j)
         spec, st = j.spec, j.status
-        if st.frozen is not None:
+        if not st.migratable:  # CRIU cannot checkpoint it: refuse every dump instead of trying again
+            self._refuse_dumps(key, j)
+        elif st.frozen is not None:
             self.manager.freeze(name, st.frozen.value)
             self._patch(key, {"phase": job.Phase.FROZEN.value})
             return
         if spec.signal is not None and spec.signal.serial > st.observed_signal_serial:
             self.manager.runtime.kill(name, spec.signal.signal, all_processes=True)
             self._patch(key, {"observedSignalSerial": spec.signal.serial})
+        if not st.migratable:
+            return
         request = spec.checkpoint_request
         if request is not None and request.serial > st.observed_checkpoint_serial:
             self._checkpoint(key, name, j, request.after)
@@ -342,6 +397,17 @@ class Agent:
         if st.target_node and st.target_node != self.me.name and self.migrate is not None:
             target = self.api.get_node(st.target_node)
             self.migrate(key, j, target)
+
+    def _refuse_dumps(self, key: str, j: job.MosixJob) -> None:
+        """Drop requests to freeze, move or checkpoint a job CRIU cannot checkpoint, saying why."""
+        st, request = j.status, j.spec.checkpoint_request
+        patch: dict[str, Any] = {}
+        if st.frozen is not None or st.target_node:
+            patch |= {"frozen": None, "targetNode": None}
+        if request is not None and request.serial > st.observed_checkpoint_serial:
+            patch["observedCheckpointSerial"] = request.serial
+        if patch:
+            self._patch(key, patch | {"message": f"not migratable: {st.unsupported_reason or 'unsupported'}"})
 
     def _checkpoint(self, key: str, name: str, j: job.MosixJob, after: job.AfterCheckpoint) -> None:
         keep = after == job.AfterCheckpoint.CONTINUE

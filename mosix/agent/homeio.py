@@ -1,4 +1,5 @@
-"""Home-node output: every job's stdout and stderr kept, whole and in order, by its home node's agent.
+"""Home-node I/O: every job's stdout and stderr kept, whole and in order, by its home node's agent, and
+the input of `mosrun -i` jobs, kept there for whichever agent runs the job to feed it.
 
 The agent running a job pushes the job's new output home, at logical offsets (bytes the job has
 written since it started, wherever it ran), so the home file is one continuous stream across
@@ -22,6 +23,8 @@ from mosix.agent import checkpoints, containers, errors
 
 STREAMS = ("stdout", "stderr")
 CHUNK = 1 << 20
+INPUT, INPUT_END = "stdin", "stdin.end"  # the input, and the mark that it ended (mosrun's stdin hit EOF)
+ENDED_HEADER = "X-Mosix-Input-Ended"
 
 
 class Gap(errors.AgentError):
@@ -77,6 +80,37 @@ class HomeOutput:
                 os.close(fd)
             return size + len(data)
 
+    def add_input(self, key: str, data: bytes) -> int:
+        """Append to the job's input (what mosrun -i read from its terminal); the input's new size."""
+        folder = checkpoints.secure_dir(self.root / _safe(key))
+        if (folder / INPUT_END).exists():
+            raise errors.JobError(f"the input of {key} has ended")
+        fd = os.open(folder / INPUT, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, data)
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+
+    def end_input(self, key: str) -> None:
+        """The input is complete: once the job has read it all, its stdin reaches EOF."""
+        folder = checkpoints.secure_dir(self.root / _safe(key))
+        (folder / INPUT).touch(mode=0o600)
+        (folder / INPUT_END).touch(mode=0o600)
+
+    def read_input(self, key: str, offset: int, limit: int = CHUNK) -> tuple[bytes, bool]:
+        """The job's input from `offset`, and whether it ends there (nothing will ever follow)."""
+        folder = self.root / _safe(key)
+        ended = (folder / INPUT_END).exists()  # before reading: the mark is written after the last byte
+        try:
+            with (folder / INPUT).open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                f.seek(offset)
+                data = f.read(limit)
+        except FileNotFoundError:
+            return b"", False
+        return data, ended and offset + len(data) >= size
+
     def read(self, key: str, stream: str, offset: int, limit: int = CHUNK) -> bytes:
         path = self.path(key, stream)
         if not path.exists():
@@ -108,6 +142,28 @@ def remote(address: str, port: int, context: ssl.SSLContext) -> Sink:
         return int(body["size"])
 
     return send
+
+
+InputSource = Callable[[str, int], tuple[bytes, bool]]  # (job key, offset) -> (input, ended)
+
+
+def remote_input(address: str, port: int, context: ssl.SSLContext) -> InputSource:
+    """Reads a job's input from its home node's agent over the authenticated agent API."""
+
+    def read(key: str, offset: int) -> tuple[bytes, bool]:
+        query = urllib.parse.urlencode({"key": key, "offset": offset})
+        conn = http.client.HTTPSConnection(address, port, context=context, timeout=30)
+        try:
+            conn.request("GET", f"/input?{query}")
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise errors.AgentError(f"home agent {address} refused the input of {key}: {resp.status}")
+        return body, resp.getheader(ENDED_HEADER) == "1"
+
+    return read
 
 
 @dataclasses.dataclass

@@ -24,6 +24,7 @@ class Job:
     max_sets: int = 10  # mosrun -N: recycle after this many
     checkpoint_every: float | None = None  # mosrun -A, in seconds (-A is minutes)
     host_time: bool = False  # mosrun -t: the hosting node's clocks, not a time namespace of its own
+    stdin: bool = False  # mosrun -i: fed from the input kept at home; otherwise stdin is empty (EOF)
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name) or self.name[0] == ".":
@@ -55,7 +56,8 @@ class Job:
         return {"name": self.name, "args": list(self.args), "env": dict(self.env), "cwd": self.cwd,
                 "image": self.image, "memory_mb": self.memory_mb, "private_dirs": list(self.private_dirs),
                 "checkpoint_base": self.checkpoint_base, "max_sets": self.max_sets,
-                "checkpoint_every": self.checkpoint_every, "host_time": self.host_time}
+                "checkpoint_every": self.checkpoint_every, "host_time": self.host_time,
+                "stdin": self.stdin}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
@@ -68,7 +70,8 @@ class Job:
                    checkpoint_base=None if d.get("checkpoint_base") is None else str(d["checkpoint_base"]),
                    max_sets=int(d.get("max_sets", 10)),
                    checkpoint_every=None if d.get("checkpoint_every") is None else float(d["checkpoint_every"]),
-                   host_time=bool(d.get("host_time", False)))
+                   host_time=bool(d.get("host_time", False)),
+                   stdin=bool(d.get("stdin", False)))
 
 
 class State(enum.StrEnum):

@@ -40,6 +40,20 @@ class Pump:
                 self._copy_available()
             return os.fstat(self._out).st_size if self._out >= 0 else self.path.stat().st_size
 
+    def inject(self, data: bytes) -> None:
+        """Append the agent's own bytes after what the pipe held until now (a warning on the job's stderr)."""
+        with self._lock:
+            if not self._eof.is_set():
+                self._copy_available()
+            fd = self._out if self._out >= 0 else os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                if fd != self._out:
+                    os.close(fd)
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for EOF (every writer gone); True if it came."""
         return self._eof.wait(timeout)

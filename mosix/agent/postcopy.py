@@ -47,7 +47,7 @@ from typing import Any
 
 import aiohttp
 
-from mosix.agent import checkpoints, containers, errors, jobs, migration, runc, tls, transfer
+from mosix.agent import checkpoints, containers, errors, jobs, migration, runc, tls, transfer, unsupported
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,7 @@ class LazyDump:
         config = write_criu_config(self._work / "criu-tls.conf", self.node.identity)
         m.runtime.pause(self.name)
         offsets = m._logical_offsets(e, [p.drain() for p in e.pumps])
+        stdin_offset = m._hold_input(e)
         checkpoints.copy_tree(e.dir / "upper", staging / checkpoints.UPPER)
         status_r, status_w = os.pipe()
         started = time.monotonic()
@@ -191,12 +192,14 @@ class LazyDump:
         if not ready:
             self._proc.kill()
             _, err = self._proc.communicate()
-            raise runc.Refused(["checkpoint", "--lazy-pages", self.name], self._proc.returncode or -1,
-                               err.decode(errors="replace") + self._criu_log())
+            refused = runc.Refused(["checkpoint", "--lazy-pages", self.name], self._proc.returncode or -1,
+                                   err.decode(errors="replace") + self._criu_log())
+            raise unsupported.classify(refused, self._work / "dump.log")
         meta = checkpoints.Meta(
             job=e.job.to_dict(), serial=1, time=datetime.datetime.now(datetime.UTC).isoformat(),
             node=m.node, reason="migration:post-copy", stdout_offset=offsets[0], stderr_offset=offsets[1],
-            image_digest=e.image_digest, dump_seconds=round(time.monotonic() - started, 4))
+            image_digest=e.image_digest, dump_seconds=round(time.monotonic() - started, 4),
+            stdin_offset=stdin_offset)
         checkpoints.publish(staging, self.set_dir, meta)
 
     def _finish(self, timeout: float = PAGES_TIMEOUT) -> bool:
@@ -249,6 +252,7 @@ class LazyDump:
         self.manager._teardown_layer(e)
 
     def _resume(self) -> None:
+        self.manager._release_input(self._entry)
         with contextlib.suppress(runc.RuncError):
             if self.manager.runtime.state(self.name).status == "paused":
                 self.manager.runtime.resume(self.name)
@@ -290,7 +294,7 @@ async def migrate(manager: containers.Manager, name: str, peer_url: str, context
         await asyncio.wrap_future(dump.ready)
     except errors.AgentError as e:
         shutil.rmtree(work, ignore_errors=True)
-        if isinstance(e, errors.JobError):
+        if isinstance(e, (errors.JobError, unsupported.Unsupported)):
             raise
         raise migration.MigrationFailed(f"post-copy of {name}: the lazy dump failed, the job runs on: {e}") from e
     sender = transfer.Sender(set_dir)

@@ -51,6 +51,7 @@ def app(manager: containers.Manager, client_context: ssl.SSLContext | None = Non
         web.get("/migrations/{digest}", _migration_status),
         web.post("/output", _output_in),
         web.get("/output", _output_out),
+        web.get("/input", _input_out),
     ])
     return a
 
@@ -151,6 +152,15 @@ async def _output_out(request: web.Request) -> web.Response:
     data = await asyncio.to_thread(request.app[HOME].read, q["key"], q.get("stream", "stdout"),
                                    int(q.get("offset", "0")))
     return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def _input_out(request: web.Request) -> web.Response:
+    """A mosrun -i job's input kept here, from ?offset=, for the agent running it elsewhere; the
+    header says when the input ends after these bytes."""
+    q = request.query
+    data, ended = await asyncio.to_thread(request.app[HOME].read_input, q["key"], int(q.get("offset", "0")))
+    return web.Response(body=data, content_type="application/octet-stream",
+                        headers={homeio.ENDED_HEADER: "1" if ended else "0"})
 
 
 async def _inspect(request: web.Request) -> web.Response:

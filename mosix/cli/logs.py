@@ -12,6 +12,7 @@ import sys
 import time
 import typing
 from collections.abc import Callable
+from typing import Any
 
 from mosix.api import job
 from mosix.cli import usage
@@ -38,18 +39,23 @@ def _local_reader(api: client.Client, store: local.LocalStore, j: job.MosixJob, 
     return read
 
 
+def agent_pod(core: Any, j: job.MosixJob, home: str) -> tuple[str, str]:
+    """The running agent pod (name, namespace) of the job's home node, which keeps its I/O."""
+    pods = core.list_pod_for_all_namespaces(label_selector=AGENT_PODS, field_selector=f"spec.nodeName={home}").items
+    running = [(p.metadata.name, p.metadata.namespace) for p in pods
+               if p.status is not None and p.status.phase == "Running" and p.metadata is not None]
+    if not running:
+        raise usage.Refused(f"no running mosix agent pod on node {home}, which keeps the output of {j.name}")
+    return running[0]
+
+
 def _kube_reader(api: client.Client, j: job.MosixJob, home: str, suffix: str) -> Reader:
     from kubernetes import client as k8s
     from kubernetes import stream as k8s_stream
 
     custom = getattr(api.store, "api")  # noqa: B009  (the KubeStore's CustomObjectsApi)
     core = k8s.CoreV1Api(custom.api_client)
-    pods = core.list_pod_for_all_namespaces(label_selector=AGENT_PODS, field_selector=f"spec.nodeName={home}").items
-    running = [(p.metadata.name, p.metadata.namespace) for p in pods
-               if p.status is not None and p.status.phase == "Running" and p.metadata is not None]
-    if not running:
-        raise usage.Refused(f"no running mosix agent pod on node {home}, which keeps the output of {j.name}")
-    pod_name, pod_namespace = running[0]
+    pod_name, pod_namespace = agent_pod(core, j, home)
     folder = f"{AGENT_STATE}/home/{j.metadata.namespace}.{j.name}{suffix}"
 
     def read(stream: str, offset: int) -> bytes:

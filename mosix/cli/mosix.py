@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
+import threading
 
-from mosix.cli import common, logs, nodestate, output, usage
+from mosix.cli import common, homeinput, logs, nodestate, output, usage
 from mosix.client import local
 from mosix.local import cluster
 
@@ -18,7 +19,12 @@ def _layout(args: argparse.Namespace) -> cluster.Layout:
 def _logs(args: argparse.Namespace) -> int:
     where = common.Common(kubeconfig=args.kubeconfig, context=args.context, namespace=args.namespace,
                           local=args.local)
-    logs.follow(where.connect(), args.job, until_finished=args.follow)
+    api = where.connect()
+    if args.stdin:  # attach: our input goes to the job too, until EOF here ends it
+        if not api.get_job(args.job).spec.stdin:
+            raise usage.Refused(f"job {args.job} was not started with mosrun -i: it takes no input")
+        threading.Thread(target=homeinput.forward, args=(api, args.job), name="stdin", daemon=True).start()
+    logs.follow(api, args.job, until_finished=args.follow or args.stdin)
     return 0
 
 
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     show = sub.add_parser("logs", help="a job's output, as its home node keeps it")
     show.add_argument("job", help="the job's id (its name)")
     show.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    show.add_argument("-i", "--stdin", action="store_true",
+                      help="attach: also send our standard input to the job (started with mosrun -i); EOF ends it")
     show.add_argument("--kubeconfig", help="the Kubernetes cluster's kubeconfig (or $MOSIX_KUBECONFIG)")
     show.add_argument("--context", help="kubeconfig context")
     show.add_argument("--namespace", help="the job's namespace (or $MOSIX_NAMESPACE)")
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "nodes":
         return show_nodes()
     if args.command == "logs":
-        return usage.run("mosix logs", "usage: mosix logs JOB [-f]",
+        return usage.run("mosix logs", "usage: mosix logs JOB [-f] [-i]",
                          lambda _: _logs(args), [])
     procs = cluster.running(layout)
     for name, pid in procs.items():

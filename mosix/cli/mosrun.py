@@ -14,12 +14,13 @@ import pathlib
 import re
 import shlex
 import sys
+import threading
 from collections.abc import Callable
 
 import pydantic
 
 from mosix.api import job
-from mosix.cli import common, logs, usage
+from mosix.cli import common, homeinput, logs, usage
 from mosix.client import client
 
 USAGE = (
@@ -348,10 +349,22 @@ def _main(argv: list[str]) -> int:
     api = req.common.connect()
     assert req.spec is not None
     created = api.submit(req.spec, name=req.name, annotations={client.COMMAND_LINE_ANNOTATION: req.command_line})
+    if req.spec.stdin and req.detach:  # nobody stays to forward it later: hand all of it over first
+        homeinput.forward(api, created.name)
     if req.detach:
         print(created.name)
         return 0
+    if req.spec.stdin:
+        threading.Thread(target=_forward_quietly, args=(api, created.name), name="stdin", daemon=True).start()
     return follow(api, created.name)
+
+
+def _forward_quietly(api: client.Client, name: str) -> None:
+    """mosrun -i in the foreground: input goes home while the output comes back; a failure is reported."""
+    try:
+        homeinput.forward(api, name)
+    except (usage.Refused, OSError) as e:
+        print(f"mosrun: {e}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

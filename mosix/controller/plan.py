@@ -61,12 +61,15 @@ def requests(jobs: dict[str, job.MosixJob], plan: Plan) -> None:
             if job.multi(s):  # a gang or commands file moves process by process, by the balancer only
                 plan.add(key, patch, Event(key, "MigrationRefused", "migrate: a job of several processes "
                                                                     "cannot be moved as one", warning=True))
+            elif not st.migratable:
+                why = f"cannot migrate: {st.unsupported_reason or 'unsupported'}"
+                plan.add(key, patch | {"message": why}, Event(key, "MigrationRefused", why, warning=True))
             elif st.phase in (job.Phase.RUNNING, job.Phase.FROZEN) and to and to != st.node:
                 patch["targetNode"] = to
                 plan.add(key, patch, Event(key, "MigrationRequested", f"migrate to {to} (requested)"))
             else:
                 plan.add(key, patch)
-        if s.frozen and st.frozen is None and st.phase in (job.Phase.RUNNING, job.Phase.PENDING):
+        if s.frozen and st.frozen is None and st.phase in (job.Phase.RUNNING, job.Phase.PENDING) and st.migratable:
             plan.add(key, {"frozen": job.FreezeReason.MANUAL.value},
                      Event(key, "FreezeRequested", "freeze (requested)"))
         if not s.frozen and st.frozen == job.FreezeReason.MANUAL:
@@ -154,3 +157,22 @@ def queue_positions(ordered: list[str], jobs: dict[str, job.MosixJob], default: 
             patch["where"] = "queue"
         if patch:
             plan.add(name, patch)
+
+
+def unsupported(jobs: dict[str, job.MosixJob], plan: Plan, now: str) -> None:
+    """One warning Event per job an agent found CRIU cannot checkpoint; the condition Migratable=False
+    it writes with it marks the event as given (level-triggered, so a restarted control plane says it once)."""
+    for key, j in jobs.items():
+        st = j.status
+        if st.migratable or any(c.type == "Migratable" and c.status == "False" for c in st.conditions):
+            continue
+        reason = st.unsupported_reason or "unsupported"
+        action = {job.Unsupported.ABORT: "killed, as MOSIX does (mosrun -e or -w continues without migration)",
+                  job.Unsupported.CONTINUE: "continuing without migration (-e)",
+                  job.Unsupported.WARN: "continuing without migration, warned on its stderr (-w)"}[j.spec.unsupported]
+        condition = {"type": "Migratable", "status": "False", "reason": "UnsupportedFeature",
+                     "message": reason, "lastTransitionTime": now}
+        others = [c.wire() for c in st.conditions
+                  if c.type != "Migratable"]
+        plan.add(key, {"conditions": [*others, condition]},
+                 Event(key, "UnsupportedFeature", f"cannot be checkpointed: {reason}; {action}", warning=True))

@@ -6,6 +6,7 @@ import dataclasses
 import time
 import weakref
 
+from mosix.api import meta
 from mosix.client import client, store
 from mosix.controller import metrics, plan, views
 from mosix.policy import decide, queue
@@ -37,6 +38,7 @@ def run_round(api: client.Client, now: float | None = None) -> Outcome:
     plan.summaries(by_name, out)
     plan.requests(by_name, out)
     plan.decided(result, by_name, out)
+    plan.unsupported(by_name, out, meta.now_rfc3339())
     waiting = [j.name for j in queue.order(snap.jobs, conf.spec.queue.default_priority) if j.queued]
     admitted = {a.job for a in result.admissions}
     plan.queue_positions([n for n in waiting if n not in admitted], by_name,

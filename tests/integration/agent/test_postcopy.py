@@ -11,7 +11,7 @@ import ssl
 import pytest
 from aiohttp import web
 
-from mosix.agent import containers, jobs, migration, postcopy, server, tls
+from mosix.agent import containers, jobs, migration, postcopy, server, tls, unsupported
 
 MakeAgent = collections.abc.Callable[..., containers.Manager]
 WaitLines = collections.abc.Callable[[pathlib.Path, int], list[str]]
@@ -119,3 +119,18 @@ async def test_page_stream_needs_a_cluster_certificate(pair: list[Node], wait_li
     got = numbers(a.stdout_path("guard"))
     assert got == list(range(len(got)))
     assert b.runtime.list() == []  # nothing of the job runs on the peer
+
+
+@pytest.mark.root
+async def test_a_job_criu_cannot_dump_is_named_unsupported_by_post_copy_too(pair: list[Node],
+                                                                            wait_lines: WaitLines) -> None:
+    """The lazy dump meets the same refusal as a stop-and-copy one: the reason comes back, the job runs on."""
+    (a, _, a_client), (_, b_url, _) = pair
+    a.run(jobs.Job(name="perf", args=("testload", "--perf", "-m", "16", "-d", "0.05")))
+    await asyncio.to_thread(wait_lines, a.stdout_path("perf"), 5)
+    with pytest.raises(unsupported.Unsupported, match=r"perf_event"):
+        await migration.migrate(a, "perf", b_url, a_client, lazy=True)
+    assert a.runtime.state("perf").status == "running"
+    n = len(a.stdout_path("perf").read_text().splitlines())
+    got = await asyncio.to_thread(wait_lines, a.stdout_path("perf"), n + 5)
+    assert got[: n + 4] == [str(i) for i in range(n + 4)]
