@@ -275,7 +275,10 @@ class Agent:
             self._lost(key, j)
             return
         if here.state == jobs.State.EXITED:
-            if name in self._ran and not self.send_output(name):
+            # A job migrated here may end before its source records it here, so before this agent ever saw
+            # it running: its output goes home all the same.
+            self._ran.setdefault(name, (key, j.status.home_node or self.me.name))
+            if not self.send_output(name):
                 return  # finished only once home has every line
             namespace, _, plain = key.rpartition("/")
             metrics.forget_job(namespace or self.api.store.namespace, plain)
