@@ -55,7 +55,7 @@ def test_output_through_two_migrations_and_a_freeze_is_complete(cluster: harness
 
 def test_a_large_job_moves_by_post_copy_and_its_output_is_complete(cluster: harness.Cluster) -> None:
     cluster.up(nodes=2)
-    name = cluster.submit("-1", "testload", "-m", "300", "-n", "150", "-d", "0.03")  # 300 MiB > the 256 MiB cut
+    name = cluster.submit("-1", "testload", "-m", "300", "-n", "150", "-d", "0.08")  # 300 MiB > the 256 MiB cut; 12 s
     cluster.wait_for("the job to run", lambda: cluster.status(name).phase == job.Phase.RUNNING)
     cluster.run("migrate", name, "2")
     cluster.wait_for("the job on node2", lambda: cluster.status(name).node == "node2"
