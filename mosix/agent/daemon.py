@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mosix.agent import containers, errors, homeio, jobs, metrics, nodestatus
+from mosix.agent.homefs import exports
 from mosix.api import job, meta, node
 from mosix.client import client, store
 
@@ -31,13 +32,15 @@ def container_name(key: str) -> str:
     return key.replace("/", ".")
 
 
-def job_record(name: str, j: job.MosixJob) -> jobs.Job:
-    """The parts of a MosixJob the container needs."""
+def job_record(name: str, j: job.MosixJob, home_url: str | None = None) -> jobs.Job:
+    """The parts of a MosixJob the container needs; home_url is the home agent's, which serves the
+    job's working directory."""
     env = {**j.spec.env, "MOSIX_JOB": j.name, "MOSIX_JOB_ID": str(j.spec.job_id)}
     if j.spec.working_dir:
         env["MOSIX_HOME_DIR"] = j.spec.working_dir
     return jobs.Job(name=name, args=tuple(j.spec.command), env=tuple(sorted(env.items())), cwd="/",
-                    image=j.spec.image, memory_mb=j.spec.memory_mb, private_dirs=tuple(j.spec.private_dirs))
+                    image=j.spec.image, memory_mb=j.spec.memory_mb, private_dirs=tuple(j.spec.private_dirs),
+                    workdir=j.spec.working_dir, home_url=home_url)
 
 
 @dataclasses.dataclass
@@ -56,7 +59,8 @@ class Agent:
 
     def __init__(self, api: client.Client, manager: containers.Manager, me: Identity, sampler: nodestatus.Sampler,
                  migrate: Migrate | None = None, *, shared_checkpoints: bool = False,
-                 home: homeio.HomeOutput | None = None, remote_sink: SinkFor | None = None) -> None:
+                 home: homeio.HomeOutput | None = None, remote_sink: SinkFor | None = None,
+                 homefs: exports.Exports | None = None) -> None:
         self.api = api
         self.manager = manager
         self.me = me
@@ -67,6 +71,7 @@ class Agent:
         self.home = home or homeio.HomeOutput(manager.state_dir / "home")
         self.remote_sink = remote_sink
         self.forwarder = homeio.Forwarder()
+        self.homefs = homefs  # serves the working directories of the jobs whose home this node is
         self._ran: dict[str, tuple[str, str]] = {}  # container name → (job key, home node): whose output to send
 
     # --- the node -----------------------------------------------------------------------
@@ -153,6 +158,7 @@ class Agent:
         """One pass over the jobs placed here."""
         placed_here = {container_name(self.api.key(j)) for j in self.api.jobs() if j.status.node == self.me.name}
         self._send_all(placed_here)
+        self._export_home_dirs()
         for j in self.api.jobs():
             if j.status.node != self.me.name or (j.status.phase.finished and not j.metadata.deletion_timestamp):
                 continue
@@ -166,6 +172,22 @@ class Agent:
                                       "completionTime": meta.now_rfc3339(), "message": f"could not start: {e}"})
                 else:
                     self._patch(key, {"message": str(e)})
+
+    def _export_home_dirs(self) -> None:
+        """Serve the working directory of every live job whose home is here, and only those."""
+        if self.homefs is None:
+            return
+        want = {container_name(self.api.key(j)): j.spec.working_dir for j in self.api.jobs()
+                if j.status.home_node == self.me.name and j.spec.working_dir and not j.status.phase.finished}
+        for name in self.homefs.jobs() - want.keys():
+            self.homefs.unexport(name)
+        for name, directory in want.items():
+            if directory and name not in self.homefs.jobs():
+                self.homefs.export(name, pathlib.Path(directory))
+
+    def _home_url(self, home: str) -> str:
+        n = self.api.get_node(home)
+        return f"https://{n.spec.address}:{n.spec.agent_port}"
 
     def _patch(self, key: str, status: dict[str, Any]) -> None:
         with contextlib.suppress(store.NotFound):  # deleted meanwhile: nothing left to report on
@@ -224,7 +246,8 @@ class Agent:
             remap = {r.fd: r.path for r in j.spec.recover.fd_remap} if j.spec.recover else None
             started = self.manager.restore(name, pathlib.Path(source), remap)
         else:
-            started = self.manager.run(job_record(name, j), checkpoint_base=base, max_sets=max_sets)
+            record = job_record(name, j, self._home_url(j.status.home_node or self.me.name))
+            started = self.manager.run(record, checkpoint_base=base, max_sets=max_sets)
         self._last_checkpoint[name] = time.monotonic()
         self._ran[name] = (key, j.status.home_node or self.me.name)
         self._patch(key, {"phase": job.Phase.RUNNING.value, "where": self.me.name, "origPid": started.pid,

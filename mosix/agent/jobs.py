@@ -23,6 +23,8 @@ class Job:
     checkpoint_base: str | None = None  # mosrun -C: sets are base.1, base.2, ... (default: the agent's)
     max_sets: int = 10  # mosrun -N: recycle after this many
     checkpoint_every: float | None = None  # mosrun -A, in seconds (-A is minutes)
+    workdir: str | None = None  # the working directory on the home node, at the same path in the container
+    home_url: str | None = None  # the home agent's API (https://HOST:PORT); None: wherever it first runs
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name) or self.name[0] == ".":
@@ -39,6 +41,10 @@ class Job:
             raise ValueError("max_sets must be at least 1")
         if self.checkpoint_every is not None and self.checkpoint_every <= 0:
             raise ValueError("checkpoint_every must be positive")
+        if self.workdir is not None and (not self.workdir.startswith("/") or ".." in self.workdir.split("/")):
+            raise ValueError(f"workdir {self.workdir!r} must be an absolute path without '..'")
+        if self.home_url is not None and not self.home_url.startswith("https://"):
+            raise ValueError(f"home_url {self.home_url!r} must be an https:// agent URL")
         for d in self.private_dirs:
             if not d.startswith("/") or ".." in d.split("/"):
                 raise ValueError(f"private dir {d!r} must be an absolute path without '..'")
@@ -54,7 +60,7 @@ class Job:
         return {"name": self.name, "args": list(self.args), "env": dict(self.env), "cwd": self.cwd,
                 "image": self.image, "memory_mb": self.memory_mb, "private_dirs": list(self.private_dirs),
                 "checkpoint_base": self.checkpoint_base, "max_sets": self.max_sets,
-                "checkpoint_every": self.checkpoint_every}
+                "checkpoint_every": self.checkpoint_every, "workdir": self.workdir, "home_url": self.home_url}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
@@ -66,7 +72,9 @@ class Job:
                    private_dirs=tuple(str(p) for p in d.get("private_dirs", [])),
                    checkpoint_base=None if d.get("checkpoint_base") is None else str(d["checkpoint_base"]),
                    max_sets=int(d.get("max_sets", 10)),
-                   checkpoint_every=None if d.get("checkpoint_every") is None else float(d["checkpoint_every"]))
+                   checkpoint_every=None if d.get("checkpoint_every") is None else float(d["checkpoint_every"]),
+                   workdir=None if d.get("workdir") is None else str(d["workdir"]),
+                   home_url=None if d.get("home_url") is None else str(d["home_url"]))
 
 
 class State(enum.StrEnum):
