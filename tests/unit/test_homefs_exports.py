@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import pathlib
 
 import pytest
 
-from mosix.agent.homefs import confine, exports
+from mosix.agent import errors, jobs
+from mosix.agent.homefs import confine, exports, mounts
 
 
 @pytest.fixture
@@ -107,3 +109,22 @@ def test_confine_parts() -> None:
     for bad in ("/a", "a/../b", "..", "a\0"):
         with pytest.raises(confine.Escape):
             confine.parts(bad)
+
+
+def test_what_the_container_gets_at_home(tmp_path: pathlib.Path) -> None:
+    """At home the real directory is bound; a missing one, or one that would cover the container's root,
+    /proc, /dev or /sys, is not; away from home without a TLS identity there is no mount but a clear error."""
+    m = mounts.Mounter(url="https://127.0.0.2:7341")
+    job = jobs.Job(name="j", args=("x",), workdir=str(tmp_path), home_url="https://127.0.0.2:7341")
+    assert m.source(job, tmp_path / "jobdir") == tmp_path
+    assert m.source(jobs.Job(name="j", args=("x",), workdir=str(tmp_path)), tmp_path) == tmp_path  # home: first node
+    for workdir in ("/", "/proc", "/dev/shm", "/sys/fs", str(tmp_path / "missing")):
+        assert m.source(dataclasses.replace(job, workdir=workdir), tmp_path / "jobdir") is None
+    assert m.source(dataclasses.replace(job, workdir=None), tmp_path / "jobdir") is None
+    away = dataclasses.replace(job, home_url="https://127.0.0.3:7341")
+    with pytest.raises(errors.JobError, match="no TLS identity"):
+        m.source(away, tmp_path / "jobdir")
+    with pytest.raises(ValueError, match="https://"):
+        jobs.Job(name="j", args=("x",), workdir="/w", home_url="http://127.0.0.3:7341")
+    with pytest.raises(ValueError, match=r"without '\.\.'"):
+        jobs.Job(name="j", args=("x",), workdir="/w/../etc")

@@ -19,18 +19,45 @@ import sys
 import threading
 import time
 
-from mosix.agent import errors, jobs, tls
+from mosix.agent import errors, jobs, spec, tls
 
 log = logging.getLogger(__name__)
 MOUNT_TIMEOUT = 30.0
+READ_AHEAD_KB = 4096  # the kernel's FUSE default is 128 KiB: one request per 128 KiB of a sequential read
+
+
+def _bindable(workdir: str) -> bool:
+    """Not the root, nor where the container's own /proc, /dev and /sys are."""
+    path = pathlib.PurePosixPath(workdir)
+    return path != pathlib.PurePosixPath("/") and not any(
+        path.is_relative_to(m["destination"]) for m in spec.MOUNTS)
+
+
+def _device(mountpoint: pathlib.Path) -> str | None:
+    """The device (major:minor) mounted at mountpoint, found without touching it: a stat of a FUSE
+    root is a request to its daemon, which may be waiting on whoever asks (or be gone)."""
+    real = os.path.join(os.path.realpath(mountpoint.parent), mountpoint.name)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == real:
+                return fields[2]
+    return None
 
 
 def is_mounted(mountpoint: pathlib.Path) -> bool:
-    """Whether something is mounted at mountpoint, found without touching it: a stat of a FUSE root
-    is a request to its daemon, which may be waiting on whoever asks (or be gone)."""
-    real = os.path.join(os.path.realpath(mountpoint.parent), mountpoint.name)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == real for line in f)
+    """Whether something is mounted at mountpoint (without touching it)."""
+    return _device(mountpoint) is not None
+
+
+def _tune(mountpoint: pathlib.Path) -> None:
+    """Sequential reads in large requests: raise the mount's read-ahead (its own bdi, nobody else's)."""
+    device = _device(mountpoint)
+    knob = pathlib.Path(f"/sys/class/bdi/{device}/read_ahead_kb")
+    try:
+        knob.write_text(str(READ_AHEAD_KB))
+    except OSError as e:
+        log.warning("read-ahead of %s not raised: %s", mountpoint, e)
 
 
 def unmount(mountpoint: pathlib.Path) -> None:
@@ -58,6 +85,10 @@ class Mounter:
     def source(self, job: jobs.Job, job_dir: pathlib.Path) -> pathlib.Path | None:
         """The directory to bind at job.workdir (None: the job has none here to bind)."""
         if job.workdir is None:
+            return None
+        if not _bindable(job.workdir):
+            log.warning("job %s: working directory %s would cover the container's own; running without it",
+                        job.name, job.workdir)
             return None
         if self.at_home(job):
             real = pathlib.Path(job.workdir)
@@ -89,6 +120,7 @@ class Mounter:
                 raise errors.JobError(f"job {job.name}: home directory from {job.home_url} not mounted: "
                                       + " / ".join(tail))
             time.sleep(0.02)
+        _tune(mountpoint)
         with self._lock:
             self._procs[mountpoint] = proc
         log.info("job %s: %s mounted from %s", job.name, job.workdir, job.home_url)
