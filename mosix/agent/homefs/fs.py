@@ -26,6 +26,10 @@ from mosix.agent.homefs import remote
 log = logging.getLogger("mosix.homefs")
 TIMEOUT = 1.0  # seconds the kernel may trust names and attributes: the job is the directory's only writer
 BLKSIZE = 1 << 17
+# The root as shown while home cannot be reached: a job restored meanwhile (its home node died) still
+# has its working directory; what it opens there fails (EIO) until home is back.
+UNREACHABLE_ROOT = {"mode": 0o40755, "nlink": 2, "uid": 0, "gid": 0, "size": 0, "rdev": 0, "blocks": 0,
+                    "atime_ns": 0, "mtime_ns": 0, "ctime_ns": 0}
 
 
 def _join(parent: str, name: bytes) -> str:
@@ -97,6 +101,13 @@ class HomeFS(pyfuse3.Operations):
 
     async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
         path = self._path(inode)
+        if inode == pyfuse3.ROOT_INODE:
+            try:
+                return self._entry(path, self.home.meta("stat", path=path))
+            except remote.RemoteError as e:
+                if e.errno != errno.EIO:
+                    raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+                return self._entry(path, UNREACHABLE_ROOT)  # home is away: an empty directory, not a dead mount
         return self._entry(path, self._call("stat", path=path))
 
     async def setattr(self, inode: int, attr: Any, fields: Any, fh: int | None, ctx: Any) -> pyfuse3.EntryAttributes:
@@ -116,7 +127,12 @@ class HomeFS(pyfuse3.Operations):
         return pyfuse3.FileNameT(os.fsencode(self._call("readlink", path=self._path(inode))["target"]))
 
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
-        s = self._call("statfs", path="")
+        try:
+            s = self.home.meta("statfs", path="")
+        except remote.RemoteError as e:
+            if e.errno != errno.EIO:
+                raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+            s = {"bsize": 4096, "frsize": 4096, "namemax": 255}  # home away: an empty filesystem (CRIU asks)
         out = pyfuse3.StatvfsData()
         for k, v in s.items():
             setattr(out, f"f_{k}", v)
@@ -126,7 +142,13 @@ class HomeFS(pyfuse3.Operations):
 
     async def opendir(self, inode: int, ctx: Any) -> pyfuse3.FileHandleT:
         path = self._path(inode)
-        self._dirs[inode] = [(path, e) for e in self._call("list", path=path)["entries"]]
+        try:
+            entries = self.home.meta("list", path=path)["entries"]
+        except remote.RemoteError as e:
+            if e.errno != errno.EIO or inode != pyfuse3.ROOT_INODE:
+                raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+            entries = []  # home away: the stand-in root is empty
+        self._dirs[inode] = [(path, e) for e in entries]
         return pyfuse3.FileHandleT(inode)
 
     async def readdir(self, fh: int, start_id: int, token: Any) -> None:
@@ -203,7 +225,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tls-ca", type=pathlib.Path, required=True)
     p.add_argument("--tls-cert", type=pathlib.Path, required=True)
     p.add_argument("--tls-key", type=pathlib.Path, required=True)
-    p.add_argument("--wait", type=float, default=20.0, help="seconds to wait for home to serve the directory")
+    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for home to serve the directory")
     p.add_argument("mountpoint", type=pathlib.Path)
     return p.parse_args(argv)
 
@@ -219,10 +241,14 @@ def main(argv: list[str] | None = None) -> int:
             home.meta("stat", path="")
             break
         except remote.RemoteError as e:
-            if time.monotonic() > deadline:
+            if time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            if e.errno != errno.EIO:  # home answers, and refuses: not this job's home, or the job is gone
                 print(f"homefs: {args.url} does not serve {args.job}'s working directory: {e}", file=sys.stderr)
                 return 1
-            time.sleep(0.2)
+            log.warning("home %s unreachable (%s): mounting anyway, its files fail until it is back", args.url, e)
+            break
     options = set(pyfuse3.default_options) | {"fsname=mosix-home", "subtype=mosix", "allow_other"}
     pyfuse3.init(HomeFS(home), str(args.mountpoint), options)
     try:

@@ -31,6 +31,7 @@ class Node:
     url: str
     client: ssl.SSLContext
     exports: exports.Exports
+    runner: web.AppRunner
 
 
 def free_port(address: str) -> int:
@@ -60,7 +61,7 @@ async def cluster(make_agent: MakeAgent, ca: tls.Identity,
         manager.homefs = mounts.Mounter(url=url, identity=ident)
         served = exports.Exports()
         runners.append(await server.serve(manager, address, port, tls.server_context(ident), homefs=served))
-        nodes[n] = Node(manager, url, tls.client_context(ident), served)
+        nodes[n] = Node(manager, url, tls.client_context(ident), served, runners[-1])
     yield nodes
     for r in runners:
         await r.cleanup()
@@ -173,3 +174,26 @@ async def test_homefs_needs_an_agent_certificate(cluster: dict[str, Node], ca: t
         async with session.post(f"{home.url}/homefs/other/meta", json={"op": "stat", "args": {"path": ""}},
                                 ssl=cluster["3"].client) as resp:
             assert resp.status == 403
+
+
+@pytest.mark.root
+async def test_a_job_restores_elsewhere_while_its_home_is_down(cluster: dict[str, Node],
+                                                               tmp_path: pathlib.Path) -> None:
+    """Recovery from a checkpoint after the home node died: the job runs on, its working directory an
+    empty stand-in whose files fail until home is back (it held none open, so the restore works)."""
+    home, away = cluster["2"], cluster["3"]
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    home.exports.export("orphan", workdir)
+    count = ("sh", "-c", "i=0; while :; do echo $i; i=$((i+1)); sleep 0.05; done")
+    await asyncio.to_thread(home.manager.run, jobs.Job(name="orphan", args=count, workdir=str(workdir),
+                                                       home_url=home.url))
+    await wait_for(home.manager.stdout_path("orphan"), 5)
+    ckpt = await asyncio.to_thread(home.manager.checkpoint, "orphan", False)
+    await home.runner.cleanup()  # home is gone
+    await asyncio.to_thread(away.manager.restore, "orphan", ckpt)
+    assert mounts.is_mounted(away.manager.state_dir / "jobs" / "orphan" / "home")
+    before = len(lines_of(away.manager.stdout_path("orphan")))
+    await wait_for(away.manager.stdout_path("orphan"), before + 5)  # it runs on
+    assert "unreachable" in (away.manager.state_dir / "jobs" / "orphan" / "homefs.log").read_text()
+    await asyncio.to_thread(away.manager.kill, "orphan")
