@@ -316,6 +316,8 @@ class Manager:
         workdir = self.homefs.source(e.job, e.dir)
         if workdir is None and e.job.workdir is not None:  # none at home: the job (and its sets) go without
             e.job = dataclasses.replace(e.job, workdir=None)
+        elif workdir is not None and self.homefs.at_home(e.job):
+            e.job = dataclasses.replace(e.job, workdir_mode=workdir.stat().st_mode)
         bundle = checkpoints.secure_dir(e.dir / "bundle")
         config = spec.config(e.job, e.dir / "rootfs", spec.cgroup_path(self.node, e.job.name), workdir)
         (bundle / "config.json").write_text(json.dumps(config, indent=1))

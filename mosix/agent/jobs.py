@@ -25,6 +25,7 @@ class Job:
     checkpoint_every: float | None = None  # mosrun -A, in seconds (-A is minutes)
     workdir: str | None = None  # the working directory on the home node, at the same path in the container
     home_url: str | None = None  # the home agent's API (https://HOST:PORT); None: wherever it first runs
+    workdir_mode: int = 0o40755  # st_mode of the working directory at home (CRIU checks it on restore)
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name) or self.name[0] == ".":
@@ -60,7 +61,8 @@ class Job:
         return {"name": self.name, "args": list(self.args), "env": dict(self.env), "cwd": self.cwd,
                 "image": self.image, "memory_mb": self.memory_mb, "private_dirs": list(self.private_dirs),
                 "checkpoint_base": self.checkpoint_base, "max_sets": self.max_sets,
-                "checkpoint_every": self.checkpoint_every, "workdir": self.workdir, "home_url": self.home_url}
+                "checkpoint_every": self.checkpoint_every, "workdir": self.workdir, "home_url": self.home_url,
+                "workdir_mode": self.workdir_mode}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
@@ -74,7 +76,8 @@ class Job:
                    max_sets=int(d.get("max_sets", 10)),
                    checkpoint_every=None if d.get("checkpoint_every") is None else float(d["checkpoint_every"]),
                    workdir=None if d.get("workdir") is None else str(d["workdir"]),
-                   home_url=None if d.get("home_url") is None else str(d["home_url"]))
+                   home_url=None if d.get("home_url") is None else str(d["home_url"]),
+                   workdir_mode=int(d.get("workdir_mode", 0o40755)))
 
 
 class State(enum.StrEnum):

@@ -42,9 +42,10 @@ class HomeFS(pyfuse3.Operations):
 
     enable_writeback_cache = False  # every write reaches home before write(2) returns: nothing to lose in a dump
 
-    def __init__(self, home: remote.Remote) -> None:
+    def __init__(self, home: remote.Remote, root_mode: int = 0o40755) -> None:
         super().__init__()
         self.home = home
+        self.unreachable_root = {**UNREACHABLE_ROOT, "mode": root_mode}
         self.paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
         self.inodes: dict[str, int] = {"": pyfuse3.ROOT_INODE}
         self._next = pyfuse3.ROOT_INODE + 1
@@ -107,7 +108,7 @@ class HomeFS(pyfuse3.Operations):
             except remote.RemoteError as e:
                 if e.errno != errno.EIO:
                     raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
-                return self._entry(path, UNREACHABLE_ROOT)  # home is away: an empty directory, not a dead mount
+                return self._entry(path, self.unreachable_root)  # home is away: an empty directory, not a dead mount
         return self._entry(path, self._call("stat", path=path))
 
     async def setattr(self, inode: int, attr: Any, fields: Any, fh: int | None, ctx: Any) -> pyfuse3.EntryAttributes:
@@ -226,6 +227,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tls-cert", type=pathlib.Path, required=True)
     p.add_argument("--tls-key", type=pathlib.Path, required=True)
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for home to serve the directory")
+    p.add_argument("--root-mode", type=lambda v: int(v, 0), default=0o40755,
+                   help="st_mode the root shows while home is unreachable (the directory's at home: CRIU checks it)")
     p.add_argument("mountpoint", type=pathlib.Path)
     return p.parse_args(argv)
 
@@ -250,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("home %s unreachable (%s): mounting anyway, its files fail until it is back", args.url, e)
             break
     options = set(pyfuse3.default_options) | {"fsname=mosix-home", "subtype=mosix", "allow_other"}
-    pyfuse3.init(HomeFS(home), str(args.mountpoint), options)
+    pyfuse3.init(HomeFS(home, args.root_mode), str(args.mountpoint), options)
     try:
         trio.run(pyfuse3.main)
     finally:

@@ -107,7 +107,7 @@ class Mounter:
         logfile = mountpoint.parent / "homefs.log"
         cmd = [sys.executable, "-m", "mosix.agent.homefs.fs", "--url", job.home_url, "--job", job.name,
                "--tls-ca", str(self.identity.ca), "--tls-cert", str(self.identity.cert),
-               "--tls-key", str(self.identity.key), str(mountpoint)]
+               "--tls-key", str(self.identity.key), "--root-mode", oct(job.workdir_mode), str(mountpoint)]
         with logfile.open("ab") as log_out:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_out, stderr=log_out,
                                     start_new_session=True)

@@ -183,7 +183,7 @@ async def test_a_job_restores_elsewhere_while_its_home_is_down(cluster: dict[str
     empty stand-in whose files fail until home is back (it held none open, so the restore works)."""
     home, away = cluster["2"], cluster["3"]
     workdir = tmp_path / "w"
-    workdir.mkdir()
+    workdir.mkdir(mode=0o710)  # an unusual mode: CRIU checks the cwd's on restore, the stand-in must show it
     home.exports.export("orphan", workdir)
     count = ("sh", "-c", "i=0; while :; do echo $i; i=$((i+1)); sleep 0.05; done")
     await asyncio.to_thread(home.manager.run, jobs.Job(name="orphan", args=count, workdir=str(workdir),
