@@ -34,6 +34,7 @@ from mosix.agent import (
     server,
     tls,
 )
+from mosix.agent.homefs import exports, mounts
 from mosix.api import job, meta, node
 from mosix.client import client, local
 
@@ -174,13 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     ident = identity(args)
     client_ctx = tls.client_context(ident)
     state = args.state_dir or pathlib.Path("/var/lib/mosix/agent") / args.node_name
+    homedirs = mounts.Mounter(url=f"https://{args.address}:{args.port}", identity=ident)
     manager = containers.Manager(state, images.Cache(args.image_cache, frozenset(args.insecure_registry)),
-                                  node=args.node_name)
+                                  node=args.node_name, homefs=homedirs)
+    served = exports.Exports()
     loop = Loop()
     postcopy.enable(manager, ident, args.address)
     home = homeio.HomeOutput(state / "home")
     runner = loop.run(server.serve(manager, args.address, args.port, tls.server_context(ident), client_ctx,
-                                   home=home))
+                                   home=home, homefs=served))
     log.info("agent %s serving on https://%s:%d", args.node_name, args.address, args.port)
     if args.metrics_port:
         for reason in ("Requested", "Policy"):  # zero series from the start, so rates and alerts have data
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                                          speed=args.speed or nodestatus.measure_speed())
             agent = daemon.Agent(api, manager, me, sampler, migrator(api, manager, loop, client_ctx, args.node_name,
                                                                    postcopy_above_mb=args.postcopy_above_mb),
-                                 shared_checkpoints=args.shared_checkpoints, home=home,
+                                 shared_checkpoints=args.shared_checkpoints, home=home, homefs=served,
                                  remote_sink=lambda n: homeio.remote(n.spec.address, n.spec.agent_port, client_ctx),
                                  remote_input=lambda n: homeio.remote_input(n.spec.address, n.spec.agent_port,
                                                                             client_ctx))

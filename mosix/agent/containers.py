@@ -45,6 +45,7 @@ from mosix.agent import (
     stdin,
     unsupported,
 )
+from mosix.agent.homefs import mounts
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,9 @@ class Manager:
     """All job containers of one agent."""
 
     def __init__(self, state_dir: pathlib.Path, cache: images.Cache, node: str = "local",
-                 runtime: runc.Runtime | None = None) -> None:
+                 runtime: runc.Runtime | None = None, homefs: mounts.Mounter | None = None) -> None:
         self.state_dir = checkpoints.secure_dir(state_dir)
+        self.homefs = homefs or mounts.Mounter()
         self.cache = cache
         self.node = node
         self.runtime = runtime or runc.Runtime(self.state_dir / "runc")
@@ -348,8 +350,13 @@ class Manager:
         for d in e.job.private_dirs:
             (e.dir / "rootfs" / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
         self.procdir(e.job.name).create(whereami=self.node)
+        workdir = self.homefs.source(e.job, e.dir)
+        if workdir is None and e.job.workdir is not None:  # none at home: the job (and its sets) go without
+            e.job = dataclasses.replace(e.job, workdir=None)
+        elif workdir is not None and self.homefs.at_home(e.job):
+            e.job = dataclasses.replace(e.job, workdir_mode=workdir.stat().st_mode)
         bundle = checkpoints.secure_dir(e.dir / "bundle")
-        config = spec.config(e.job, e.dir / "rootfs", spec.cgroup_path(self.node, e.job.name),
+        config = spec.config(e.job, e.dir / "rootfs", spec.cgroup_path(self.node, e.job.name), workdir,
                              mosix_dir=self.procdir(e.job.name).path)
         (bundle / "config.json").write_text(json.dumps(config, indent=1))
         (e.dir / "job.json").write_text(json.dumps(e.job.to_dict(), indent=1))
@@ -394,6 +401,7 @@ class Manager:
         (e.dir / "stream.json").write_text(json.dumps(new))
 
     def _teardown_layer(self, e: _Entry) -> None:
+        self.homefs.release(e.dir)
         overlay.unmount(e.dir / "rootfs")
         for d in ("upper", "work", "rootfs"):
             shutil.rmtree(e.dir / d, ignore_errors=True)
@@ -487,6 +495,7 @@ class Manager:
             e.feeder = None
         with contextlib.suppress(runc.Refused):
             self.runtime.delete(e.job.name, force=True)
+        self.homefs.release(e.dir)  # the FUSE mount of its home directory ends with the process
 
     def _dump(self, e: _Entry, final: pathlib.Path, serial: int, leave_running: bool, reason: str) -> None:
         """Pause, drain output, copy the writable layer, checkpoint; publish the set."""

@@ -29,6 +29,7 @@ from mosix.agent import (
     selfcontrol,
     unsupported,
 )
+from mosix.agent.homefs import exports
 from mosix.api import job, meta, node
 from mosix.client import client, store
 
@@ -47,15 +48,17 @@ def container_name(key: str) -> str:
 
 
 def job_record(name: str, j: job.MosixJob, args: tuple[str, ...] | None = None,
-               extra_env: dict[str, str] | None = None) -> jobs.Job:
-    """The parts of a MosixJob the container needs (a gang member or -S line: its own args and env)."""
+               extra_env: dict[str, str] | None = None, home_url: str | None = None) -> jobs.Job:
+    """The parts of a MosixJob the container needs (a gang member or -S line: its own args and env);
+    home_url is the home agent's, which serves the job's working directory."""
     env = {**j.spec.env, "MOSIX_JOB": j.name, "MOSIX_JOB_ID": str(j.spec.job_id), **(extra_env or {})}
     if j.spec.working_dir:
         env["MOSIX_HOME_DIR"] = j.spec.working_dir
     return jobs.Job(name=name, args=tuple(j.spec.command) if args is None else args,
                     env=tuple(sorted(env.items())), cwd="/",
                     image=j.spec.image, memory_mb=j.spec.memory_mb, private_dirs=tuple(j.spec.private_dirs),
-                    host_time=j.spec.host_time, stdin=j.spec.stdin)
+                    host_time=j.spec.host_time, stdin=j.spec.stdin,
+                    workdir=j.spec.working_dir, home_url=home_url)
 
 
 @dataclasses.dataclass
@@ -75,7 +78,8 @@ class Agent:
     def __init__(self, api: client.Client, manager: containers.Manager, me: Identity, sampler: nodestatus.Sampler,
                  migrate: Migrate | None = None, *, shared_checkpoints: bool = False,
                  home: homeio.HomeOutput | None = None, remote_sink: SinkFor | None = None,
-                 remote_input: InputFor | None = None) -> None:
+                 remote_input: InputFor | None = None,
+                 homefs: exports.Exports | None = None) -> None:
         self.api = api
         self.manager = manager
         self.me = me
@@ -86,6 +90,7 @@ class Agent:
         self.home = home or homeio.HomeOutput(manager.state_dir / "home")
         self.remote_sink = remote_sink
         self.forwarder = homeio.Forwarder()
+        self.homefs = homefs  # serves the working directories of the jobs whose home this node is
         self._ran: dict[str, tuple[str, str]] = {}  # container name → (job key, home node): whose output to send
         self._cpu_base: dict[str, float] = {}  # job key → its CPU seconds here when its statistics were cleared
         self.iostats = iostats.Statistics()
@@ -209,6 +214,7 @@ class Agent:
         for j in listed:
             placed_here |= self.gangs.placed_here(self.api.key(j), j)
         self._send_all(placed_here)
+        self._export_home_dirs()
         for j in self.api.jobs():  # read again: sending output may have taken a while
             if job.multi(j.spec):
                 self.gangs.reconcile(self.api.key(j), j)
@@ -247,6 +253,21 @@ class Agent:
             patch["message"] = f"not migratable: {reason}"
         log.warning("job %s cannot be checkpointed (%s): %s", key, reason, mode.value)
         self._patch(key, patch)
+    def _export_home_dirs(self) -> None:
+        """Serve the working directory of every live job whose home is here, and only those."""
+        if self.homefs is None:
+            return
+        want = {container_name(self.api.key(j)): j.spec.working_dir for j in self.api.jobs()
+                if j.status.home_node == self.me.name and j.spec.working_dir and not j.status.phase.finished}
+        for name in self.homefs.jobs() - want.keys():
+            self.homefs.unexport(name)
+        for name, directory in want.items():
+            if directory and name not in self.homefs.jobs():
+                self.homefs.export(name, pathlib.Path(directory))
+
+    def _home_url(self, home: str) -> str:
+        n = self.api.get_node(home)
+        return f"https://{n.spec.address}:{n.spec.agent_port}"
 
     def _patch(self, key: str, status: dict[str, Any]) -> None:
         with contextlib.suppress(store.NotFound):  # deleted meanwhile: nothing left to report on
@@ -324,7 +345,8 @@ class Agent:
             remap = {r.fd: r.path for r in j.spec.recover.fd_remap} if j.spec.recover else None
             started = self.manager.restore(name, pathlib.Path(source), remap)
         else:
-            started = self.manager.run(job_record(name, j), checkpoint_base=base, max_sets=max_sets)
+            record = job_record(name, j, home_url=self._home_url(j.status.home_node or self.me.name))
+            started = self.manager.run(record, checkpoint_base=base, max_sets=max_sets)
         self._last_checkpoint[name] = time.monotonic()
         with contextlib.suppress(OSError):  # the next pass publishes again
             self.manager.procdir(name).publish(self._view(j))

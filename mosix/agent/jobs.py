@@ -25,6 +25,9 @@ class Job:
     checkpoint_every: float | None = None  # mosrun -A, in seconds (-A is minutes)
     host_time: bool = False  # mosrun -t: the hosting node's clocks, not a time namespace of its own
     stdin: bool = False  # mosrun -i: fed from the input kept at home; otherwise stdin is empty (EOF)
+    workdir: str | None = None  # the working directory on the home node, at the same path in the container
+    home_url: str | None = None  # the home agent's API (https://HOST:PORT); None: wherever it first runs
+    workdir_mode: int = 0o40755  # st_mode of the working directory at home (CRIU checks it on restore)
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name) or self.name[0] == ".":
@@ -41,6 +44,10 @@ class Job:
             raise ValueError("max_sets must be at least 1")
         if self.checkpoint_every is not None and self.checkpoint_every <= 0:
             raise ValueError("checkpoint_every must be positive")
+        if self.workdir is not None and (not self.workdir.startswith("/") or ".." in self.workdir.split("/")):
+            raise ValueError(f"workdir {self.workdir!r} must be an absolute path without '..'")
+        if self.home_url is not None and not self.home_url.startswith("https://"):
+            raise ValueError(f"home_url {self.home_url!r} must be an https:// agent URL")
         for d in self.private_dirs:
             if not d.startswith("/") or ".." in d.split("/"):
                 raise ValueError(f"private dir {d!r} must be an absolute path without '..'")
@@ -57,7 +64,8 @@ class Job:
                 "image": self.image, "memory_mb": self.memory_mb, "private_dirs": list(self.private_dirs),
                 "checkpoint_base": self.checkpoint_base, "max_sets": self.max_sets,
                 "checkpoint_every": self.checkpoint_every, "host_time": self.host_time,
-                "stdin": self.stdin}
+                "stdin": self.stdin, "workdir": self.workdir, "home_url": self.home_url,
+                "workdir_mode": self.workdir_mode}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Job:
@@ -71,7 +79,11 @@ class Job:
                    max_sets=int(d.get("max_sets", 10)),
                    checkpoint_every=None if d.get("checkpoint_every") is None else float(d["checkpoint_every"]),
                    host_time=bool(d.get("host_time", False)),
-                   stdin=bool(d.get("stdin", False)))
+                   stdin=bool(d.get("stdin", False)),
+                   workdir=None if d.get("workdir") is None else str(d["workdir"]),
+                   home_url=None if d.get("home_url") is None else str(d["home_url"]),
+                   workdir_mode=int(d.get("workdir_mode", 0o40755)))
+
 
 
 class State(enum.StrEnum):

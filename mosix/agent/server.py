@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from mosix.agent import checkpoints, containers, criu, errors, homeio, jobs, migration, postcopy, transfer
+from mosix.agent.homefs import exports, routes
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,10 @@ HOME: web.AppKey[homeio.HomeOutput] = web.AppKey("home", homeio.HomeOutput)
 
 
 def app(manager: containers.Manager, client_context: ssl.SSLContext | None = None,
-        home: homeio.HomeOutput | None = None) -> web.Application:
-    """The aiohttp application serving one agent; client_context lets it migrate jobs to peers, and
-    `home` keeps the output of the jobs whose home this node is."""
+        home: homeio.HomeOutput | None = None, homefs: exports.Exports | None = None) -> web.Application:
+    """The aiohttp application serving one agent; client_context lets it migrate jobs to peers,
+    `home` keeps the output of the jobs whose home this node is and `homefs` serves their working
+    directories."""
     a = web.Application(middlewares=[_errors], client_max_size=2 * homeio.CHUNK)
     a[MANAGER] = manager
     a[HOME] = home or homeio.HomeOutput(manager.state_dir / "home")
@@ -53,14 +55,15 @@ def app(manager: containers.Manager, client_context: ssl.SSLContext | None = Non
         web.get("/output", _output_out),
         web.get("/input", _input_out),
     ])
+    routes.add(a, homefs or exports.Exports())
     return a
 
 
 async def serve(manager: containers.Manager, address: str, port: int, context: ssl.SSLContext,
                 client_context: ssl.SSLContext | None = None, *,
-                home: homeio.HomeOutput | None = None) -> web.AppRunner:
+                home: homeio.HomeOutput | None = None, homefs: exports.Exports | None = None) -> web.AppRunner:
     """Start serving on address:port; the caller keeps the runner and calls `cleanup()` to stop."""
-    runner = web.AppRunner(app(manager, client_context, home), access_log=None)
+    runner = web.AppRunner(app(manager, client_context, home, homefs), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, address, port, ssl_context=context).start()
     return runner

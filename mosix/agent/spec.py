@@ -37,14 +37,19 @@ def cgroup_path(node: str, job_name: str) -> str:
 
 
 def config(job: jobs.Job, rootfs: pathlib.Path, cgroups_path: str,
-           mosix_dir: pathlib.Path | None = None) -> dict[str, Any]:
-    """The config.json for `job` with `rootfs` (the overlay mount) as its root, and `mosix_dir` (the job's
-    procfiles directory on this agent) bind-mounted at /run/mosix: runc checkpoints a bind mount as an
-    external mount and restores it onto whatever source the target's config names."""
+           workdir_source: pathlib.Path | None = None, mosix_dir: pathlib.Path | None = None) -> dict[str, Any]:
+    """The config.json for `job` with `rootfs` (the overlay mount) as its root; `workdir_source` (the real
+    directory at home, the FUSE mount elsewhere) is bound at job.workdir, which is then the process's cwd; and
+    `mosix_dir` (the job's procfiles directory on this agent) bind-mounted at /run/mosix: runc checkpoints a
+    bind mount as an external mount and restores it onto whatever source the target's config names."""
     caps = list(DEFAULT_CAPABILITIES)
     resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
     if job.memory_mb is not None:
         resources["memory"] = {"limit": job.memory_mb * 1024 * 1024}
+    workdir: list[dict[str, Any]] = []
+    if workdir_source is not None and job.workdir:
+        workdir = [{"destination": job.workdir, "type": "bind", "source": str(workdir_source),
+                    "options": ["bind", "rw"]}]
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -52,14 +57,14 @@ def config(job: jobs.Job, rootfs: pathlib.Path, cgroups_path: str,
             "user": {"uid": 0, "gid": 0},
             "args": list(job.args),
             "env": job.environment(),
-            "cwd": job.cwd,
+            "cwd": job.workdir if workdir_source is not None and job.workdir else job.cwd,
             "capabilities": {k: caps for k in ("bounding", "effective", "permitted", "ambient")},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
         },
         "root": {"path": str(rootfs), "readonly": False},
         "hostname": job.name[:63],
-        "mounts": [dict(m) for m in MOUNTS] + ([] if mosix_dir is None else [
+        "mounts": [dict(m) for m in MOUNTS] + workdir + ([] if mosix_dir is None else [
             {"destination": procfiles.MOUNT_POINT, "type": "bind", "source": str(mosix_dir),
              "options": ["rbind", "rw", "nosuid", "nodev", "noexec"]}]),
         "linux": {

@@ -1,0 +1,266 @@
+"""The FUSE filesystem on a node running a job away from home: every operation goes to the home agent.
+
+Run as its own process per mount (pyfuse3 keeps one session per process):
+    python -m mosix.agent.homefs.fs --url https://HOME:PORT --job NAME --tls-ca CA --tls-cert C --tls-key K DIR
+Inodes are this side's numbers for paths; home holds the open files, so a read or a write is one
+request of at most one FUSE chunk (max_write, up to 1 MiB), never a whole file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import pathlib
+import sys
+import time
+from typing import Any
+
+import pyfuse3
+import trio
+
+from mosix.agent import tls
+from mosix.agent.homefs import remote
+
+log = logging.getLogger("mosix.homefs")
+TIMEOUT = 1.0  # seconds the kernel may trust names and attributes: the job is the directory's only writer
+BLKSIZE = 1 << 17
+# The root as shown while home cannot be reached: a job restored meanwhile (its home node died) still
+# has its working directory; what it opens there fails (EIO) until home is back.
+UNREACHABLE_ROOT = {"mode": 0o40755, "nlink": 2, "uid": 0, "gid": 0, "size": 0, "rdev": 0, "blocks": 0,
+                    "atime_ns": 0, "mtime_ns": 0, "ctime_ns": 0}
+
+
+def _join(parent: str, name: bytes) -> str:
+    n = os.fsdecode(name)
+    return f"{parent}/{n}" if parent else n
+
+
+class HomeFS(pyfuse3.Operations):
+    """pyfuse3 operations forwarded to `remote.Remote`; errors come back as home's errno."""
+
+    enable_writeback_cache = False  # every write reaches home before write(2) returns: nothing to lose in a dump
+
+    def __init__(self, home: remote.Remote, root_mode: int = 0o40755) -> None:
+        super().__init__()
+        self.home = home
+        self.unreachable_root = {**UNREACHABLE_ROOT, "mode": root_mode}
+        self.paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
+        self.inodes: dict[str, int] = {"": pyfuse3.ROOT_INODE}
+        self._next = pyfuse3.ROOT_INODE + 1
+        self._dirs: dict[int, list[Any]] = {}
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _call(self, op: str, **args: Any) -> dict[str, Any]:
+        try:
+            return self.home.meta(op, **args)
+        except remote.RemoteError as e:
+            if e.errno == errno.EIO:
+                log.warning("%s %s: %s", op, args.get("path", args.get("fh")), e)
+            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+
+    def _path(self, inode: int) -> str:
+        try:
+            return self.paths[inode]
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.ESTALE) from None
+
+    def _inode(self, path: str) -> int:
+        ino = self.inodes.get(path)
+        if ino is None:
+            ino = self._next
+            self._next += 1
+            self.inodes[path] = ino
+            self.paths[ino] = path
+        return ino
+
+    def _entry(self, path: str, a: dict[str, int]) -> pyfuse3.EntryAttributes:
+        e = pyfuse3.EntryAttributes()
+        e.st_ino = pyfuse3.InodeT(self._inode(path))
+        e.generation = 0
+        e.entry_timeout = e.attr_timeout = TIMEOUT
+        for k in ("mode", "nlink", "uid", "gid", "size", "rdev", "blocks"):
+            setattr(e, f"st_{k}", a[k])
+        e.st_atime_ns, e.st_mtime_ns, e.st_ctime_ns = a["atime_ns"], a["mtime_ns"], a["ctime_ns"]
+        e.st_blksize = BLKSIZE
+        return e
+
+    def _moved(self, old: str, new: str) -> None:
+        for path in [p for p in self.inodes if p == old or p.startswith(old + "/")]:
+            ino = self.inodes.pop(path)
+            moved = new + path[len(old):]
+            self.inodes[moved] = ino
+            self.paths[ino] = moved
+
+    # --- names and attributes --------------------------------------------------------------
+
+    async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        path = _join(self._path(parent_inode), name)
+        return self._entry(path, self._call("stat", path=path))
+
+    async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        path = self._path(inode)
+        if inode == pyfuse3.ROOT_INODE:
+            try:
+                return self._entry(path, self.home.meta("stat", path=path))
+            except remote.RemoteError as e:
+                if e.errno != errno.EIO:
+                    raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+                return self._entry(path, self.unreachable_root)  # home is away: an empty directory, not a dead mount
+        return self._entry(path, self._call("stat", path=path))
+
+    async def setattr(self, inode: int, attr: Any, fields: Any, fh: int | None, ctx: Any) -> pyfuse3.EntryAttributes:
+        path = self._path(inode)
+        args: dict[str, Any] = {"path": path, "fh": fh}
+        if fields.update_size:
+            args["size"] = attr.st_size
+        if fields.update_mode:
+            args["mode"] = attr.st_mode
+        if fields.update_atime:
+            args["atime_ns"] = attr.st_atime_ns
+        if fields.update_mtime:
+            args["mtime_ns"] = attr.st_mtime_ns
+        return self._entry(path, self._call("setattr", **args))
+
+    async def readlink(self, inode: int, ctx: Any) -> pyfuse3.FileNameT:
+        return pyfuse3.FileNameT(os.fsencode(self._call("readlink", path=self._path(inode))["target"]))
+
+    async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
+        try:
+            s = self.home.meta("statfs", path="")
+        except remote.RemoteError as e:
+            if e.errno != errno.EIO:
+                raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+            s = {"bsize": 4096, "frsize": 4096, "namemax": 255}  # home away: an empty filesystem (CRIU asks)
+        out = pyfuse3.StatvfsData()
+        for k, v in s.items():
+            setattr(out, f"f_{k}", v)
+        return out
+
+    # --- directories -----------------------------------------------------------------------
+
+    async def opendir(self, inode: int, ctx: Any) -> pyfuse3.FileHandleT:
+        path = self._path(inode)
+        try:
+            entries = self.home.meta("list", path=path)["entries"]
+        except remote.RemoteError as e:
+            if e.errno != errno.EIO or inode != pyfuse3.ROOT_INODE:
+                raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+            entries = []  # home away: the stand-in root is empty
+        self._dirs[inode] = [(path, e) for e in entries]
+        return pyfuse3.FileHandleT(inode)
+
+    async def readdir(self, fh: int, start_id: int, token: Any) -> None:
+        for i, (parent, (name, a)) in enumerate(self._dirs.get(fh, [])[start_id:], start_id):
+            encoded = pyfuse3.FileNameT(os.fsencode(name))
+            if not pyfuse3.readdir_reply(token, encoded, self._entry(_join(parent, encoded), a), i + 1):
+                break
+
+    async def releasedir(self, fh: int) -> None:
+        self._dirs.pop(fh, None)
+
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        path = _join(self._path(parent_inode), name)
+        return self._entry(path, self._call("mkdir", path=path, mode=mode))
+
+    async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx: Any) -> pyfuse3.EntryAttributes:
+        path = _join(self._path(parent_inode), name)
+        return self._entry(path, self._call("symlink", path=path, target=os.fsdecode(target)))
+
+    async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        self._call("unlink", path=_join(self._path(parent_inode), name))
+
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        self._call("rmdir", path=_join(self._path(parent_inode), name))
+
+    async def rename(self, parent_inode_old: int, name_old: Any, parent_inode_new: int,  # noqa: PLR0917
+                     name_new: Any, flags: int, ctx: Any) -> None:  # names: bytes, whatever the stub says
+        if flags:
+            raise pyfuse3.FUSEError(errno.EINVAL)  # RENAME_NOREPLACE / EXCHANGE: not forwarded
+        old = _join(self._path(parent_inode_old), name_old)
+        new = _join(self._path(parent_inode_new), name_new)
+        self._call("rename", path=old, new=new)
+        self._moved(old, new)
+
+    # --- files -----------------------------------------------------------------------------
+
+    async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
+        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(self._call("open", path=self._path(inode), flags=flags)["fh"]))
+
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: Any) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        path = _join(self._path(parent_inode), name)
+        r = self._call("create", path=path, flags=flags, mode=mode)
+        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(r["fh"])), self._entry(path, r["attrs"])
+
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        try:
+            return self.home.read(fh, off, size)
+        except remote.RemoteError as e:
+            log.warning("read %d at %d: %s", fh, off, e)
+            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        try:
+            return self.home.write(fh, off, buf)
+        except remote.RemoteError as e:
+            log.warning("write %d at %d: %s", fh, off, e)
+            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+
+    async def flush(self, fh: int) -> None:
+        return None
+
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        self._call("fsync", fh=fh, datasync=bool(datasync))
+
+    async def release(self, fh: int) -> None:
+        self._call("release", fh=fh)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m mosix.agent.homefs.fs", description=__doc__)
+    p.add_argument("--url", required=True, help="the home agent, https://HOST:PORT")
+    p.add_argument("--job", required=True, help="the job's container name")
+    p.add_argument("--tls-ca", type=pathlib.Path, required=True)
+    p.add_argument("--tls-cert", type=pathlib.Path, required=True)
+    p.add_argument("--tls-key", type=pathlib.Path, required=True)
+    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for home to serve the directory")
+    p.add_argument("--root-mode", type=lambda v: int(v, 0), default=0o40755,
+                   help="st_mode the root shows while home is unreachable (the directory's at home: CRIU checks it)")
+    p.add_argument("mountpoint", type=pathlib.Path)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s homefs %(levelname)s %(message)s")
+    context = tls.client_context(tls.Identity(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key))
+    home = remote.Remote(args.url, args.job, context)
+    deadline = time.monotonic() + args.wait
+    while True:  # home may export the directory a moment after the job was placed here
+        try:
+            home.meta("stat", path="")
+            break
+        except remote.RemoteError as e:
+            if time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            if e.errno != errno.EIO:  # home answers, and refuses: not this job's home, or the job is gone
+                print(f"homefs: {args.url} does not serve {args.job}'s working directory: {e}", file=sys.stderr)
+                return 1
+            log.warning("home %s unreachable (%s): mounting anyway, its files fail until it is back", args.url, e)
+            break
+    options = set(pyfuse3.default_options) | {"fsname=mosix-home", "subtype=mosix", "allow_other"}
+    pyfuse3.init(HomeFS(home, args.root_mode), str(args.mountpoint), options)
+    try:
+        trio.run(pyfuse3.main)
+    finally:
+        pyfuse3.close(unmount=False)
+        home.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

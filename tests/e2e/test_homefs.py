@@ -1,0 +1,48 @@
+"""The working directory is the home node's wherever the job runs (real agents, runc, CRIU and FUSE)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+
+import pytest
+
+from mosix.api import job
+from tests.e2e import harness
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc, CRIU and FUSE mounts"),
+    pytest.mark.skipif(shutil.which("runc") is None or shutil.which("criu") is None,
+                       reason="needs runc and criu (hack/setup.sh installs them)"),
+    pytest.mark.skipif(not pathlib.Path("/dev/fuse").exists(), reason="needs /dev/fuse for the home directory"),
+]
+
+# One descriptor, opened once in the directory mosrun ran in, written through to the end.
+COUNT = "exec 3>numbers; i=0; while [ $i -lt {n} ]; do echo $i >&3; i=$((i+1)); sleep 0.05; done"
+
+
+def _lines(path: pathlib.Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_a_job_writes_its_home_directory_from_another_node_and_back(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    numbers = cluster.workdir / "numbers"  # mosrun runs in cluster.workdir: the job's working directory
+    total = 100_000  # far more than the scenario waits for
+    name = cluster.submit("-1", "sh", "-c", COUNT.format(n=total))
+    cluster.wait_for("the job to write at home", lambda: _lines(numbers) >= 10)
+    cluster.run("migrate", name, "2")
+    cluster.wait_for("the job on node2", lambda: cluster.status(name).node == "node2"
+                     and cluster.status(name).phase == job.Phase.RUNNING)
+    moved = _lines(numbers)
+    cluster.wait_for("lines from node2 in home's directory", lambda: _lines(numbers) >= moved + 20)
+    cluster.run("migrate", name, "home")
+    cluster.wait_for("the job back home", lambda: cluster.status(name).node == "node1"
+                     and cluster.status(name).phase == job.Phase.RUNNING)
+    back = _lines(numbers)
+    cluster.wait_for("lines written at home again", lambda: _lines(numbers) >= back + 20)
+    assert cluster.status(name).migrations == 2
+    written = [int(x) for x in numbers.read_text().split()[:back + 20]]
+    assert written == list(range(back + 20))  # whole and in order across both moves: the offset was kept
