@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import datetime
 import ipaddress
 import logging
@@ -42,12 +41,11 @@ import ssl
 import subprocess
 import threading
 import time
-import weakref
 from typing import Any
 
 import aiohttp
 
-from mosix.agent import checkpoints, containers, errors, jobs, migration, runc, tls, transfer
+from mosix.agent import checkpoints, containers, errors, jobs, migration, pageserver, runc, transfer
 
 log = logging.getLogger(__name__)
 
@@ -60,52 +58,13 @@ class PostCopyFailed(errors.AgentError):
     """The post-copy migration did not happen; the job runs on the source."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Node:
-    """What post-copy needs to know about an agent besides its manager."""
-
-    identity: tls.Identity
-    address: str
-
-
-_nodes: weakref.WeakKeyDictionary[containers.Manager, Node] = weakref.WeakKeyDictionary()
-
-
-def enable(manager: containers.Manager, identity: tls.Identity, address: str) -> None:
-    """Let this agent migrate by post-copy and receive such migrations: its TLS files and the
-    address its page servers listen on (the agent's own, 127.0.0.N locally)."""
-    _nodes[manager] = Node(identity, address)
-
-
-def node_of(manager: containers.Manager) -> Node:
-    """The agent's post-copy settings; AgentError if it was never enabled."""
-    node = _nodes.get(manager)
-    if node is None:
-        raise errors.AgentError("post-copy is not enabled on this agent (postcopy.enable with its TLS files)")
-    return node
-
-
-def tls_options(identity: tls.Identity) -> list[str]:
-    """CRIU's TLS options for the cluster CA and this agent's certificate."""
-    return ["--tls", "--tls-cacert", str(identity.ca), "--tls-cert", str(identity.cert),
-            "--tls-key", str(identity.key)]
-
-
-def write_criu_config(path: pathlib.Path, identity: tls.Identity) -> pathlib.Path:
-    """A CRIU config file (0600) switching on TLS with these files, for a CRIU run by runc."""
-    text = f"tls\ntls-cacert {identity.ca}\ntls-cert {identity.cert}\ntls-key {identity.key}\n"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return path
-
-
-def free_port(address: str) -> int:
-    """A TCP port free on address now (the page server binds it a moment later)."""
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
+# The TLS settings and helpers are the page streams' (stop-and-copy streams pages too).
+Node = pageserver.Node
+enable = pageserver.enable
+node_of = pageserver.node_of
+tls_options = pageserver.tls_options
+write_criu_config = pageserver.write_criu_config
+free_port = pageserver.free_port
 
 
 # --- source ------------------------------------------------------------------------------------------
