@@ -3,8 +3,8 @@
 With page streams enabled on both agents (pageserver.enable), the memory is written once, on the
 target: the peer opens a CRIU page server for this migration (`POST /migrations/page-servers`),
 the source pauses the job and dumps it with `--leave-running --page-server`, so the pages stream
-over TLS into the peer's restore directory while the job stays here, frozen and whole. Then the
-small images and the job's writable layer (read in place, not copied) go over the mutual-TLS API
+over mutual TLS (pagerelay) into the peer's restore directory while the job stays here, frozen
+and whole. Then the small images and the job's writable layer (read in place, not copied) go over the mutual-TLS API
 as one tar with its SHA-256 (`POST /migrations`, naming the page server); the peer restores. Only
 when the peer answers that the job runs there is it killed here and its layer torn down; any
 failure before (peer refusing, page stream or transfer cut) thaws it here: the rollback is a resume.
@@ -32,12 +32,13 @@ from typing import Any
 
 import aiohttp
 
-from mosix.agent import checkpoints, containers, errors, jobs, pageserver, runc, transfer
+from mosix.agent import checkpoints, containers, errors, jobs, pagerelay, pageserver, runc, tls, transfer
 
 log = logging.getLogger(__name__)
 
 PAGES_HEADER = "X-Mosix-Page-Server"  # the id of the peer's page server that holds the set's memory
 COLLECT_TIMEOUT = 120.0  # for the peer's page server to end once the source's dump has
+RELAY_TIMEOUT = 60.0  # for the page stream's relay to end once the dump has
 
 
 class MigrationFailed(errors.AgentError):
@@ -198,13 +199,19 @@ class FrozenDump:
         staging = checkpoints.staging_for(self.set_dir)
         work = m._scratch(f"migrate-{self.name}")
         try:
-            config = pageserver.write_criu_config(work / "criu-tls.conf", self.node.identity)
+            host, _, port = self.page_server.rpartition(":")
+            relay = pagerelay.Outbound(self.node.address, (host, int(port)), tls.client_context(self.node.identity))
             self.paused_at = time.monotonic()
             m.runtime.pause(self.name)
             offsets = m._logical_offsets(e, [p.drain() for p in e.pumps])
             dump_at = time.monotonic()
-            m.runtime.checkpoint(self.name, staging / checkpoints.IMAGES, work, leave_running=True,
-                                 page_server=self.page_server, criu_config=config)
+            try:
+                m.runtime.checkpoint(self.name, staging / checkpoints.IMAGES, work, leave_running=True,
+                                     page_server=f"{self.node.address}:{relay.port}")
+            finally:
+                relay.close()
+            if not relay.done.wait(RELAY_TIMEOUT) or not relay.ok:
+                raise MigrationFailed(f"the page stream to {self.page_server} failed: {relay.error or 'unfinished'}")
             dumped_at = time.monotonic()
             meta = checkpoints.Meta(
                 job=e.job.to_dict(), serial=1, time=datetime.datetime.now(datetime.UTC).isoformat(),
@@ -224,11 +231,11 @@ class FrozenDump:
         e.state = jobs.State.STOPPED  # before the reaper may look: not an exit
         e.generation += 1
         with contextlib.suppress(runc.Refused):
-            m.runtime.kill(self.name, "KILL", all_processes=True)
-        self._resume()
+            m.runtime.delete(self.name, force=True)  # runc freezes, kills and thaws a paused container
         for p in e.pumps:
             p.wait(10)
-        m._finish_container(e)
+            p.stop()
+        e.pumps = []
         m._teardown_layer(e)
 
     def _resume(self) -> None:

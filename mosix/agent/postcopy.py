@@ -82,6 +82,8 @@ class LazyDump:
         self.port = free_port(node.address)
         self._entry = manager._get(name)
         self._proc: subprocess.Popen[bytes] | None = None
+        self.upper = self._entry.dir / "upper"
+        self.phases: dict[str, float] = {}
         self._work: pathlib.Path | None = None
         self._decision: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -129,9 +131,10 @@ class LazyDump:
         staging = checkpoints.staging_for(self.set_dir)
         self._work = m._scratch(f"lazy-dump-{self.name}")
         config = write_criu_config(self._work / "criu-tls.conf", self.node.identity)
+        paused_at = time.monotonic()
         m.runtime.pause(self.name)
         offsets = m._logical_offsets(e, [p.drain() for p in e.pumps])
-        checkpoints.copy_tree(e.dir / "upper", staging / checkpoints.UPPER)
+        # The writable layer is not copied: it goes into the tar in place (`upper`), the job frozen meanwhile.
         status_r, status_w = os.pipe()
         started = time.monotonic()
         try:
@@ -157,6 +160,7 @@ class LazyDump:
             node=m.node, reason="migration:post-copy", stdout_offset=offsets[0], stderr_offset=offsets[1],
             image_digest=e.image_digest, dump_seconds=round(time.monotonic() - started, 4))
         checkpoints.publish(staging, self.set_dir, meta)
+        self.phases = {"pause": started - paused_at, "lazy_dump": time.monotonic() - started}
 
     def _finish(self, timeout: float = PAGES_TIMEOUT) -> bool:
         """Wait until the page server is done. True: every page crossed and CRIU ended the processes
@@ -252,7 +256,8 @@ async def migrate(manager: containers.Manager, name: str, peer_url: str, context
         if isinstance(e, errors.JobError):
             raise
         raise migration.MigrationFailed(f"post-copy of {name}: the lazy dump failed, the job runs on: {e}") from e
-    sender = transfer.Sender(set_dir)
+    sent_at = time.monotonic()
+    sender = transfer.Sender(set_dir, beside=(dump.upper,))
     try:
         async with aiohttp.ClientSession() as session, session.post(
                 f"{peer_url}/migrations", data=migration._chunks(sender), ssl=context,
@@ -276,6 +281,9 @@ async def migrate(manager: containers.Manager, name: str, peer_url: str, context
     finally:
         sender.close()
     frozen = time.monotonic() - started
+    phases = {**dump.phases, "send_and_restore": time.monotonic() - sent_at}
+    log.info("post-copy of %s to %s running there after %.3f s: %s", name, peer_url, frozen,
+             " ".join(f"{k}={v:.3f}" for k, v in phases.items()))
     dump.decide(True)
     done = await asyncio.wrap_future(dump.done)
     shutil.rmtree(work, ignore_errors=True)
@@ -288,7 +296,7 @@ async def migrate(manager: containers.Manager, name: str, peer_url: str, context
         raise migration.MigrationFailed(f"post-copy of {name} to {peer_url}: the page stream broke; "
                                         "the job runs on the source")
     return migration.Result(peer_status=body, frozen_seconds=frozen, bytes_sent=sender.sent,
-                            total_seconds=time.monotonic() - started)
+                            total_seconds=time.monotonic() - started, phases=phases)
 
 
 # --- destination ---------------------------------------------------------------------------------------
@@ -330,16 +338,20 @@ def _restore_lazily(manager: containers.Manager, name: str, *, lazy_dir: pathlib
                     daemon: subprocess.Popen[bytes]) -> jobs.Status:
     """Manager.restore, with `runc restore --lazy-pages` against the daemon's socket in `work`."""
     socket_path = work / "lazy-pages.socket"
-    deadline = time.monotonic() + 30
+    started = time.monotonic()
+    deadline = started + 30
     while not socket_path.exists():
         if daemon.poll() is not None or time.monotonic() > deadline:
             raise errors.CheckpointError(f"criu lazy-pages did not start: {_tail(work / 'lazy-pages.log')}")
         time.sleep(0.005)
+    daemon_up = time.monotonic()
     m = manager
-    with m.restoring(name, lazy_dir) as e:
+    with m.restoring(name, lazy_dir, take_layer=True) as e:
         images_dir = lazy_dir / checkpoints.IMAGES
         m._start(e, lambda stdio: _runc_restore_lazy(m.runtime, name, e.dir / "bundle", images_dir=images_dir,
                                                            work=work, stdio=stdio))
+    log.info("lazy restore of %s: lazy-pages daemon up in %.3f s, restored in %.3f s", name,
+             daemon_up - started, time.monotonic() - daemon_up)
     return m.status(name)
 
 

@@ -331,7 +331,7 @@ async def test_unauthenticated_page_stream_is_refused_and_nothing_restores(
         with contextlib.suppress(OSError, ssl.SSLError):
             writer.write(b"\x01" * 4096)  # a pages request CRIU would act on, were it let in
             await writer.drain()
-            assert await reader.read(100) in (b"", b"\x15\x03\x03\x00\x02\x01\x00")  # closed, or a TLS alert
+            assert (await reader.read(100))[:1] in (b"", b"\x15")  # closed, or a TLS alert
         writer.close()
         async with aiohttp.ClientSession() as session, session.post(
                 f"{b.url}/migrations", data=bytes(stream), ssl=a.client,
