@@ -185,7 +185,8 @@ async def _migrate(request: web.Request) -> web.Response:
     result = await migration.migrate(request.app[MANAGER], request.match_info["name"], peer, context,
                                      lazy=bool(body.get("lazy", False)))
     return web.json_response({"peer_status": result.peer_status, "frozen_seconds": result.frozen_seconds,
-                              "bytes_sent": result.bytes_sent, "total_seconds": result.total_seconds})
+                              "bytes_sent": result.bytes_sent, "total_seconds": result.total_seconds,
+                              "phases": result.phases})
 
 
 async def _receive_migration(request: web.Request) -> web.Response:
