@@ -257,7 +257,10 @@ async def bench_ours(agents: list[Agent], ctx: ssl.SSLContext, mb: int,
                 log(f"  {'post-copy' if lazy else 'stop-and-copy'} {mb} MiB: frozen {frozen:.3f} s, "
                     f"total {total:.3f} s")
                 src, dst = dst, src
-                yield Sample(frozen, float(total), {"MB sent": result["bytes_sent"] / 2**20})
+                # MB over the API: the set's tar (stop-and-copy's memory goes by the page stream); then the
+                # agent's own phase timings (Result.phases), where the time went.
+                phases = {k: float(v) for k, v in (result.get("phases") or {}).items()}
+                yield Sample(frozen, float(total), {"MB over API": result["bytes_sent"] / 2**20, **phases})
         finally:
             with contextlib.suppress(Exception):
                 await call(session, ctx, "POST", f"{src.url}/jobs/{name}/kill")

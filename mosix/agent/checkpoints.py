@@ -139,6 +139,15 @@ def copy_tree(src: pathlib.Path, dst: pathlib.Path) -> None:
         raise errors.AgentError(f"copying {src} to {dst} failed: {proc.stderr.strip()}")
 
 
+def take_tree(src: pathlib.Path, dst: pathlib.Path) -> None:
+    """Move a writable layer (a rename on one filesystem; a copy and delete across two)."""
+    try:
+        os.rename(src, dst)
+    except OSError:
+        copy_tree(src, dst)
+        shutil.rmtree(src, ignore_errors=True)
+
+
 def size_of(path: pathlib.Path) -> int:
     """Bytes in a set (for status and metrics)."""
     total = 0

@@ -211,15 +211,17 @@ class Manager:
             shutil.rmtree(frozen)
             return self.status(name)
 
-    def restore(self, name: str, set_dir: pathlib.Path, fd_remap: dict[int, str] | None = None) -> jobs.Status:
+    def restore(self, name: str, set_dir: pathlib.Path, fd_remap: dict[int, str] | None = None,
+                take_layer: bool = False) -> jobs.Status:
         """Continue a job from a set on this agent (mosrun -R set -O fd=path).
 
         Output offsets are logical (bytes the job has written since it started, wherever it ran).
         If this agent's file holds output past the set's offset in the same stretch of the job's
         life (it kept running after the checkpoint), that tail is cut: the restored process writes
         those lines again. Otherwise the restored output is appended as a new stretch.
+        take_layer: move the set's writable layer instead of copying it (a received set, used once).
         """
-        with self.restoring(name, set_dir) as e:
+        with self.restoring(name, set_dir, take_layer) as e:
             images_dir = set_dir / checkpoints.IMAGES
             staging: pathlib.Path | None = None
             if fd_remap:
@@ -237,7 +239,7 @@ class Manager:
         return self.status(name)
 
     @contextlib.contextmanager
-    def restoring(self, name: str, set_dir: pathlib.Path) -> collections.abc.Iterator[_Entry]:
+    def restoring(self, name: str, set_dir: pathlib.Path, take_layer: bool = False) -> collections.abc.Iterator[_Entry]:
         """What every restore does before starting the process, the job's lock held: its entry, the image
         checked against the set's, the writable layer from the set, the output cut back to the set's offsets.
         The caller starts the process inside; on leaving, the job is no longer frozen."""
@@ -258,7 +260,7 @@ class Manager:
                     f"{set_dir} was taken on image {meta.image_digest}, {job.image} is now {image.identity}")
             e.image_digest = image.identity
             self._teardown_layer(e)
-            self._prepare(e, image.rootfs, upper_from=set_dir / checkpoints.UPPER)
+            self._prepare(e, image.rootfs, upper_from=set_dir / checkpoints.UPPER, move=take_layer)
             self._cut_output(e, {"stdout": meta.stdout_offset, "stderr": meta.stderr_offset})
             (e.dir / "exit_code").unlink(missing_ok=True)
             if job.host_time:  # -t: CRIU restores the dumped clocks in a new time namespace unless this is gone
@@ -341,11 +343,11 @@ class Manager:
         path.mkdir(mode=0o700)
         return path
 
-    def _prepare(self, e: _Entry, lower: pathlib.Path, upper_from: pathlib.Path | None) -> None:
-        """Job dir, writable layer (fresh or copied from a set), overlay, config.json."""
+    def _prepare(self, e: _Entry, lower: pathlib.Path, upper_from: pathlib.Path | None, move: bool = False) -> None:
+        """Job dir, writable layer (fresh, or copied or moved from a set), overlay, config.json."""
         checkpoints.secure_dir(e.dir)
         if upper_from is not None:
-            checkpoints.copy_tree(upper_from, e.dir / "upper")
+            (checkpoints.take_tree if move else checkpoints.copy_tree)(upper_from, e.dir / "upper")
         overlay.mount(lower, e.dir / "upper", e.dir / "work", e.dir / "rootfs")
         for d in e.job.private_dirs:
             (e.dir / "rootfs" / d.lstrip("/")).mkdir(parents=True, exist_ok=True)

@@ -1,30 +1,48 @@
 """Stop-and-copy migration to a peer agent, as a transaction: the job is never lost.
 
-The source dumps the job (its process ends), sends the set to the peer over mutual TLS, and
-forgets it only when the peer answers that the restored job runs. Any failure on the way (peer
-unreachable or refusing, transfer cut) restores the job here from the same set.
+With page streams enabled on both agents (pageserver.enable), the memory is written once, on the
+target: the peer opens a CRIU page server for this migration (`POST /migrations/page-servers`),
+the source pauses the job and dumps it with `--leave-running --page-server`, so the pages stream
+over mutual TLS (pagerelay) into the peer's restore directory while the job stays here, frozen
+and whole. Then the small images and the job's writable layer (read in place, not copied) go over the mutual-TLS API
+as one tar with its SHA-256 (`POST /migrations`, naming the page server); the peer restores. Only
+when the peer answers that the job runs there is it killed here and its layer torn down; any
+failure before (peer refusing, page stream or transfer cut) thaws it here: the rollback is a resume.
+
+Without page streams (an agent not enabled, or a peer without the endpoint) the whole set, memory
+included, is dumped here and sent as one tar; a failure restores the job from that set.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections.abc
+import concurrent.futures
+import contextlib
 import dataclasses
+import datetime
 import logging
+import pathlib
+import queue
 import shutil
 import ssl
+import threading
 import time
 from typing import Any
 
 import aiohttp
 
-from mosix.agent import checkpoints, containers, errors, transfer
+from mosix.agent import checkpoints, containers, errors, jobs, pagerelay, pageserver, runc, tls, transfer, unsupported
 
 log = logging.getLogger(__name__)
 
+PAGES_HEADER = "X-Mosix-Page-Server"  # the id of the peer's page server that holds the set's memory
+COLLECT_TIMEOUT = 120.0  # for the peer's page server to end once the source's dump has
+RELAY_TIMEOUT = 60.0  # for the page stream's relay to end once the dump has
+
 
 class MigrationFailed(errors.AgentError):
-    """The migration did not happen; the job was restored on the source."""
+    """The migration did not happen; the job runs on the source."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +53,7 @@ class Result:
     frozen_seconds: float  # from the dump's start until the peer confirmed a running restore
     bytes_sent: int
     total_seconds: float | None = None  # post-copy: from the dump's start until the last page arrived
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per step, for tuning
 
 
 async def migrate(manager: containers.Manager, name: str, peer_url: str, context: ssl.SSLContext,
@@ -47,6 +66,194 @@ async def migrate(manager: containers.Manager, name: str, peer_url: str, context
         from mosix.agent import postcopy  # it imports this module
 
         return await postcopy.migrate(manager, name, peer_url, context)
+    if pageserver.enabled(manager):
+        started = time.monotonic()
+        sink = await _open_sink(peer_url, name, context)
+        if sink is not None:
+            return await _streamed(manager, name, peer_url, context, sink=sink, started=started)
+    return await _by_set(manager, name, peer_url, context)
+
+
+# --- with a page stream -------------------------------------------------------------------------------
+
+
+async def _open_sink(peer_url: str, name: str, context: ssl.SSLContext) -> dict[str, str] | None:
+    """Ask the peer for a page server for this job: {"id", "page_server"}; None if it has no such endpoint."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session, session.post(
+                f"{peer_url}/migrations/page-servers", json={"job": name}, ssl=context) as resp:
+            if resp.status in (404, 405):
+                return None
+            body = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise MigrationFailed(f"{peer_url} refused a page server for {name}: {resp.status} {body.get('error')}")
+            return {"id": str(body["id"]), "page_server": str(body["page_server"])}
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError) as e:
+        raise MigrationFailed(f"migration of {name} to {peer_url} failed before the dump: {e}") from e
+
+
+async def _drop_sink(peer_url: str, sink_id: str, context: ssl.SSLContext) -> None:
+    """Tell the peer its page server will not be used (best effort: it expires anyway)."""
+    with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, session.delete(
+                f"{peer_url}/migrations/page-servers/{sink_id}", ssl=context) as resp:
+            await resp.read()
+
+
+async def _streamed(manager: containers.Manager, name: str, peer_url: str, context: ssl.SSLContext,
+                    *, sink: dict[str, str], started: float) -> Result:
+    work = checkpoints.secure_dir(manager.state_dir / "outgoing") / f"{name}-{time.monotonic_ns()}"
+    dump = FrozenDump(manager, name, work / "set", sink["page_server"])
+    try:
+        await asyncio.wrap_future(dump.ready)
+    except errors.AgentError as e:
+        shutil.rmtree(work, ignore_errors=True)
+        await _drop_sink(peer_url, sink["id"], context)
+        if isinstance(e, errors.JobError):
+            raise
+        raise MigrationFailed(f"migration of {name}: the dump into {peer_url}'s page server failed, "
+                              f"the job runs on: {e}") from e
+    sent_at = time.monotonic()
+    sender = transfer.Sender(dump.set_dir, beside=(dump.upper,))
+    try:
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{peer_url}/migrations", data=_chunks(sender), ssl=context,
+                headers={transfer.JOB_HEADER: name, PAGES_HEADER: sink["id"]}) as resp:
+            body = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise MigrationFailed(f"{peer_url} refused {name}: {resp.status} {body.get('error')}")
+    except BaseException as e:
+        # The answer may be what was lost, not the restore: ask the peer before thawing here.
+        confirmed = None if isinstance(e, MigrationFailed) or not sender.digest else await _restored_by(
+            peer_url, sender.digest, context)
+        dump.decide(confirmed is not None)
+        await asyncio.wrap_future(dump.done)
+        shutil.rmtree(work, ignore_errors=True)
+        if confirmed is not None:
+            log.warning("migration of %s to %s: answer lost (%s) but the peer runs it", name, peer_url, e)
+            return Result(peer_status=confirmed, frozen_seconds=time.monotonic() - started, bytes_sent=sender.sent)
+        log.warning("migration of %s to %s failed (%s): it runs on here", name, peer_url, e)
+        if isinstance(e, MigrationFailed):
+            raise
+        if isinstance(e, (aiohttp.ClientError, OSError, errors.AgentError, TimeoutError)):
+            raise MigrationFailed(f"migration of {name} to {peer_url} failed: {e}") from e
+        raise
+    finally:
+        sender.close()
+    confirmed_at = time.monotonic()
+    dump.decide(True)
+    await asyncio.wrap_future(dump.done)
+    shutil.rmtree(work, ignore_errors=True)
+    phases = {"page_server": dump.paused_at - started, **dump.phases, "send_and_restore": confirmed_at - sent_at,
+              "let_go": time.monotonic() - confirmed_at}
+    log.info("migrated %s to %s: %s", name, peer_url, " ".join(f"{k}={v:.3f}" for k, v in phases.items()))
+    return Result(peer_status=body, frozen_seconds=confirmed_at - dump.paused_at, bytes_sent=sender.sent,
+                  phases=phases)
+
+
+class FrozenDump:
+    """One job's dump into a peer's page server, `--leave-running` while paused: the job stays here,
+    frozen, until `decide(True)` (the peer runs it: kill it, tear down its layer) or `decide(False)`
+    (thaw it). A thread of its own holds the job's lock throughout, so nothing else touches the job."""
+
+    def __init__(self, manager: containers.Manager, name: str, set_dir: pathlib.Path, page_server: str) -> None:
+        self.manager = manager
+        self.name = name
+        self.set_dir = set_dir
+        self.page_server = page_server
+        self.node = pageserver.node_of(manager)
+        self._entry = manager._get(name)
+        self.upper = self._entry.dir / "upper"  # sent in place: the job is frozen until decided
+        self.paused_at = time.monotonic()
+        self.phases: dict[str, float] = {}
+        self._decision: queue.SimpleQueue[bool] = queue.SimpleQueue()
+        self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self.done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        threading.Thread(target=self._run, name=f"migrate {name}", daemon=True).start()
+
+    def decide(self, proceed: bool) -> None:
+        """The peer runs the job (True) or will not (False)."""
+        self._decision.put(proceed)
+
+    def _run(self) -> None:
+        e = self._entry
+        with e.lock:
+            try:
+                self._dump(e)
+            except BaseException as err:
+                self._resume()
+                self.ready.set_exception(err)
+                return
+            self.ready.set_result(None)
+            try:
+                if self._decision.get():
+                    self._let_go(e)
+                else:
+                    self._resume()
+                self.done.set_result(None)
+            except BaseException as err:
+                self.done.set_exception(err)
+
+    def _dump(self, e: Any) -> None:
+        m = self.manager
+        if e.state != jobs.State.RUNNING:
+            raise errors.JobError(f"job {self.name} is {e.state.value.lower()}, not running")
+        checkpoints.secure_dir(self.set_dir.parent)
+        staging = checkpoints.staging_for(self.set_dir)
+        work = m._scratch(f"migrate-{self.name}")
+        try:
+            host, _, port = self.page_server.rpartition(":")
+            relay = pagerelay.Outbound(self.node.address, (host, int(port)), tls.client_context(self.node.identity))
+            self.paused_at = time.monotonic()
+            m.runtime.pause(self.name)
+            offsets = m._logical_offsets(e, [p.drain() for p in e.pumps])
+            stdin_offset = m._hold_input(e)  # unread input taken back: the set records what was consumed
+            dump_at = time.monotonic()
+            try:
+                m.runtime.checkpoint(self.name, staging / checkpoints.IMAGES, work, leave_running=True,
+                                     page_server=f"{self.node.address}:{relay.port}")
+            except runc.Refused as refused:
+                raise unsupported.classify(refused, work / "dump.log") from refused
+            finally:
+                relay.close()
+            if not relay.done.wait(RELAY_TIMEOUT) or not relay.ok:
+                raise MigrationFailed(f"the page stream to {self.page_server} failed: {relay.error or 'unfinished'}")
+            dumped_at = time.monotonic()
+            meta = checkpoints.Meta(
+                job=e.job.to_dict(), serial=1, time=datetime.datetime.now(datetime.UTC).isoformat(),
+                node=m.node, reason="migration", stdout_offset=offsets[0], stderr_offset=offsets[1],
+                stdin_offset=stdin_offset, image_digest=e.image_digest, dump_seconds=round(dumped_at - dump_at, 4))
+            checkpoints.publish(staging, self.set_dir, meta)
+            self.phases = {"pause": dump_at - self.paused_at, "dump": dumped_at - dump_at}
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _let_go(self, e: Any) -> None:
+        """The peer runs the job: end the frozen processes here and tear down the layer."""
+        m = self.manager
+        e.state = jobs.State.STOPPED  # before the reaper may look: not an exit
+        e.generation += 1
+        with contextlib.suppress(runc.Refused):
+            m.runtime.delete(self.name, force=True)  # runc freezes, kills and thaws a paused container
+        for p in e.pumps:
+            p.wait(10)
+        m._finish_container(e)  # output flushed, input feeder and home-directory mount ended
+        m._teardown_layer(e)
+
+    def _resume(self) -> None:
+        self.manager._release_input(self._entry)
+        with contextlib.suppress(runc.RuncError):
+            if self.manager.runtime.state(self.name).status == "paused":
+                self.manager.runtime.resume(self.name)
+
+
+# --- the whole set in one tar ---------------------------------------------------------------------------
+
+
+async def _by_set(manager: containers.Manager, name: str, peer_url: str, context: ssl.SSLContext) -> Result:
     work = checkpoints.secure_dir(manager.state_dir / "outgoing") / f"{name}-{time.monotonic_ns()}"
     set_dir = work / "set"
     started = time.monotonic()

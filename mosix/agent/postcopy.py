@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import datetime
 import ipaddress
 import logging
@@ -42,12 +41,21 @@ import ssl
 import subprocess
 import threading
 import time
-import weakref
 from typing import Any
 
 import aiohttp
 
-from mosix.agent import checkpoints, containers, errors, jobs, migration, runc, tls, transfer, unsupported
+from mosix.agent import (
+    checkpoints,
+    containers,
+    errors,
+    jobs,
+    migration,
+    pageserver,
+    runc,
+    transfer,
+    unsupported,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,52 +68,13 @@ class PostCopyFailed(errors.AgentError):
     """The post-copy migration did not happen; the job runs on the source."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Node:
-    """What post-copy needs to know about an agent besides its manager."""
-
-    identity: tls.Identity
-    address: str
-
-
-_nodes: weakref.WeakKeyDictionary[containers.Manager, Node] = weakref.WeakKeyDictionary()
-
-
-def enable(manager: containers.Manager, identity: tls.Identity, address: str) -> None:
-    """Let this agent migrate by post-copy and receive such migrations: its TLS files and the
-    address its page servers listen on (the agent's own, 127.0.0.N locally)."""
-    _nodes[manager] = Node(identity, address)
-
-
-def node_of(manager: containers.Manager) -> Node:
-    """The agent's post-copy settings; AgentError if it was never enabled."""
-    node = _nodes.get(manager)
-    if node is None:
-        raise errors.AgentError("post-copy is not enabled on this agent (postcopy.enable with its TLS files)")
-    return node
-
-
-def tls_options(identity: tls.Identity) -> list[str]:
-    """CRIU's TLS options for the cluster CA and this agent's certificate."""
-    return ["--tls", "--tls-cacert", str(identity.ca), "--tls-cert", str(identity.cert),
-            "--tls-key", str(identity.key)]
-
-
-def write_criu_config(path: pathlib.Path, identity: tls.Identity) -> pathlib.Path:
-    """A CRIU config file (0600) switching on TLS with these files, for a CRIU run by runc."""
-    text = f"tls\ntls-cacert {identity.ca}\ntls-cert {identity.cert}\ntls-key {identity.key}\n"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    return path
-
-
-def free_port(address: str) -> int:
-    """A TCP port free on address now (the page server binds it a moment later)."""
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
+# The TLS settings and helpers are the page streams' (stop-and-copy streams pages too).
+Node = pageserver.Node
+enable = pageserver.enable
+node_of = pageserver.node_of
+tls_options = pageserver.tls_options
+write_criu_config = pageserver.write_criu_config
+free_port = pageserver.free_port
 
 
 # --- source ------------------------------------------------------------------------------------------
@@ -123,6 +92,8 @@ class LazyDump:
         self.port = free_port(node.address)
         self._entry = manager._get(name)
         self._proc: subprocess.Popen[bytes] | None = None
+        self.upper = self._entry.dir / "upper"
+        self.phases: dict[str, float] = {}
         self._work: pathlib.Path | None = None
         self._decision: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -170,10 +141,11 @@ class LazyDump:
         staging = checkpoints.staging_for(self.set_dir)
         self._work = m._scratch(f"lazy-dump-{self.name}")
         config = write_criu_config(self._work / "criu-tls.conf", self.node.identity)
+        paused_at = time.monotonic()
         m.runtime.pause(self.name)
         offsets = m._logical_offsets(e, [p.drain() for p in e.pumps])
         stdin_offset = m._hold_input(e)
-        checkpoints.copy_tree(e.dir / "upper", staging / checkpoints.UPPER)
+        # The writable layer is not copied: it goes into the tar in place (`upper`), the job frozen meanwhile.
         status_r, status_w = os.pipe()
         started = time.monotonic()
         try:
@@ -201,6 +173,7 @@ class LazyDump:
             image_digest=e.image_digest, dump_seconds=round(time.monotonic() - started, 4),
             stdin_offset=stdin_offset)
         checkpoints.publish(staging, self.set_dir, meta)
+        self.phases = {"pause": started - paused_at, "lazy_dump": time.monotonic() - started}
 
     def _finish(self, timeout: float = PAGES_TIMEOUT) -> bool:
         """Wait until the page server is done. True: every page crossed and CRIU ended the processes
@@ -297,7 +270,8 @@ async def migrate(manager: containers.Manager, name: str, peer_url: str, context
         if isinstance(e, (errors.JobError, unsupported.Unsupported)):
             raise
         raise migration.MigrationFailed(f"post-copy of {name}: the lazy dump failed, the job runs on: {e}") from e
-    sender = transfer.Sender(set_dir)
+    sent_at = time.monotonic()
+    sender = transfer.Sender(set_dir, beside=(dump.upper,))
     try:
         async with aiohttp.ClientSession() as session, session.post(
                 f"{peer_url}/migrations", data=migration._chunks(sender), ssl=context,
@@ -321,6 +295,9 @@ async def migrate(manager: containers.Manager, name: str, peer_url: str, context
     finally:
         sender.close()
     frozen = time.monotonic() - started
+    phases = {**dump.phases, "send_and_restore": time.monotonic() - sent_at}
+    log.info("post-copy of %s to %s running there after %.3f s: %s", name, peer_url, frozen,
+             " ".join(f"{k}={v:.3f}" for k, v in phases.items()))
     dump.decide(True)
     done = await asyncio.wrap_future(dump.done)
     shutil.rmtree(work, ignore_errors=True)
@@ -333,7 +310,7 @@ async def migrate(manager: containers.Manager, name: str, peer_url: str, context
         raise migration.MigrationFailed(f"post-copy of {name} to {peer_url}: the page stream broke; "
                                         "the job runs on the source")
     return migration.Result(peer_status=body, frozen_seconds=frozen, bytes_sent=sender.sent,
-                            total_seconds=time.monotonic() - started)
+                            total_seconds=time.monotonic() - started, phases=phases)
 
 
 # --- destination ---------------------------------------------------------------------------------------
@@ -375,16 +352,20 @@ def _restore_lazily(manager: containers.Manager, name: str, *, lazy_dir: pathlib
                     daemon: subprocess.Popen[bytes]) -> jobs.Status:
     """Manager.restore, with `runc restore --lazy-pages` against the daemon's socket in `work`."""
     socket_path = work / "lazy-pages.socket"
-    deadline = time.monotonic() + 30
+    started = time.monotonic()
+    deadline = started + 30
     while not socket_path.exists():
         if daemon.poll() is not None or time.monotonic() > deadline:
             raise errors.CheckpointError(f"criu lazy-pages did not start: {_tail(work / 'lazy-pages.log')}")
         time.sleep(0.005)
+    daemon_up = time.monotonic()
     m = manager
-    with m.restoring(name, lazy_dir) as e:
+    with m.restoring(name, lazy_dir, take_layer=True) as e:
         images_dir = lazy_dir / checkpoints.IMAGES
         m._start(e, lambda stdio: _runc_restore_lazy(m.runtime, name, e.dir / "bundle", images_dir=images_dir,
                                                            work=work, stdio=stdio))
+    log.info("lazy restore of %s: lazy-pages daemon up in %.3f s, restored in %.3f s", name,
+             daemon_up - started, time.monotonic() - daemon_up)
     return m.status(name)
 
 

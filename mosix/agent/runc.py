@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import json
+import os
 import pathlib
 import subprocess
 from typing import Any
@@ -111,12 +112,20 @@ class Runtime:
         self._call(["resume", container_id])
 
     def checkpoint(self, container_id: str, image_path: pathlib.Path, work_path: pathlib.Path,
-                   leave_running: bool = False) -> None:
-        """Dump the container with CRIU into image_path; without leave_running its processes end."""
+                   leave_running: bool = False, *, page_server: str | None = None,
+                   criu_config: pathlib.Path | None = None) -> None:
+        """Dump the container with CRIU into image_path; without leave_running its processes end.
+
+        page_server (ADDRESS:PORT): the memory goes there instead of into image_path; criu_config:
+        a CRIU config file (runc has no flags for CRIU's --tls options).
+        """
         args = ["checkpoint", "--image-path", str(image_path), "--work-path", str(work_path)]
         if leave_running:
             args.append("--leave-running")
-        self._call([*args, container_id], log=work_path / "dump.log")
+        if page_server is not None:
+            args += ["--page-server", page_server]
+        env = None if criu_config is None else {**os.environ, "CRIU_CONFIG_FILE": str(criu_config)}
+        self._call([*args, container_id], log=work_path / "dump.log", env=env)
 
     def restore(self, container_id: str, bundle: pathlib.Path, image_path: pathlib.Path,
                 work_path: pathlib.Path, stdio: Stdio) -> int:
@@ -128,12 +137,12 @@ class Runtime:
         return _read_pid(pid_file)
 
     def _call(self, args: builtins.list[str], stdio: Stdio | None = None, log: pathlib.Path | None = None,
-              prefix: tuple[str, ...] = ()) -> str:
+              prefix: tuple[str, ...] = (), env: dict[str, str] | None = None) -> str:
         cmd = [*prefix, self.binary, "--root", str(self.root), *args]
         head = len(prefix) + 3
         try:
             if stdio is None:
-                done = subprocess.run(cmd, stdin=DEVNULL, capture_output=True, text=True, check=False)
+                done = subprocess.run(cmd, stdin=DEVNULL, capture_output=True, text=True, check=False, env=env)
                 returncode, out, err = done.returncode, done.stdout, done.stderr
             else:
                 # A detached container inherits runc's stdio, so runc's own messages are read

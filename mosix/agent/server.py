@@ -1,6 +1,7 @@
 """The agent's HTTPS API, mutual TLS only: the control plane and peer agents run, checkpoint,
 freeze and continue jobs, and send migrations (`POST /migrations`, a checkpoint set as a tar
-stream followed by its SHA-256, checked before anything is unpacked or restored).
+stream followed by its SHA-256, checked before anything is unpacked or restored; a stop-and-copy
+migration's memory arrives beside it, in a page server opened by `POST /migrations/page-servers`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,18 @@ from typing import Any
 
 from aiohttp import web
 
-from mosix.agent import checkpoints, containers, criu, errors, homeio, jobs, migration, postcopy, transfer
+from mosix.agent import (
+    checkpoints,
+    containers,
+    criu,
+    errors,
+    homeio,
+    jobs,
+    migration,
+    pageserver,
+    postcopy,
+    transfer,
+)
 from mosix.agent.homefs import exports, routes
 
 log = logging.getLogger(__name__)
@@ -50,6 +62,8 @@ def app(manager: containers.Manager, client_context: ssl.SSLContext | None = Non
         web.post("/jobs/{name}/restore", _restore),
         web.post("/inspect", _inspect),
         web.post("/migrations", _receive_migration),
+        web.post("/migrations/page-servers", _open_page_server),
+        web.delete("/migrations/page-servers/{id}", _drop_page_server),
         web.get("/migrations/{digest}", _migration_status),
         web.post("/output", _output_in),
         web.get("/output", _output_out),
@@ -195,7 +209,8 @@ async def _migrate(request: web.Request) -> web.Response:
     result = await migration.migrate(request.app[MANAGER], request.match_info["name"], peer, context,
                                      lazy=bool(body.get("lazy", False)))
     return web.json_response({"peer_status": result.peer_status, "frozen_seconds": result.frozen_seconds,
-                              "bytes_sent": result.bytes_sent, "total_seconds": result.total_seconds})
+                              "bytes_sent": result.bytes_sent, "total_seconds": result.total_seconds,
+                              "phases": result.phases})
 
 
 async def _receive_migration(request: web.Request) -> web.Response:
@@ -203,10 +218,13 @@ async def _receive_migration(request: web.Request) -> web.Response:
     m = request.app[MANAGER]
     name = request.headers.get(transfer.JOB_HEADER, "")
     jobs.Job(name=name, args=("x",))  # validates the name before it becomes a path
+    sink_id = request.headers.get(migration.PAGES_HEADER)
+    sink = pageserver.take_sink(m, sink_id, name) if sink_id else None  # unknown: 400, nothing read
     incoming = checkpoints.secure_dir(m.state_dir / "incoming")
     stamp = f"{name}-{time.monotonic_ns()}"
     tar_path = incoming / f"{stamp}.tar"
     set_dir = incoming / stamp
+    started = time.monotonic()
     try:
         receiver = transfer.Receiver(tar_path)
         async for chunk in request.content.iter_chunked(transfer.CHUNK):
@@ -217,19 +235,51 @@ async def _receive_migration(request: web.Request) -> web.Response:
             log.warning("refused migration of %s from %s: %s", name, _peer(request), e)
             return web.json_response({"error": str(e)}, status=400)
         checkpoints.secure_dir(set_dir)
+        received = time.monotonic()
         await asyncio.to_thread(transfer.unpack, tar_path, set_dir)
         tar_path.unlink()
+        unpacked = time.monotonic()
+        if sink is not None:
+            try:
+                await asyncio.to_thread(sink.collect, set_dir / checkpoints.IMAGES, migration.COLLECT_TIMEOUT)
+            except errors.CheckpointError as e:
+                log.warning("refused migration of %s from %s: %s", name, _peer(request), e)
+                return web.json_response({"error": str(e)}, status=400)
+        collected = time.monotonic()
         page_server = request.headers.get(postcopy.LAZY_HEADER)
         if page_server:
             status = await asyncio.to_thread(postcopy.restore, m, name, set_dir, page_server)
         else:
-            status = await asyncio.to_thread(m.restore, name, set_dir)
+            status = await asyncio.to_thread(m.restore, name, set_dir, None, True)
         request.app[RESTORED][digest] = name
-        log.info("restored %s migrated from %s", name, _peer(request))
+        log.info("restored %s migrated from %s: receive=%.3f unpack=%.3f pages=%.3f restore=%.3f", name,
+                 _peer(request), received - started, unpacked - received, collected - unpacked,
+                 time.monotonic() - collected)
         return web.json_response(status.to_dict())
     finally:
+        if sink is not None:
+            await asyncio.to_thread(sink.close)
         tar_path.unlink(missing_ok=True)
         shutil.rmtree(set_dir, ignore_errors=True)
+
+
+async def _open_page_server(request: web.Request) -> web.Response:
+    """A CRIU page server (TLS, cluster CA) for one incoming stop-and-copy migration of the job named in
+    the body ({"job": NAME}): {"id", "page_server": "ADDRESS:PORT"}; 404 if this agent has no page streams."""
+    m = request.app[MANAGER]
+    name = str((await request.json()).get("job", ""))
+    jobs.Job(name=name, args=("x",))  # validates the name before it becomes a path
+    if not pageserver.enabled(m):
+        return web.json_response({"error": "page streams are not enabled on this agent"}, status=404)
+    sink = await asyncio.to_thread(pageserver.open_sink, m, name)
+    log.info("page server %s for %s from %s", sink.page_server, name, _peer(request))
+    return web.json_response({"id": sink.id, "page_server": sink.page_server})
+
+
+async def _drop_page_server(request: web.Request) -> web.Response:
+    """Close a page server its source will not use."""
+    found = await asyncio.to_thread(pageserver.drop_sink, request.app[MANAGER], request.match_info["id"])
+    return web.json_response({"dropped": found}, status=200 if found else 404)
 
 
 async def _migration_status(request: web.Request) -> web.Response:

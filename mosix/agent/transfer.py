@@ -4,7 +4,8 @@ followed by the SHA-256 of the tar as 64 hex characters.
 The sender streams tar's output as it is made (no copy of the set on disk), and appends the
 digest; the receiver writes the stream to a root-only file, hashing all but the last 64 bytes,
 and compares: a truncated or tampered transfer fails the check, and nothing is unpacked or
-restored unless it passes.
+restored unless it passes. (A stop-and-copy migration's memory is not in it: it streams into the
+target's CRIU page server, see pageserver.py.)
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ DIGEST_LEN = 64
 
 
 class Sender:
-    """Produces the stream for one set: tar's bytes, then their digest."""
+    """Produces the stream for one set: tar's bytes, then their digest.
 
-    def __init__(self, set_dir: pathlib.Path) -> None:
-        self._proc = subprocess.Popen(["tar", *TAR_FLAGS, "-C", str(set_dir), "-cf", "-", "."],
+    `beside` names directories sent as members of the set under their own names without being
+    copied into it first (a stop-and-copy migration sends the job's writable layer as `upper`).
+    """
+
+    def __init__(self, set_dir: pathlib.Path, beside: tuple[pathlib.Path, ...] = ()) -> None:
+        members = [arg for d in beside for arg in ("-C", str(d.parent), d.name)]
+        self._proc = subprocess.Popen(["tar", *TAR_FLAGS, "-cf", "-", "-C", str(set_dir), ".", *members],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._hash = hashlib.sha256()
         self._done = False

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import contextlib
 import dataclasses
+import os
 import pathlib
+import signal
 import socket
 import ssl
 import stat
@@ -14,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from mosix.agent import containers, jobs, migration, server, tls, transfer
+from mosix.agent import containers, jobs, migration, pageserver, server, tls, transfer
 
 MakeAgent = collections.abc.Callable[..., containers.Manager]
 WaitLines = collections.abc.Callable[[pathlib.Path, int], list[str]]
@@ -26,6 +29,16 @@ class Node:
     manager: containers.Manager
     url: str
     client: ssl.SSLContext
+
+
+PIPE_MAX_SIZE = 4194304
+
+
+def raise_pipe_max_size() -> None:
+    """What the agent does at start: CRIU's page server needs 4 MiB pipes (see ENVIRONMENT.md)."""
+    path = pathlib.Path("/proc/sys/fs/pipe-max-size")
+    if int(path.read_text()) < PIPE_MAX_SIZE:
+        path.write_text(str(PIPE_MAX_SIZE))
 
 
 def free_port(address: str) -> int:
@@ -44,12 +57,14 @@ def ca(tmp_path: pathlib.Path) -> tls.Identity:
 async def cluster(make_agent: MakeAgent, ca: tls.Identity,
                   tmp_path: pathlib.Path) -> collections.abc.AsyncIterator[dict[str, Node]]:
     """Two agents, 127.0.0.2 and 127.0.0.3, each serving its API with its own certificate."""
+    raise_pipe_max_size()
     nodes: dict[str, Node] = {}
     runners: list[web.AppRunner] = []
     for n in ("2", "3"):
         address = f"127.0.0.{n}"
         ident = tls.issue(ca, tmp_path / f"tls{n}", f"node{n}", (address,))
         manager = make_agent(f"node{n}")
+        pageserver.enable(manager, ident, address)  # as the agent does at start: memory streams to the peer
         port = free_port(address)
         runners.append(await server.serve(manager, address, port, tls.server_context(ident)))
         nodes[n] = Node(manager, f"https://{address}:{port}", tls.client_context(ident))
@@ -189,13 +204,15 @@ async def test_lost_answer_is_not_rolled_back_twice(cluster: dict[str, Node], wa
     """The peer restores the job but its answer never arrives: the source asks, and does not restore too."""
     a, b = cluster["2"], cluster["3"]
     host, port = b.url.removeprefix("https://").split(":")
-    cut = 100_000  # a set is larger: past this many bytes up, the first connection's answer is dropped
+    # A set is larger, even without its memory (that streams to the peer's page server, not through
+    # here): the first connection to send more than this many bytes up has its answer dropped.
+    cut = 30_000
     connections = 0
+    dropped = False
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         connections += 1
-        drop = connections == 1
         sent = 0
         upstream_r, upstream_w = await asyncio.open_connection(host, int(port))
 
@@ -207,8 +224,10 @@ async def test_lost_answer_is_not_rolled_back_twice(cluster: dict[str, Node], wa
                 await upstream_w.drain()
 
         async def down() -> None:
+            nonlocal dropped
             while data := await upstream_r.read(65536):
-                if drop and sent > cut:
+                if not dropped and sent > cut:
+                    dropped = True
                     writer.transport.abort()  # the answer is lost on the way
                     return
                 writer.write(data)
@@ -232,7 +251,8 @@ async def test_lost_answer_is_not_rolled_back_twice(cluster: dict[str, Node], wa
     finally:
         proxy.close()
         await asyncio.wait_for(proxy.wait_closed(), 30)
-    assert connections == 2  # the migration (answer cut), then the source's question
+    assert dropped
+    assert connections == 3  # the page server's opening, the migration (answer cut), the source's question
     assert result.bytes_sent > cut
     assert result.peer_status["state"] == "Running"
     assert a.manager.status("lost").state == jobs.State.STOPPED  # not restored here as well
@@ -241,3 +261,115 @@ async def test_lost_answer_is_not_rolled_back_twice(cluster: dict[str, Node], wa
     b.manager.kill("lost")
     merged = all_numbers(a.manager.stdout_path("lost"), b.manager.stdout_path("lost"))
     assert merged == list(range(len(merged)))
+
+
+# --- the page stream: memory goes straight into the peer's CRIU page server -------------------------------
+
+MEMORY = ("testload", "-m", "64", "-d", "0.05")  # 64 MiB resident, a numbered line every 0.05 s
+
+
+@pytest.mark.root
+async def test_stop_and_copy_streams_memory_to_the_peer_not_the_disk(cluster: dict[str, Node],
+                                                                     wait_lines: WaitLines) -> None:
+    a, b = cluster["2"], cluster["3"]
+    dumped: list[list[str]] = []
+    checkpoint = a.manager.runtime.checkpoint
+
+    def watch(container_id: str, image_path: pathlib.Path, *args: object, **kwargs: object) -> None:
+        checkpoint(container_id, image_path, *args, **kwargs)  # type: ignore[arg-type]
+        dumped.append(sorted(p.name for p in image_path.iterdir()))  # what the dump left on the source's disk
+
+    a.manager.runtime.checkpoint = watch  # type: ignore[method-assign]
+    a.manager.run(jobs.Job(name="mem", args=MEMORY))
+    await asyncio.to_thread(wait_lines, a.manager.stdout_path("mem"), 10)
+    result = await migration.migrate(a.manager, "mem", b.url, a.client)
+    assert result.peer_status["state"] == "Running"
+    assert len(dumped) == 1 and "inventory.img" in dumped[0]
+    assert not [n for n in dumped[0] if n.startswith(("pages-", "pagemap-"))]  # no memory on the source's disk
+    assert result.bytes_sent < 8 << 20  # the API carried the small images and the layer, not 64 MiB
+    assert a.manager.status("mem").state == jobs.State.STOPPED
+    assert a.manager.runtime.list() == []  # killed here once the peer ran it
+    assert not (a.manager.state_dir / "jobs" / "mem" / "upper").exists()  # and its layer torn down
+    assert pageserver.open_sinks(b.manager) == []
+    seg1 = len(a.manager.stdout_path("mem").read_text().splitlines())
+    await asyncio.to_thread(wait_lines, b.manager.stdout_path("mem"), 10)  # its memory came along: it runs on
+    b.manager.kill("mem")
+    merged = all_numbers(a.manager.stdout_path("mem"))[:seg1] + all_numbers(b.manager.stdout_path("mem"))
+    assert merged == list(range(len(merged)))
+
+
+async def _open_sink(node: Node, job: str) -> dict[str, str]:
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{node.url}/migrations/page-servers", json={"job": job}, ssl=node.client) as resp:
+        assert resp.status == 200, await resp.text()
+        body: dict[str, str] = await resp.json()
+        return body
+
+
+@pytest.mark.root
+async def test_unauthenticated_page_stream_is_refused_and_nothing_restores(
+        cluster: dict[str, Node], ca: tls.Identity, wait_lines: WaitLines, tmp_path: pathlib.Path) -> None:
+    a, b = cluster["2"], cluster["3"]
+    # A whole, correctly hashed set to send after each refused page stream.
+    a.manager.run(jobs.Job(name="evil", args=COUNT))
+    await asyncio.to_thread(wait_lines, a.manager.stdout_path("evil"), 3)
+    ckpt = a.manager.checkpoint("evil", keep_running=False)
+    sender = transfer.Sender(ckpt)
+    stream = bytearray()
+    while chunk := sender.read():
+        stream += chunk
+    sender.close()
+    foreign = tls.issue(tls.make_ca(tmp_path / "other-ca"), tmp_path / "tls-foreign", "foreign", ("127.0.0.2",))
+    anonymous = ssl.create_default_context(cafile=str(ca.cert))  # trusts the page server, shows no certificate
+    forged = ssl.create_default_context(cafile=str(ca.cert))
+    forged.load_cert_chain(foreign.cert, foreign.key)  # a certificate, but not from the cluster CA
+    for context in (anonymous, forged, None):
+        sink = await _open_sink(b, "evil")
+        host, port = sink["page_server"].rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port), ssl=context,
+                                                       server_hostname=host if context else None)
+        with contextlib.suppress(OSError, ssl.SSLError):
+            writer.write(b"\x01" * 4096)  # a pages request CRIU would act on, were it let in
+            await writer.drain()
+            assert (await reader.read(100))[:1] in (b"", b"\x15")  # closed, or a TLS alert
+        writer.close()
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{b.url}/migrations", data=bytes(stream), ssl=a.client,
+                headers={transfer.JOB_HEADER: "evil", migration.PAGES_HEADER: sink["id"]}) as resp:
+            assert resp.status == 400
+            assert "page server" in (await resp.json())["error"]
+        assert b.manager.names() == []
+        assert pageserver.open_sinks(b.manager) == []
+    assert not any((b.manager.state_dir / "incoming").iterdir())  # nothing received is left
+
+
+@pytest.mark.root
+async def test_page_server_dying_mid_dump_rolls_back(cluster: dict[str, Node], wait_lines: WaitLines) -> None:
+    """kill -9 of the peer's page server while the memory streams in: the job thaws on the source."""
+    a, b = cluster["2"], cluster["3"]
+    a.manager.run(jobs.Job(name="stay", args=("testload", "-m", "512", "-d", "0.05")))
+    await asyncio.to_thread(wait_lines, a.manager.stdout_path("stay"), 10)
+    killed: list[int] = []
+
+    async def kill_when_pages_flow() -> None:
+        while True:
+            for sink in pageserver.open_sinks(b.manager):
+                if sum(p.stat().st_size for p in sink.dir.glob("pages-*.img")) > 4 << 20:
+                    os.kill(sink.pid, signal.SIGKILL)
+                    killed.append(sink.pid)
+                    return
+            await asyncio.sleep(0.005)
+
+    killer = asyncio.create_task(kill_when_pages_flow())
+    with pytest.raises(migration.MigrationFailed, match="page server"):
+        await migration.migrate(a.manager, "stay", b.url, a.client)
+    killer.cancel()
+    assert killed  # it really died mid-dump, with pages arriving
+    assert a.manager.status("stay").state == jobs.State.RUNNING
+    n = len(a.manager.stdout_path("stay").read_text().splitlines())
+    await asyncio.to_thread(wait_lines, a.manager.stdout_path("stay"), n + 10)  # thawed: it goes on here
+    assert b.manager.names() == []
+    assert pageserver.open_sinks(b.manager) == []
+    a.manager.kill("stay")
+    numbers = all_numbers(a.manager.stdout_path("stay"))
+    assert numbers == list(range(len(numbers)))
