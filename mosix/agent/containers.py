@@ -251,6 +251,8 @@ class Manager:
                 e = _Entry(job=job, dir=self._job_dir(name))
                 self._entries[name] = e
         with e.lock:
+            with self._lock:  # forgotten (remove_stopped) while this waited for the lock: known again
+                self._entries[name] = e
             if e.state == jobs.State.RUNNING:
                 raise errors.JobError(f"job {name} is running here: kill it before restoring")
             e.job = job
@@ -302,6 +304,25 @@ class Manager:
             shutil.rmtree(self.state_dir / "frozen" / name, ignore_errors=True)
         with self._lock:
             self._entries.pop(name, None)
+
+    def remove_stopped(self, name: str) -> bool:
+        """Forget the job if it is still stopped here (it left for another node); False if it came back
+        meanwhile. Checked and done under the job's lock, so a restore that brings it back is never undone."""
+        with self._lock:
+            e = self._entries.get(name)
+        if e is None:
+            return False
+        with e.lock:
+            if e.state != jobs.State.STOPPED:
+                return False
+            self._finish_container(e)
+            self._teardown_layer(e)
+            shutil.rmtree(e.dir, ignore_errors=True)
+            shutil.rmtree(self.state_dir / "frozen" / name, ignore_errors=True)
+            with self._lock:
+                if self._entries.get(name) is e:
+                    del self._entries[name]
+        return True
 
     def close(self) -> None:
         """Kill every running container of this agent and unmount every layer (shutdown, tests)."""

@@ -201,7 +201,8 @@ class Agent:
                 continue
             done = self.send_output(name)
             if done and st.state == jobs.State.STOPPED and name not in placed_here:
-                self.manager.remove(name)
+                if not self.manager.remove_stopped(name):
+                    continue  # it came back here meanwhile (a migration home): keep it
                 self.forwarder.forget(name)
                 self.iostats.forget(name)
                 self._io_published.pop(name, None)

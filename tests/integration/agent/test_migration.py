@@ -99,6 +99,9 @@ async def test_counting_job_migrates_there_and_back(cluster: dict[str, Node], wa
     await asyncio.to_thread(wait_lines, b.manager.stdout_path("mig"), 10)
     await migration.migrate(b.manager, "mig", a.url, b.client)
     assert a.manager.status("mig").state == jobs.State.RUNNING
+    # The agent forgets a job that left once home has its output; one that came back meanwhile stays.
+    assert not a.manager.remove_stopped("mig")
+    assert a.manager.status("mig").state == jobs.State.RUNNING
     await asyncio.to_thread(wait_lines, a.manager.stdout_path("mig"), seg1 + 10)
     a.manager.kill("mig")
     # a's file holds the first and third stretches, b's the second: every number once, in order.
@@ -107,6 +110,7 @@ async def test_counting_job_migrates_there_and_back(cluster: dict[str, Node], wa
     merged = a_numbers[:seg1] + b_numbers + a_numbers[seg1:]
     assert merged == list(range(len(merged)))
     assert len(b_numbers) >= 10
+    assert b.manager.remove_stopped("mig") and "mig" not in b.manager.names()  # it left b for good
 
 
 @pytest.mark.root
