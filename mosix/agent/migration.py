@@ -28,6 +28,7 @@ import shutil
 import ssl
 import threading
 import time
+import typing
 from typing import Any
 
 import aiohttp
@@ -116,28 +117,13 @@ async def _streamed(manager: containers.Manager, name: str, peer_url: str, conte
     sent_at = time.monotonic()
     sender = transfer.Sender(dump.set_dir, beside=(dump.upper,))
     try:
-        async with aiohttp.ClientSession() as session, session.post(
-                f"{peer_url}/migrations", data=_chunks(sender), ssl=context,
-                headers={transfer.JOB_HEADER: name, PAGES_HEADER: sink["id"]}) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status != 200:
-                raise MigrationFailed(f"{peer_url} refused {name}: {resp.status} {body.get('error')}")
+        body = await _hand_over(peer_url, name, sender, context, {PAGES_HEADER: sink["id"]})
     except BaseException as e:
-        # The answer may be what was lost, not the restore: ask the peer before thawing here.
-        confirmed = None if isinstance(e, MigrationFailed) or not sender.digest else await _restored_by(
-            peer_url, sender.digest, context)
-        dump.decide(confirmed is not None)
+        dump.decide(False)
         await asyncio.wrap_future(dump.done)
         shutil.rmtree(work, ignore_errors=True)
-        if confirmed is not None:
-            log.warning("migration of %s to %s: answer lost (%s) but the peer runs it", name, peer_url, e)
-            return Result(peer_status=confirmed, frozen_seconds=time.monotonic() - started, bytes_sent=sender.sent)
         log.warning("migration of %s to %s failed (%s): it runs on here", name, peer_url, e)
-        if isinstance(e, MigrationFailed):
-            raise
-        if isinstance(e, (aiohttp.ClientError, OSError, errors.AgentError, TimeoutError)):
-            raise MigrationFailed(f"migration of {name} to {peer_url} failed: {e}") from e
-        raise
+        _raise_failure(e, name, peer_url)
     finally:
         sender.close()
     confirmed_at = time.monotonic()
@@ -260,32 +246,47 @@ async def _by_set(manager: containers.Manager, name: str, peer_url: str, context
     await asyncio.to_thread(manager.stop_into, name, set_dir, "migration")
     sender = transfer.Sender(set_dir)
     try:
-        async with aiohttp.ClientSession() as session, session.post(
-                f"{peer_url}/migrations", data=_chunks(sender), headers={transfer.JOB_HEADER: name},
-                ssl=context) as resp:
-            body = await resp.json(content_type=None)
-            if resp.status != 200:
-                raise MigrationFailed(f"{peer_url} refused {name}: {resp.status} {body.get('error')}")
+        body = await _hand_over(peer_url, name, sender, context, {})
     except BaseException as e:
-        # The answer may be what was lost, not the restore: ask the peer before restoring here.
-        confirmed = None if isinstance(e, MigrationFailed) or not sender.digest else await _restored_by(
-            peer_url, sender.digest, context)
-        if confirmed is not None:
-            log.warning("migration of %s to %s: answer lost (%s) but the peer runs it", name, peer_url, e)
-            shutil.rmtree(work, ignore_errors=True)
-            return Result(peer_status=confirmed, frozen_seconds=time.monotonic() - started, bytes_sent=sender.sent)
         log.warning("migration of %s to %s failed (%s): restoring it here", name, peer_url, e)
         await asyncio.to_thread(manager.restore, name, set_dir)
         shutil.rmtree(work, ignore_errors=True)
-        if isinstance(e, MigrationFailed):
-            raise
-        if isinstance(e, (aiohttp.ClientError, OSError, errors.AgentError, TimeoutError)):
-            raise MigrationFailed(f"migration of {name} to {peer_url} failed: {e}") from e
-        raise
+        _raise_failure(e, name, peer_url)
     finally:
         sender.close()
     shutil.rmtree(work, ignore_errors=True)
     return Result(peer_status=body, frozen_seconds=time.monotonic() - started, bytes_sent=sender.sent)
+
+
+async def _hand_over(peer_url: str, name: str, sender: transfer.Sender, context: ssl.SSLContext,
+                     headers: dict[str, str]) -> dict[str, Any]:
+    """Posts the set to the peer; its status of the job, running there. A lost answer is not a failure
+    when the peer, asked by the set's digest, runs the job: taking the job back then would run it twice.
+    Any other failure is raised; the caller takes the job back."""
+    try:
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{peer_url}/migrations", data=_chunks(sender), ssl=context,
+                headers={transfer.JOB_HEADER: name, **headers}) as resp:
+            body: dict[str, Any] = await resp.json(content_type=None)
+            if resp.status != 200:
+                raise MigrationFailed(f"{peer_url} refused {name}: {resp.status} {body.get('error')}")
+            return body
+    except BaseException as e:
+        confirmed = None if isinstance(e, MigrationFailed) or not sender.digest else await _restored_by(
+            peer_url, sender.digest, context)
+        if confirmed is None:
+            raise
+        log.warning("migration of %s to %s: answer lost (%s) but the peer runs it", name, peer_url, e)
+        return confirmed
+
+
+def _raise_failure(e: BaseException, name: str, peer_url: str) -> typing.NoReturn:
+    """Raises what a failed hand-over means: MigrationFailed for what the network or the peer did;
+    anything else (a cancellation, a bug) as it is."""
+    if isinstance(e, aiohttp.ClientError | OSError | errors.AgentError | TimeoutError) \
+            and not isinstance(e, MigrationFailed):
+        raise MigrationFailed(f"migration of {name} to {peer_url} failed: {e}") from e
+    raise e
 
 
 async def _restored_by(peer_url: str, digest: str, context: ssl.SSLContext) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,9 +18,19 @@ import time
 import uuid
 from collections.abc import Callable
 
+import pytest
+
 from mosix.agent import checkpoints, tls
 from mosix.api import job, node
 from mosix.client import client, kube, local
+
+# What every scenario that runs jobs needs (its pytestmark, or the start of it).
+RUNS_JOBS = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc and CRIU run the jobs"),
+    pytest.mark.skipif(shutil.which("runc") is None or shutil.which("criu") is None,
+                       reason="needs runc and criu (hack/setup.sh installs them)"),
+]
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent

@@ -4,20 +4,10 @@ is its own container, and its output is kept at home."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
-import pytest
-
 from mosix.api import job, meta
 from tests.e2e import harness
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc and CRIU run the jobs"),
-    pytest.mark.skipif(shutil.which("runc") is None or shutil.which("criu") is None,
-                       reason="needs runc and criu (hack/setup.sh installs them)"),
-]
+pytestmark = harness.RUNS_JOBS
 
 
 def _finished(cluster: harness.Cluster, name: str) -> bool:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
-import shutil
 
 import pytest
 
@@ -12,10 +10,7 @@ from mosix.api import job
 from tests.e2e import harness
 
 pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc, CRIU and FUSE mounts"),
-    pytest.mark.skipif(shutil.which("runc") is None or shutil.which("criu") is None,
-                       reason="needs runc and criu (hack/setup.sh installs them)"),
+    *harness.RUNS_JOBS,
     pytest.mark.skipif(not pathlib.Path("/dev/fuse").exists(), reason="needs /dev/fuse for the home directory"),
 ]
 

@@ -4,11 +4,7 @@ unless it was started with -c. Real agents measure the I/O (runc, CRIU, as root)
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 from collections.abc import Iterator
-
-import pytest
 
 from mosix.api import cluster as mcluster
 from mosix.api import job, meta
@@ -16,14 +12,7 @@ from mosix.client import store
 from mosix.policy import snapshot
 from tests.e2e import harness
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc and CRIU run the jobs"),
-    pytest.mark.skipif(
-        shutil.which("runc") is None or shutil.which("criu") is None,
-        reason="needs runc and criu (hack/setup.sh installs them)",
-    ),
-]
+pytestmark = harness.RUNS_JOBS
 
 # 4 MiB written in 64 KiB chunks, five times a second at most: megabytes per second, far above the
 # policy's threshold, while the job's CPU use stays small on a shared machine.

@@ -3,20 +3,10 @@ checkpoint, and recovery when a node's agent dies."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
-import pytest
-
 from mosix.api import job
 from tests.e2e import harness
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc and CRIU run the jobs"),
-    pytest.mark.skipif(shutil.which("runc") is None or shutil.which("criu") is None,
-                       reason="needs runc and criu (hack/setup.sh installs them)"),
-]
+pytestmark = harness.RUNS_JOBS
 
 
 def _phase(cluster: harness.Cluster, name: str) -> job.Phase:

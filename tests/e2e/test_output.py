@@ -4,7 +4,6 @@ nothing is lost or repeated through migrations and a freeze."""
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
@@ -12,10 +11,7 @@ from mosix.api import job
 from tests.e2e import harness
 
 pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc and CRIU run the jobs"),
-    pytest.mark.skipif(shutil.which("runc") is None or shutil.which("criu") is None,
-                       reason="needs runc and criu (hack/setup.sh installs them)"),
+    *harness.RUNS_JOBS,
     pytest.mark.skipif(bool(os.environ.get("MOSIX_E2E_KUBECONFIG")),
                        reason="on Kubernetes output is read in the home node's agent pod, and these agents run "
                               "as local processes, not pods (tests/chart/test_install.py reads it with mosix logs)"),

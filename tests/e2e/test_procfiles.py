@@ -5,22 +5,10 @@ local cluster and on a real API server."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
-import pytest
-
 from mosix.api import job
 from tests.e2e import harness
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc and CRIU run the jobs"),
-    pytest.mark.skipif(
-        shutil.which("runc") is None or shutil.which("criu") is None,
-        reason="needs runc and criu (hack/setup.sh installs them)",
-    ),
-]
+pytestmark = harness.RUNS_JOBS
 
 # Exit 0 once /run/mosix says node2 after one migration; 3: it did not start on node1; 4: never got there.
 MOVE_ITSELF = (

@@ -4,7 +4,6 @@ line once and in order, while the job migrates away from home; EOF on mosrun's s
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 
@@ -14,12 +13,7 @@ from mosix.api import job
 from tests.e2e import harness
 
 pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc and CRIU run the jobs"),
-    pytest.mark.skipif(
-        shutil.which("runc") is None or shutil.which("criu") is None,
-        reason="needs runc and criu (hack/setup.sh installs them)",
-    ),
+    *harness.RUNS_JOBS,
     pytest.mark.skipif(
         bool(os.environ.get("MOSIX_E2E_KUBECONFIG")),
         reason="on Kubernetes input and output are kept in the home node's agent pod, and these "

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -15,14 +14,7 @@ import pytest
 from mosix.api import job
 from tests.e2e import harness
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: runc and CRIU run the jobs"),
-    pytest.mark.skipif(
-        shutil.which("runc") is None or shutil.which("criu") is None,
-        reason="needs runc and criu (hack/setup.sh installs them)",
-    ),
-]
+pytestmark = harness.RUNS_JOBS
 
 REASON = "fd 3 is anon_inode:[perf_event]"
 

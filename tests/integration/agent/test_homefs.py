@@ -7,7 +7,6 @@ import asyncio
 import collections.abc
 import dataclasses
 import pathlib
-import socket
 import ssl
 import time
 
@@ -17,6 +16,7 @@ from aiohttp import web
 
 from mosix.agent import containers, errors, jobs, migration, server, tls
 from mosix.agent.homefs import exports, mounts
+from tests.ports import free_port
 
 MakeAgent = collections.abc.Callable[..., containers.Manager]
 # One descriptor opened once (truncating) and written through to the end: if a restore lost its
@@ -33,12 +33,6 @@ class Node:
     exports: exports.Exports
     runner: web.AppRunner
 
-
-def free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import dataclasses
 import os
 import pathlib
 import signal
-import socket
 import ssl
 import stat
 
@@ -18,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from mosix.agent import containers, jobs, migration, pageserver, server, tls, transfer
+from tests.ports import free_port
 
 MakeAgent = collections.abc.Callable[..., containers.Manager]
 WaitLines = collections.abc.Callable[[pathlib.Path, int], list[str]]
@@ -40,12 +40,6 @@ def raise_pipe_max_size() -> None:
     if int(path.read_text()) < PIPE_MAX_SIZE:
         path.write_text(str(PIPE_MAX_SIZE))
 
-
-def free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture

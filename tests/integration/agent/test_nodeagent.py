@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 
 from mosix.agent import images, overlay, runc, tls
+from tests.ports import free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 COUNT = ["sh", "-c", "i=0; while :; do echo $i; i=$((i+1)); sleep 0.05; done"]
@@ -33,12 +34,6 @@ class Agent:
     state: pathlib.Path
     proc: subprocess.Popen[bytes]
 
-
-def free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_ready(address: str, port: int, proc: subprocess.Popen[bytes]) -> None:

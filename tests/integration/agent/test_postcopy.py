@@ -5,24 +5,18 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import pathlib
-import socket
 import ssl
 
 import pytest
 from aiohttp import web
 
 from mosix.agent import containers, jobs, migration, postcopy, server, tls, unsupported
+from tests.ports import free_port
 
 MakeAgent = collections.abc.Callable[..., containers.Manager]
 WaitLines = collections.abc.Callable[[pathlib.Path, int], list[str]]
 PIPE_MAX_SIZE = 4194304
 
-
-def free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def raise_pipe_max_size() -> None:

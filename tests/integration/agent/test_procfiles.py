@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import pathlib
-import socket
 import ssl
 import time
 
@@ -21,6 +20,7 @@ from mosix.agent import containers, daemon, homeio, jobs, metrics, migration, no
 from mosix.api import job
 from mosix.client import client, local
 from mosix.controller import round as control
+from tests.ports import free_port
 
 MakeAgent = collections.abc.Callable[..., containers.Manager]
 WaitLines = collections.abc.Callable[[pathlib.Path, int], list[str]]
@@ -33,12 +33,6 @@ REPORT = (
     " if [ -e /run/mosix/step ]; then sh /run/mosix/step; rm -f /run/mosix/step; fi; sleep 0.1; done",
 )
 
-
-def free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def step(files: procfiles.ProcDir, script: str) -> None:

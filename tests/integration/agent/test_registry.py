@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections.abc
 import pathlib
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -13,14 +12,9 @@ import urllib.request
 import pytest
 
 from mosix.agent import containers, errors, images, jobs, testimage
+from tests.ports import free_port
 
 REGISTRY = "/usr/bin/docker-registry"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -28,7 +22,7 @@ def registry(tmp_path: pathlib.Path) -> collections.abc.Iterator[str]:
     """A registry serving plain HTTP on 127.0.0.1:<free port>, its storage under tmp_path; yields host:port."""
     if not pathlib.Path(REGISTRY).exists() or shutil.which("skopeo") is None:
         pytest.skip("needs docker-registry and skopeo (hack/setup.sh installs them)")
-    host = f"127.0.0.1:{_free_port()}"
+    host = f"127.0.0.1:{free_port()}"
     config = tmp_path / "registry.yml"
     config.write_text(
         f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'storage'}\nhttp:\n  addr: {host}\n"
