@@ -110,7 +110,7 @@ async def _streamed(manager: containers.Manager, name: str, peer_url: str, conte
     except errors.AgentError as e:
         shutil.rmtree(work, ignore_errors=True)
         await _drop_sink(peer_url, sink["id"], context)
-        if isinstance(e, errors.JobError):
+        if isinstance(e, errors.JobError | unsupported.Unsupported):  # not the peer's doing: the caller's to handle
             raise
         raise MigrationFailed(f"migration of {name}: the dump into {peer_url}'s page server failed, "
                               f"the job runs on: {e}") from e
