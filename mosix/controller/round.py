@@ -24,6 +24,11 @@ class Outcome:
 _VIEWS: weakref.WeakKeyDictionary[client.Client, views.JobViews] = weakref.WeakKeyDictionary()  # per client
 
 
+def job_views(api: client.Client) -> views.JobViews:
+    """The jobs' views kept between rounds for this client (one store: resourceVersions are its own)."""
+    return _VIEWS.setdefault(api, views.JobViews())
+
+
 def run_round(api: client.Client, now: float | None = None) -> Outcome:
     """Reads jobs, nodes and the cluster; decides; patches job status. Safe to repeat (level-triggered).
     The jobs' views are kept per client between rounds (`views.JobViews`)."""
@@ -31,7 +36,7 @@ def run_round(api: client.Client, now: float | None = None) -> Outcome:
     by_name = {api.key(j): j for j in api.jobs()}
     conf = api.get_cluster()
     started = time.perf_counter()
-    snap = views.snapshot_of(by_name, api.nodes(), conf, now, _VIEWS.setdefault(api, views.JobViews()))
+    snap = views.snapshot_of(by_name, api.nodes(), conf, now, job_views(api))
     result = decide.decide(snap)
     elapsed = time.perf_counter() - started
     out = plan.Plan()

@@ -93,9 +93,9 @@ def release_cluster(api: client.Client, finalizer: str) -> bool:
 
 
 def cluster_status(jobs: Mapping[str, job.MosixJob], nodes: list[node.MosixNode], conf: cluster.MosixCluster,
-                   now: float, leader: str) -> dict[str, Any]:
-    """The MosixCluster's status as the policy sees the cluster now."""
-    snap = views.snapshot_of(dict(jobs), nodes, conf, now)
+                   now: float, leader: str, *, cache: views.JobViews | None = None) -> dict[str, Any]:
+    """The MosixCluster's status as the policy sees the cluster now (`cache`: the round's job views)."""
+    snap = views.snapshot_of(dict(jobs), nodes, conf, now, cache)
     alive = sum(1 for n in snap.nodes if n.alive)
     states = [j.state for j in snap.jobs]
     return {
@@ -113,7 +113,7 @@ def control_round(api: client.Client, leader: str, now: float | None = None) -> 
     outcome = round.run_round(api, now)
     jobs = {api.key(j): j for j in api.jobs()}
     conf = api.get_cluster()
-    status = cluster_status(jobs, api.nodes(), conf, now, leader)
+    status = cluster_status(jobs, api.nodes(), conf, now, leader, cache=round.job_views(api))
     if conf.status.model_dump(by_alias=True, include=set(STATUS_FIELDS)) != status:
         with contextlib.suppress(store.NotFound):  # deleted meanwhile: its daemon stops too
             api.store.patch(cluster.MosixCluster, cluster.DEFAULT_NAME, {"status": status}, status=True)
