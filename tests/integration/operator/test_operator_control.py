@@ -53,7 +53,8 @@ async def test_when_a_deleted_job_may_go(cluster: emulator.Cluster, api: client.
 
 async def test_the_first_status_is_written_once(cluster: emulator.Cluster, api: client.Client) -> None:
     await cluster.create(emulator.JOBS, objects.job("9101", queue={}), NS)
-    await cluster.create(emulator.JOBS, objects.job("9102", status=objects.running_on("node2")), NS)
+    running = objects.running_on("node2")  # once: its startTime is stamped from the clock
+    await cluster.create(emulator.JOBS, objects.job("9102", status=running), NS)
     first = await asyncio.to_thread(control.admit, api, "research/9101")
     again = await asyncio.to_thread(control.admit, api, "research/9101")
     reported = await asyncio.to_thread(control.admit, api, "research/9102")
@@ -61,7 +62,7 @@ async def test_the_first_status_is_written_once(cluster: emulator.Cluster, api: 
     assert first is not None and again is not None and reported is not None and gone is None
     assert (first.reason, first.message, again.reason) == ("Queued", "queued with priority 50", "Queued")
     assert status(cluster, "9101") == {"phase": "Queued", "where": "queue", "priority": 50}
-    assert status(cluster, "9102") == objects.running_on("node2")
+    assert status(cluster, "9102") == running
 
 
 async def test_a_stale_read_is_refused_not_overwritten(cluster: emulator.Cluster, api: client.Client) -> None:
