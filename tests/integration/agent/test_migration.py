@@ -119,22 +119,27 @@ async def test_unauthenticated_client_is_refused(cluster: dict[str, Node], ca: t
     assert b.manager.names() == []
 
 
+async def _set_stream(a: Node, wait_lines: WaitLines) -> bytes:
+    """What a migration sends for a real job ("evil", stopped into a checkpoint set): the set's whole stream."""
+    a.manager.run(jobs.Job(name="evil", args=COUNT))
+    await asyncio.to_thread(wait_lines, a.manager.stdout_path("evil"), 3)
+    sender = transfer.Sender(a.manager.checkpoint("evil", keep_running=False))
+    stream = bytearray()
+    while chunk := sender.read():
+        stream += chunk
+    sender.close()
+    return bytes(stream)
+
+
 @pytest.mark.root
 async def test_tampered_stream_is_refused_and_the_job_rolls_back(cluster: dict[str, Node], wait_lines: WaitLines,
                                                                  tmp_path: pathlib.Path) -> None:
     a, b = cluster["2"], cluster["3"]
     # A real set, then tampered with (one byte flipped) and truncated on the way.
-    a.manager.run(jobs.Job(name="evil", args=COUNT))
-    await asyncio.to_thread(wait_lines, a.manager.stdout_path("evil"), 3)
-    ckpt = a.manager.checkpoint("evil", keep_running=False)
-    sender = transfer.Sender(ckpt)
-    stream = bytearray()
-    while chunk := sender.read():
-        stream += chunk
-    sender.close()
+    stream = await _set_stream(a, wait_lines)
     tampered = bytearray(stream)
     tampered[len(stream) // 2] ^= 0x01
-    for body in (bytes(tampered), bytes(stream[:-1000])):
+    for body in (bytes(tampered), stream[:-1000]):
         async with aiohttp.ClientSession() as session, session.post(
                 f"{b.url}/migrations", data=body, headers={transfer.JOB_HEADER: "evil"}, ssl=a.client) as resp:
             assert resp.status == 400
@@ -143,7 +148,7 @@ async def test_tampered_stream_is_refused_and_the_job_rolls_back(cluster: dict[s
     assert not any((b.manager.state_dir / "incoming").iterdir())
     # The untouched stream is accepted: the refusals above were the check, not a broken sender.
     async with aiohttp.ClientSession() as session, session.post(
-            f"{b.url}/migrations", data=bytes(stream), headers={transfer.JOB_HEADER: "evil"}, ssl=a.client) as resp:
+            f"{b.url}/migrations", data=stream, headers={transfer.JOB_HEADER: "evil"}, ssl=a.client) as resp:
         assert resp.status == 200, await resp.text()
     b.manager.kill("evil")
     # A migration the peer refuses (here: it already runs a job of that name) rolls back to the source.
@@ -309,14 +314,7 @@ async def test_unauthenticated_page_stream_is_refused_and_nothing_restores(
         cluster: dict[str, Node], ca: tls.Identity, wait_lines: WaitLines, tmp_path: pathlib.Path) -> None:
     a, b = cluster["2"], cluster["3"]
     # A whole, correctly hashed set to send after each refused page stream.
-    a.manager.run(jobs.Job(name="evil", args=COUNT))
-    await asyncio.to_thread(wait_lines, a.manager.stdout_path("evil"), 3)
-    ckpt = a.manager.checkpoint("evil", keep_running=False)
-    sender = transfer.Sender(ckpt)
-    stream = bytearray()
-    while chunk := sender.read():
-        stream += chunk
-    sender.close()
+    stream = await _set_stream(a, wait_lines)
     foreign = tls.issue(tls.make_ca(tmp_path / "other-ca"), tmp_path / "tls-foreign", "foreign", ("127.0.0.2",))
     anonymous = ssl.create_default_context(cafile=str(ca.cert))  # trusts the page server, shows no certificate
     forged = ssl.create_default_context(cafile=str(ca.cert))
@@ -332,7 +330,7 @@ async def test_unauthenticated_page_stream_is_refused_and_nothing_restores(
             assert (await reader.read(100))[:1] in (b"", b"\x15")  # closed, or a TLS alert
         writer.close()
         async with aiohttp.ClientSession() as session, session.post(
-                f"{b.url}/migrations", data=bytes(stream), ssl=a.client,
+                f"{b.url}/migrations", data=stream, ssl=a.client,
                 headers={transfer.JOB_HEADER: "evil", migration.PAGES_HEADER: sink["id"]}) as resp:
             assert resp.status == 400
             assert "page server" in (await resp.json())["error"]
