@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from mosix.agent import containers, images, overlay
+from mosix.agent import containers, images, overlay, tls
 
 NEEDED_BINARIES = ("runc", "criu", "umoci", "iptables-restore", "busybox")
 
@@ -47,6 +47,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def image_cache(tmp_path_factory: pytest.TempPathFactory) -> images.Cache:
     """One image cache for the session."""
     return images.Cache(tmp_path_factory.mktemp("images"))
+
+
+@pytest.fixture
+def ca(tmp_path: pathlib.Path) -> tls.Identity:
+    """A cluster CA of the test's own, for agents that talk mutual TLS."""
+    return tls.make_ca(tmp_path / "ca")
 
 
 MakeAgent = collections.abc.Callable[..., containers.Manager]

@@ -36,11 +36,6 @@ class Node:
 
 
 @pytest.fixture
-def ca(tmp_path: pathlib.Path) -> tls.Identity:
-    return tls.make_ca(tmp_path / "ca")
-
-
-@pytest.fixture
 async def cluster(make_agent: MakeAgent, ca: tls.Identity,
                   tmp_path: pathlib.Path) -> collections.abc.AsyncIterator[dict[str, Node]]:
     """Agents on 127.0.0.2 and 127.0.0.3, each able to serve its jobs' directories and mount others'."""

@@ -43,11 +43,6 @@ def raise_pipe_max_size() -> None:
 
 
 @pytest.fixture
-def ca(tmp_path: pathlib.Path) -> tls.Identity:
-    return tls.make_ca(tmp_path / "ca")
-
-
-@pytest.fixture
 async def cluster(make_agent: MakeAgent, ca: tls.Identity,
                   tmp_path: pathlib.Path) -> collections.abc.AsyncIterator[dict[str, Node]]:
     """Two agents, 127.0.0.2 and 127.0.0.3, each serving its API with its own certificate."""
