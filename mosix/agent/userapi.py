@@ -66,7 +66,7 @@ def app(home: homeio.HomeOutput, reviewer: delegated.Reviewer, is_home: IsHome) 
 def server_context(ident: tls.Identity, client_ca: str | None) -> ssl.SSLContext:
     """TLS with the agent's serving certificate; a client certificate is asked for (not required) and
     verified against the cluster's client CA, when the API server publishes one."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)  # trusts no CA but the one given (not the system's)
     ctx.load_cert_chain(str(ident.cert), str(ident.key))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if client_ca:

@@ -8,7 +8,8 @@ On the cluster of ``kube_cluster`` (``shared/k8s/cluster``, pods really run), as
 3. the operator pods and the agent pod become Ready; the agent's MosixNode appears and its heartbeat advances;
 4. a MosixJob (``testload``) is applied with ``kubectl apply -f``, placed on the node, listed by ``mosps -A`` and
    counted by ``mosctl status`` while it runs, and reaches phase Succeeded with exit code 0; its output (kept by
-   the agent under its state folder) is read from the agent pod;
+   the agent under its state folder) is read with ``mosix logs`` from the agent's user API (the kubeconfig's
+   credentials checked by the API server: no pods/exec);
 5. ``helm uninstall`` leaves no mosix pods behind.
 
 Each step's time is printed (never asserted). Two things of this machine, not of the chart, are prepared first:
