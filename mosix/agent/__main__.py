@@ -33,6 +33,7 @@ from mosix.agent import (
     postcopy,
     server,
     tls,
+    userapi,
 )
 from mosix.agent.homefs import exports, mounts
 from mosix.api import job, meta, node
@@ -50,6 +51,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--address", required=True, help="IP address the agent's API listens on (127.0.0.N locally)")
     p.add_argument("--port", type=int, default=7341, help="port of the authenticated agent API")
     p.add_argument("--metrics-port", type=int, default=9341, help="Prometheus metrics port (0: off)")
+    p.add_argument("--user-port", type=int, default=7342,
+                   help="port of the user API: job output and input for Kubernetes users (0: off; not locally)")
     p.add_argument("--state-dir", type=pathlib.Path, default=None,
                    help="this agent's containers, checkpoints and runc state (default /var/lib/mosix/agent/NODE)")
     p.add_argument("--image-cache", type=pathlib.Path, default=images.DEFAULT_ROOT, help="shared image cache")
@@ -192,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics.MOVED.labels(args.node_name)
         prometheus_client.start_http_server(args.metrics_port, addr=args.address)
     stop = threading.Event()
+    users = None
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
@@ -204,8 +208,13 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 from mosix.client import kube
                 api = client.Client(kube.KubeStore(args.kubeconfig, namespace=kube.ALL_NAMESPACES))
+                if args.user_port:
+                    users = userapi.start(loop.run, getattr(api.store, "api").api_client, api.get_job,  # noqa: B009
+                                          me=args.node_name, address=args.address, port=args.user_port,
+                                          ident=ident, home=home)
             me = daemon.Identity(name=args.node_name, number=args.node_number or number_of(args.node_name),
-                                 address=args.address, port=args.port, metrics_port=args.metrics_port)
+                                 address=args.address, port=args.port, metrics_port=args.metrics_port,
+                                 user_port=args.user_port if users else 0, serving_ca=ident.ca.read_text())
             sampler = nodestatus.Sampler(cpus=args.cpus or nodestatus.default_cpus(),
                                          speed=args.speed or nodestatus.measure_speed())
             agent = daemon.Agent(api, manager, me, sampler, migrator(api, manager, loop, client_ctx, args.node_name,
@@ -218,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         start = time.monotonic()
         loop.run(runner.cleanup(), timeout=10)
+        if users is not None:
+            loop.run(users.cleanup(), timeout=10)
         loop.stop()
         manager.close()
         log.info("agent %s stopped in %.1f s", args.node_name, time.monotonic() - start)

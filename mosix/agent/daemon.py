@@ -70,6 +70,8 @@ class Identity:
     address: str
     port: int
     metrics_port: int
+    user_port: int = 0  # the user API (output and input for Kubernetes users); 0: not served
+    serving_ca: str = ""  # PEM of the CA users verify the user API with
 
 
 class Agent:
@@ -106,6 +108,8 @@ class Agent:
         want: dict[str, Any] = {"number": self.me.number, "address": self.me.address, "agentPort": self.me.port}
         if self.me.metrics_port:
             want["metricsPort"] = self.me.metrics_port
+        if self.me.user_port:
+            want |= {"userPort": self.me.user_port, "servingCa": self.me.serving_ca}
         try:
             current = self.api.get_node(self.me.name)
         except store.NotFound:

@@ -33,6 +33,14 @@ class MosixNodeSpec(meta.Model):
     hostname: str | None = Field(default=None, description="Host name, when it differs from the object name.")
     agent_port: int = Field(default=7341, ge=1, le=65535, description="Port of the agent's authenticated API.")
     metrics_port: int = Field(default=9341, ge=1, le=65535, description="Port of the agent's Prometheus metrics.")
+    user_port: int | None = Field(
+        default=None, ge=1, le=65535,
+        description="Port of the agent's user API (a job's output and input, for users authenticated and "
+        "authorized by the Kubernetes API server); unset: none.")
+    serving_ca: str | None = Field(
+        default=None, max_length=16384,
+        description="PEM certificate of the CA that signs the agent's serving certificate (users verify the "
+        "user API with it).")
     block: bool = Field(default=False, description="Accept no new guest processes (mosctl block).")
     expel: bool = Field(
         default=False, description="Send guest processes away, freezing those that cannot go (reason E)."

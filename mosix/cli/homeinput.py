@@ -1,24 +1,22 @@
 """mosrun -i: the terminal's standard input, handed to the job's home node, which keeps it for the
 agent running the job (wherever that is) to feed the job's stdin; EOF here ends the job's input.
 
-On the local cluster the home agent's folder is on this machine; on Kubernetes the input is written
-in the home node's agent pod, through the API server (the user needs pods/exec there, as for output).
+On the local cluster the home agent's folder is on this machine; on Kubernetes the input goes to the
+home agent's user API with the user's own credentials (homeagent.py; RBAC: create mosixjobs/input).
 """
 
 from __future__ import annotations
 
-import base64
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
 
 from mosix.api import job
-from mosix.cli import logs, usage
+from mosix.cli import homeagent, usage
 from mosix.client import client, local
 
-CHUNK = 32768  # per write; on Kubernetes it travels base64-encoded inside one exec's command line
+CHUNK = 32768  # per write
 
 Writer = Callable[[bytes | None], None]  # bytes: more input; None: the input ended
 
@@ -39,30 +37,13 @@ def _local_writer(api: client.Client, store: local.LocalStore, j: job.MosixJob, 
 
 
 def _kube_writer(api: client.Client, j: job.MosixJob, home: str) -> Writer:
-    from kubernetes import client as k8s
-    from kubernetes import stream as k8s_stream
-
-    core = k8s.CoreV1Api(getattr(api.store, "api").api_client)  # noqa: B009  (the KubeStore's CustomObjectsApi)
-    pod_name, pod_namespace = logs.agent_pod(core, j, home)
-    folder = shlex.quote(f"{logs.AGENT_STATE}/home/{j.metadata.namespace}.{j.name}")
+    agent = homeagent.HomeAgent(api, j, home)
 
     def write(data: bytes | None) -> None:
         if data is None:
-            script = f"mkdir -p -m 700 {folder} && touch {folder}/stdin {folder}/stdin.end"
+            agent.call("POST", "input", {"end": 1}, b"")
         else:
-            encoded = base64.b64encode(data).decode()
-            script = f"mkdir -p -m 700 {folder} && printf %s {encoded} | base64 -d >> {folder}/stdin"
-        k8s_stream.stream(
-            core.connect_get_namespaced_pod_exec,
-            pod_name,
-            pod_namespace,
-            container="agent",
-            command=["sh", "-c", script],
-            stderr=False,
-            stdin=False,
-            stdout=True,
-            tty=False,
-        )
+            agent.call("POST", "input", {}, data)
 
     return write
 

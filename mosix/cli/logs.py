@@ -1,26 +1,21 @@
 """A job's output as its home node keeps it: read it whole, or follow it live (mosrun, mosix logs).
 
-On the local cluster the home agent's files are on this machine; on Kubernetes they are read
-through the API server, in the home node's agent pod (the user needs pods/exec there).
+On the local cluster the home agent's files are on this machine; on Kubernetes they are read from
+the home agent's user API with the user's own credentials (homeagent.py; RBAC: get mosixjobs/log).
 """
 
 from __future__ import annotations
 
-import base64
-import shlex
 import sys
 import time
 import typing
 from collections.abc import Callable
-from typing import Any
 
 from mosix.api import job
-from mosix.cli import usage
+from mosix.cli import homeagent, usage
 from mosix.client import client, local
 
 STREAMS = ("stdout", "stderr")
-AGENT_PODS = "app.kubernetes.io/name=mosix,app.kubernetes.io/component=agent"
-AGENT_STATE = "/var/lib/mosix"  # the chart's --state-dir
 
 Reader = Callable[[str, int], bytes]  # (stream, offset) -> the bytes kept from there on
 
@@ -39,31 +34,19 @@ def _local_reader(api: client.Client, store: local.LocalStore, j: job.MosixJob, 
     return read
 
 
-def agent_pod(core: Any, j: job.MosixJob, home: str) -> tuple[str, str]:
-    """The running agent pod (name, namespace) of the job's home node, which keeps its I/O."""
-    pods = core.list_pod_for_all_namespaces(label_selector=AGENT_PODS, field_selector=f"spec.nodeName={home}").items
-    running = [(p.metadata.name, p.metadata.namespace) for p in pods
-               if p.status is not None and p.status.phase == "Running" and p.metadata is not None]
-    if not running:
-        raise usage.Refused(f"no running mosix agent pod on node {home}, which keeps the output of {j.name}")
-    return running[0]
-
-
-def _kube_reader(api: client.Client, j: job.MosixJob, home: str, suffix: str) -> Reader:
-    from kubernetes import client as k8s
-    from kubernetes import stream as k8s_stream
-
-    custom = getattr(api.store, "api")  # noqa: B009  (the KubeStore's CustomObjectsApi)
-    core = k8s.CoreV1Api(custom.api_client)
-    pod_name, pod_namespace = agent_pod(core, j, home)
-    folder = f"{AGENT_STATE}/home/{j.metadata.namespace}.{j.name}{suffix}"
+def _kube_reader(api: client.Client, j: job.MosixJob, home: str, process: str | None) -> Reader:
+    agent = homeagent.HomeAgent(api, j, home)
 
     def read(stream: str, offset: int) -> bytes:
-        script = f"tail -c +{offset + 1} {shlex.quote(folder + '/' + stream)} 2>/dev/null | base64 -w0"
-        out = k8s_stream.stream(core.connect_get_namespaced_pod_exec, pod_name, pod_namespace,
-                                container="agent", command=["sh", "-c", script], stderr=False, stdin=False,
-                                stdout=True, tty=False)
-        return base64.b64decode(out or b"")
+        out = b""
+        while True:
+            query: dict[str, str | int] = {"stream": stream, "offset": offset + len(out)}
+            if process is not None:
+                query["process"] = process
+            data = agent.call("GET", "log", query)
+            out += data
+            if len(data) < homeagent.CHUNK:
+                return out
 
     return read
 
@@ -77,7 +60,7 @@ def reader(api: client.Client, j: job.MosixJob, process: str | None = None) -> R
     suffix = "" if process is None else f"_{process}"  # the agents' name for a process's output
     if isinstance(api.store, local.LocalStore):
         return _local_reader(api, api.store, j, home, suffix)
-    return _kube_reader(api, j, home, suffix)
+    return _kube_reader(api, j, home, process)
 
 
 class Lines:

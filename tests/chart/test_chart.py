@@ -71,6 +71,19 @@ RBAC: dict[str, dict[tuple[str, str], set[str]]] = {
         ("mosix.dev", "mosixclusters"): {"get", "patch"},
     },
 }
+# The users' roles, checked by the home agent's SubjectAccessReview (mosix/agent/userapi.py: LOG, INPUT), and the
+# default roles they are aggregated to.
+USER_ROLES: dict[str, tuple[dict[tuple[str, str], set[str]], set[str]]] = {
+    "job-log": ({("mosix.dev", "mosixjobs/log"): {"get"}}, {"view", "edit", "admin"}),
+    "job-input": ({("mosix.dev", "mosixjobs/input"): {"create"}}, {"edit", "admin"}),
+}
+# Delegated authentication and authorization for the agents' user API: what the agent may do through the
+# Kubernetes roles it is bound to (kubectl auth can-i arguments).
+DELEGATED: list[tuple[str, ...]] = [
+    ("create", "tokenreviews.authentication.k8s.io"),
+    ("create", "subjectaccessreviews.authorization.k8s.io"),
+    ("get", "configmaps/extension-apiserver-authentication", "-n", "kube-system"),
+]
 # What each must not do, checked on the real API server: (verb, resource[, subresource]).
 DENIED: dict[str, list[tuple[str, ...]]] = {
     "operator": [("get", "secrets"), ("list", "secrets"), ("create", "pods", "exec"), ("delete", "mosixjobs.mosix.dev"),
@@ -79,7 +92,8 @@ DENIED: dict[str, list[tuple[str, ...]]] = {
     "agent": [("get", "secrets"), ("list", "secrets"), ("create", "pods", "exec"), ("delete", "mosixjobs.mosix.dev"),
               ("create", "mosixjobs.mosix.dev"), ("delete", "mosixnodes.mosix.dev"),
               ("list", "mosixclusters.mosix.dev"), ("patch", "mosixclusters.mosix.dev"), ("list", "pods"),
-              ("create", "pods")],
+              ("create", "pods"), ("get", "configmaps"), ("get", "mosixjobs.mosix.dev", "log"),
+              ("create", "mosixjobs.mosix.dev", "input")],
     "operator-release": [("get", "secrets"), ("patch", "mosixjobs.mosix.dev"), ("delete", "mosixclusters.mosix.dev"),
                          ("list", "mosixclusters.mosix.dev"), ("create", "pods")],
 }
@@ -156,6 +170,8 @@ def test_default_render_has_the_expected_kinds(default_objs: list[Obj]) -> None:
         "Deployment", "DaemonSet", "Service", "Service", "Secret", "ConfigMap",
         "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Job",  # the post-delete hook
         "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+        "ClusterRole", "ClusterRole",  # the users' mosixjobs/log and mosixjobs/input
+        "ClusterRoleBinding", "RoleBinding",  # the agent's delegated authentication and authorization
         "CustomResourceDefinition", "CustomResourceDefinition", "ClusterKopfPeering"])
     for o in default_objs:
         labels = o["metadata"]["labels"]
@@ -228,8 +244,8 @@ def test_agent_is_privileged_only_as_runc_and_criu_need(default_objs: list[Obj])
     (c,) = pod["containers"]
     assert c["securityContext"]["privileged"] is True
     assert c["command"] == ["python3", "/app/nodeagent/main.py"]
-    assert c["args"][:6] == ["--node-name=$(NODE_NAME)", "--address=$(POD_IP)", "--port=7341", "--metrics-port=9341",
-                             "--state-dir=/var/lib/mosix", "--tls-dir=/etc/mosix/tls"]
+    assert c["args"][:7] == ["--node-name=$(NODE_NAME)", "--address=$(POD_IP)", "--port=7341", "--metrics-port=9341",
+                             "--user-port=7342", "--state-dir=/var/lib/mosix", "--tls-dir=/etc/mosix/tls"]
     env = {e["name"]: e for e in c["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
@@ -265,7 +281,12 @@ def test_operator_runs_unprivileged_with_kopf_peering(default_objs: list[Obj]) -
 
 def test_rbac_is_the_table(default_objs: list[Obj]) -> None:
     roles = {o["metadata"]["name"].removeprefix("mosix-"): o for o in by_kind(default_objs, "ClusterRole")}
-    assert set(roles) == set(RBAC)
+    assert set(roles) == set(RBAC) | set(USER_ROLES)
+    for name, (want, aggregated) in USER_ROLES.items():
+        assert rules_table(roles[name]) == want, name
+        labels = roles[name]["metadata"]["labels"]
+        assert {k.removeprefix("rbac.authorization.k8s.io/aggregate-to-") for k, v in labels.items()
+                if k.startswith("rbac.authorization.k8s.io/aggregate-to-") and v == "true"} == aggregated, name
     for who, want in RBAC.items():
         got = rules_table(roles[who])
         assert got == want, f"{who}: chart grants {got}, table says {want}"
@@ -275,13 +296,24 @@ def test_rbac_is_the_table(default_objs: list[Obj]) -> None:
     for who in RBAC:
         (subject,) = bindings[f"mosix-{who}"]["subjects"]
         assert (subject["kind"], subject["name"], subject["namespace"]) == ("ServiceAccount", f"mosix-{who}", "mosix")
+    assert set(bindings) == {f"mosix-{who}" for who in RBAC} | {"mosix-agent-auth-delegator"}
     assert not by_kind(default_objs, "Role")
+    # Delegated authentication, as the kubelet's: the Kubernetes roles made for it, nothing of ours.
+    delegator = bindings["mosix-agent-auth-delegator"]
+    (reader,) = by_kind(default_objs, "RoleBinding")
+    assert (delegator["roleRef"]["kind"], delegator["roleRef"]["name"]) == ("ClusterRole", "system:auth-delegator")
+    assert (reader["metadata"]["namespace"], reader["roleRef"]["kind"], reader["roleRef"]["name"]) == (
+        "kube-system", "Role", "extension-apiserver-authentication-reader")
+    for binding in (delegator, reader):
+        (subject,) = binding["subjects"]
+        assert (subject["kind"], subject["name"], subject["namespace"]) == ("ServiceAccount", "mosix-agent", "mosix")
 
 
 def test_services(default_objs: list[Obj]) -> None:
     services = {o["metadata"]["name"]: o["spec"] for o in by_kind(default_objs, "Service")}
     assert services["mosix-agent"]["clusterIP"] == "None"
-    assert {p["name"]: p["port"] for p in services["mosix-agent"]["ports"]} == {"api": 7341, "metrics": 9341}
+    assert {p["name"]: p["port"] for p in services["mosix-agent"]["ports"]} == {"api": 7341, "metrics": 9341,
+                                                                               "user": 7342}
     assert {p["name"]: p["port"] for p in services["mosix-operator-metrics"]["ports"]} == {"metrics": 9340}
 
 
@@ -455,6 +487,8 @@ def test_rbac_on_the_real_api_server(installed: tuple[Kube, str], who: str) -> N
         for verb in sorted(verbs):
             extra = ["--subresource", sub] if sub else []
             assert _can_i(kube, sa, verb, qualified, "-A", *extra), f"{who} cannot {verb} {resource}"
+    for more in DELEGATED if who == "agent" else []:
+        assert _can_i(kube, sa, *more), f"{who} cannot {more}"
     for denied in DENIED[who]:
         verb, resource, *subs = denied
         extra = ["--subresource", subs[0]] if subs else []

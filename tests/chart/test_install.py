@@ -8,7 +8,8 @@ On the cluster of ``kube_cluster`` (``shared/k8s/cluster``, pods really run), as
 3. the operator pods and the agent pod become Ready; the agent's MosixNode appears and its heartbeat advances;
 4. a MosixJob (``testload``) is applied with ``kubectl apply -f``, placed on the node, listed by ``mosps -A`` and
    counted by ``mosctl status`` while it runs, and reaches phase Succeeded with exit code 0; its output (kept by
-   the agent under its state folder) is read from the agent pod;
+   the agent under its state folder) is read with ``mosix logs`` from the agent's user API (the kubeconfig's
+   credentials checked by the API server: no pods/exec);
 5. ``helm uninstall`` leaves no mosix pods behind.
 
 Each step's time is printed (never asserted). Two things of this machine, not of the chart, are prepared first:
@@ -174,12 +175,51 @@ def chart_values() -> dict[str, Any]:
     return dict(yaml.safe_load((CHART / "values.yaml").read_text()))
 
 
-def cli(kube: Kube, name: str, *args: str) -> str:
+def cli(kube: Kube, name: str, *args: str, kubeconfig: pathlib.Path | None = None) -> str:
     """One of the project's commands (mosps, mosctl) against the cluster, by --kubeconfig; its stdout."""
-    done = subprocess.run([str(BIN / name), *args, "--kubeconfig", str(kube.kubeconfig)], capture_output=True,
-                          text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    done = subprocess.run([str(BIN / name), *args, "--kubeconfig", str(kubeconfig or kube.kubeconfig)],
+                          capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, f"{name} {' '.join(args)} exited {done.returncode}: {done.stderr}"
     return done.stdout
+
+
+def client_certificate_kubeconfig(kube: Kube, folder: pathlib.Path, user: str, group: str) -> pathlib.Path | None:
+    """A kubeconfig whose user is a client certificate (CN user, O group) signed by the cluster's client CA, as
+    kubeadm's admin.conf is; None for a cluster given from outside (its CA key is not ours)."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    pki = kube.dir / "pki" if kube.dir is not None else None
+    if pki is None or not (pki / "ca.key").is_file():
+        return None
+    ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)), type(ca_key)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user),
+                                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, group)]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    config = yaml.safe_load(kube.kubeconfig.read_text())
+    config["users"] = [{"name": user, "user": {
+        "client-certificate-data": base64.b64encode(cert.public_bytes(serialization.Encoding.PEM)).decode(),
+        "client-key-data": base64.b64encode(key_pem).decode()}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = user
+    path = folder / f"{user}.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
 
 
 def crd_names(kube: Kube) -> set[str]:
@@ -370,6 +410,14 @@ def _install_and_run(kube: Kube, kc: str, helm: Helm, docker_client: docker.Dock
     stdout = cli(kube, "mosix", "logs", JOB, "--namespace", JOBS_NAMESPACE)
     assert stdout.split() == [str(i) for i in range(LINES)], stdout
     say(f"install: mosix logs {JOB}: {LINES} lines 0..{LINES - 1}, as its home node's agent keeps them")
+    # The same with a client certificate instead of a token: the agent verifies it against the cluster's client CA
+    # (kube-system/extension-apiserver-authentication), then asks for a SubjectAccessReview of its user.
+    by_cert = client_certificate_kubeconfig(kube, tmp_path, "mosix-install-admin", "system:masters")
+    if by_cert is None:
+        say("install: mosix logs by client certificate: not tried (the cluster's CA key is not ours)")
+    else:
+        assert cli(kube, "mosix", "logs", JOB, "--namespace", JOBS_NAMESPACE, kubeconfig=by_cert) == stdout
+        say(f"install: mosix logs {JOB} by a client certificate of the cluster's client CA: the same {LINES} lines")
     after = cli(kube, "mosps", "-A", "--namespace", JOBS_NAMESPACE)
     assert JOB not in after, after  # mosps lists live processes only
 

@@ -64,10 +64,11 @@ class Cluster:
             return client.Client(kube.KubeStore(self.kubeconfig, namespace=self.namespace))
         return client.Client(local.LocalStore(self.workdir / "state"))
 
-    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Runs a MOSIX command (its installed entry point) as a user would."""
-        done = subprocess.run(list(argv), env=self.env, capture_output=True, text=True, timeout=120, check=False,
-                              cwd=self.workdir, stdin=subprocess.DEVNULL)
+    def run(self, *argv: str, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Runs a MOSIX command (its installed entry point) as a user would (`env`: with these variables changed)."""
+        done = subprocess.run(list(argv), env=self.env | (env or {}), capture_output=True, text=True, timeout=120,
+                              check=False, cwd=self.workdir, stdin=subprocess.DEVNULL)
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr}")
         return done

@@ -3,23 +3,13 @@ line once and in order, while the job migrates away from home; EOF on mosrun's s
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
-
-import pytest
 
 from mosix.api import job
 from tests.e2e import harness
 
-pytestmark = [
-    *harness.RUNS_JOBS,
-    pytest.mark.skipif(
-        bool(os.environ.get("MOSIX_E2E_KUBECONFIG")),
-        reason="on Kubernetes input and output are kept in the home node's agent pod, and these "
-        "agents run as local processes, not pods",
-    ),
-]
+pytestmark = harness.RUNS_JOBS
 
 ECHO_SLOWLY = 'while read -r l; do echo "$l"; sleep 0.02; done; echo END'
 

@@ -6,10 +6,7 @@ default it is killed, as MOSIX kills a process that uses an unsupported feature.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-
-import pytest
 
 from mosix.api import job
 from tests.e2e import harness
@@ -63,11 +60,6 @@ def test_with_e_the_job_runs_on_unmigratable_and_says_why(cluster: harness.Clust
     assert cluster.status(name).phase == job.Phase.RUNNING and cluster.status(name).node == "node1"
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("MOSIX_E2E_KUBECONFIG")),
-    reason="on Kubernetes output is read in the home node's agent pod, and these agents run "
-    "as local processes, not pods",
-)
 def test_with_w_the_job_also_gets_a_warning_on_its_stderr(cluster: harness.Cluster) -> None:
     name = _asked_to_move(cluster, "-w")
     assert cluster.status(name).phase == job.Phase.RUNNING
