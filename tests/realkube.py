@@ -32,6 +32,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 import pytest
 import yaml
@@ -102,7 +103,7 @@ class Tier:
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skips the test, or fails it when CI is set: nothing is silently skipped in CI."""
     if os.environ.get("CI"):
         pytest.fail(f"real Kubernetes unavailable in CI: {reason}", pytrace=False)
@@ -397,18 +398,23 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 # --- fixtures --------------------------------------------------------------------------------------
 
+def _given(variable: str) -> Kube | None:
+    """The Kubernetes that environment variable names by its kubeconfig, or None when it is unset."""
+    given = os.environ.get(variable)
+    if not given:
+        return None
+    try:
+        return Kube(kubeconfig=pathlib.Path(given), kube_bin=kubectl_bin_for(given))
+    except Unavailable as missing:
+        unavailable(str(missing))
+
 @pytest.fixture(scope="session")
 def kube_apiserver(request: pytest.FixtureRequest,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     """A real kube-apiserver (started here, or MOSIX_E2E_KUBECONFIG's)."""
-    given = os.environ.get("MOSIX_E2E_KUBECONFIG")
-    if given:
-        try:
-            kubectl_bin = kubectl_bin_for(given)
-        except Unavailable as missing:
-            unavailable(str(missing))
-            return
-        yield Kube(kubeconfig=pathlib.Path(given), kube_bin=kubectl_bin)
+    given = _given("MOSIX_E2E_KUBECONFIG")
+    if given is not None:
+        yield given
         return
     try:
         scripts = shared_k8s()
@@ -425,14 +431,9 @@ def kube_apiserver(request: pytest.FixtureRequest,
 def kube_cluster(request: pytest.FixtureRequest,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kube]:
     """A real single-node cluster where pods run (started here, or MOSIX_E2E_CLUSTER_KUBECONFIG's)."""
-    given = os.environ.get("MOSIX_E2E_CLUSTER_KUBECONFIG")
-    if given:
-        try:
-            kubectl_bin = kubectl_bin_for(given)
-        except Unavailable as missing:
-            unavailable(str(missing))
-            return
-        yield Kube(kubeconfig=pathlib.Path(given), kube_bin=kubectl_bin)
+    given = _given("MOSIX_E2E_CLUSTER_KUBECONFIG")
+    if given is not None:
+        yield given
         return
     try:
         scripts = shared_k8s()
