@@ -3,6 +3,7 @@
     POST /homefs/{job}/meta                       {"op": ..., "args": {...}} → JSON
     GET  /homefs/{job}/read?fh=&offset=&size=     → the bytes (at most MAX_IO)
     POST /homefs/{job}/write?fh=&offset=          the bytes → {"written": n}
+    POST /homefs/{job}/stream                     `wire` frames, as long as the mount lives → their answers
 
 A failed file operation answers 422 with {"errno": n, "error": text}, which the FUSE side returns
 to the job as that errno; a job this node does not serve answers 403.
@@ -14,11 +15,14 @@ import asyncio
 import errno
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
-from mosix.agent.homefs import exports
+from mosix.agent.homefs import exports, wire
 
-MAX_IO = 1 << 20
+MAX_IO = wire.MAX_IO
+QUEUE = 16  # frames read ahead of the one being carried out: the network and the disk overlap
+Frame = tuple[wire.Op, int, int, int, int, bytes]
 EXPORTS: web.AppKey[exports.Exports] = web.AppKey("homefs", exports.Exports)
 
 
@@ -29,6 +33,7 @@ def add(app: web.Application, served: exports.Exports) -> None:
         web.post("/homefs/{job}/meta", _meta),
         web.get("/homefs/{job}/read", _read),
         web.post("/homefs/{job}/write", _write),
+        web.post("/homefs/{job}/stream", _stream),
     ])
 
 
@@ -76,3 +81,63 @@ async def _write(request: web.Request) -> web.Response:
     except OSError as e:
         return _failed(e)
     return web.json_response({"written": written})
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    """One mount's data stream: frames are read as they come and carried out in order by one worker."""
+    served, job = request.app[EXPORTS], request.match_info["job"]
+    if job not in served.jobs():
+        return _failed(exports.NotExported(job))
+    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    await resp.prepare(request)
+    todo: asyncio.Queue[Frame | None] = asyncio.Queue(QUEUE)
+    worker = asyncio.create_task(_carry_out(served, job, todo, resp))
+    try:
+        while True:
+            try:
+                op, rid, fh, offset, size = wire.REQUEST.unpack(await request.content.readexactly(wire.REQUEST.size))
+                if op not in wire.Op.__members__.values() or size > MAX_IO:
+                    break  # not our peer's frames: end the stream
+                data = await request.content.readexactly(size) if op == wire.Op.WRITE else b""
+            except (asyncio.IncompleteReadError, ConnectionError, aiohttp.ClientError):
+                break  # the mount went away
+            await todo.put((wire.Op(op), rid, fh, offset, size, data))
+    finally:
+        await todo.put(None)
+        await worker
+    return resp
+
+
+def _do(served: exports.Exports, job: str, frame: Frame) -> tuple[int, bytes]:
+    """Carry out one frame: (value, payload)."""
+    op, _, fh, offset, size, data = frame
+    if op == wire.Op.WRITE:
+        return served.write(job, fh, offset, data), b""
+    if op == wire.Op.READ:
+        return 0, served.read(job, fh, offset, size)
+    if op == wire.Op.FSYNC:
+        served.meta(job, "fsync", {"fh": fh, "datasync": offset == 1})
+    return 0, b""
+
+
+async def _carry_out(served: exports.Exports, job: str, todo: asyncio.Queue[Frame | None],
+                     resp: web.StreamResponse) -> None:
+    """Carry out the frames in order and answer each; once the peer is gone, only empty the queue."""
+    gone = False
+    while (frame := await todo.get()) is not None:
+        if gone:
+            continue
+        rid, err, value, payload = frame[1], 0, 0, b""
+        try:
+            if frame[0] == wire.Op.BARRIER:
+                value = 0
+            else:
+                value, payload = await asyncio.to_thread(_do, served, job, frame)
+        except OSError as e:
+            err = e.errno or errno.EIO
+        except (ValueError, OverflowError):
+            err = errno.EINVAL
+        try:
+            await resp.write(wire.reply(rid, err, value, len(payload)) + payload)
+        except (ConnectionError, aiohttp.ClientError):
+            gone = True
