@@ -322,12 +322,11 @@ def main(argv: list[str] | None = None) -> int:
 
 async def serve(fs: HomeFS) -> None:
     """Answer FUSE requests until unmounted, then let the last writes reach home."""
-    async with trio.open_nursery() as nursery:
-        fs.data.nursery = nursery
+    try:
         await pyfuse3.main()
         await fs.data.settle()
-        await fs.data.aclose()
-        nursery.cancel_scope.cancel()
+    finally:
+        fs.data.close()
 
 
 if __name__ == "__main__":

@@ -1,106 +1,200 @@
-"""The FUSE side's data stream to the home agent (trio, in the FUSE process's own loop): one long
-mutual-TLS HTTP/1.1 request carrying `wire` frames, so reads and writes are frames in flight, many at
-once, instead of one request each. Answers come back in order and go to the callback of their frame.
+"""The FUSE side's data stream to the home agent: one long mutual-TLS HTTP/1.1 request carrying `wire`
+frames, so reads and writes are frames in flight, many at once, instead of one request each. Answers
+come back in order and go to the callback of their frame, in the FUSE process's trio loop.
 
-A broken stream fails every frame in flight with EIO; the next frame opens a new one (home keeps the
-open files per job, not per connection).
+The TLS socket belongs to one thread of its own (`_Link`): it encrypts and sends while the trio loop
+takes the next FUSE request (OpenSSL lets go of the GIL), and no other thread ever touches the
+socket. A broken stream fails every frame in flight with EIO; the next frame opens a new one (home
+keeps the open files per job, not per connection).
 """
 
 from __future__ import annotations
 
+import collections
 import collections.abc
+import contextlib
 import errno
 import itertools
 import json
+import os
+import selectors
+import socket
 import ssl
+import threading
 
 import trio
 
 from mosix.agent.homefs import remote, wire
 
 OnReply = collections.abc.Callable[[int, int, bytes], None]  # errno, value, payload
+Reply = tuple[int, int, int, bytes]  # id, errno, value, payload
 RECEIVE = 1 << 18
 HEAD_MAX = 1 << 14
-BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError, ValueError)
+JOIN_BELOW = 1 << 16  # frames smaller than this go out as one piece (each piece is a TLS record and a write)
 
 
-class _Chunked:
-    """The body of a chunked HTTP/1.1 response, read as a byte stream."""
+class _Body:
+    """Reply frames out of a chunked HTTP/1.1 response body, fed as it arrives."""
 
-    def __init__(self, stream: trio.SSLStream[trio.SocketStream], buffered: bytes) -> None:
-        self.stream = stream
-        self.buf = bytearray(buffered)
-        self.left = 0  # bytes of the present chunk not yet read
-        self.first = True
+    def __init__(self) -> None:
+        self.raw = bytearray()
+        self.body = bytearray()
+        self.left = 0  # bytes of the present chunk still to come
+        self.crlf = False  # a chunk's data ended: its CRLF comes next
 
-    async def _more(self) -> None:
-        data = await self.stream.receive_some(RECEIVE)
-        if not data:
-            raise trio.BrokenResourceError("home closed the stream")
-        self.buf += data
+    def feed(self, data: bytes | memoryview) -> list[Reply]:
+        self.raw += data
+        while True:
+            if self.left:
+                take = min(self.left, len(self.raw))
+                if not take:
+                    break
+                self.body += self.raw[:take]
+                del self.raw[:take]
+                self.left -= take
+                self.crlf = not self.left
+                continue
+            skip = 2 if self.crlf else 0
+            end = self.raw.find(b"\r\n", skip)
+            if end < 0:
+                if len(self.raw) > HEAD_MAX:
+                    raise ValueError("a chunk header too long in home's answer")
+                break
+            self.left = int(bytes(self.raw[skip:end]).split(b";")[0], 16)
+            del self.raw[:end + 2]
+            self.crlf = False
+            if not self.left:
+                raise EOFError("home ended the stream")
+        replies = []
+        while len(self.body) >= wire.REPLY.size:
+            rid, err, value, size = wire.REPLY.unpack_from(self.body)
+            if len(self.body) < wire.REPLY.size + size:
+                break
+            replies.append((rid, err, value, bytes(self.body[wire.REPLY.size:wire.REPLY.size + size])))
+            del self.body[:wire.REPLY.size + size]
+        return replies
 
-    async def line(self) -> bytes:
-        """One CRLF-ended line of the raw stream, without the CRLF."""
-        while (end := self.buf.find(b"\r\n")) < 0:
-            if len(self.buf) > HEAD_MAX:
-                raise ValueError("a line too long in home's answer")
-            await self._more()
-        line = bytes(self.buf[:end])
-        del self.buf[:end + 2]
-        return line
 
-    async def exactly(self, n: int) -> bytes:
-        """The next n bytes of the body."""
-        out = bytearray()
-        while len(out) < n:
-            if self.left == 0:
-                if not self.first:
-                    await self.line()  # the CRLF ending the chunk before
-                self.first = False
-                self.left = int((await self.line()).split(b";")[0], 16)
-                if self.left == 0:
-                    raise trio.BrokenResourceError("home ended the stream")
-            if not self.buf:
-                await self._more()
-            take = min(n - len(out), self.left, len(self.buf))
-            out += self.buf[:take]
-            del self.buf[:take]
-            self.left -= take
-        return bytes(out)
+class _Link(threading.Thread):
+    """One TLS connection, driven by its own thread: sends what `push` queues, hands answers to trio."""
+
+    def __init__(self, sock: ssl.SSLSocket, rest: bytes, token: trio.lowlevel.TrioToken,
+                 deliver: collections.abc.Callable[[_Link, list[Reply]], None],
+                 lost: collections.abc.Callable[[_Link, BaseException], None]) -> None:
+        super().__init__(name="homefs-link", daemon=True)
+        self.sock = sock
+        self.rest = rest
+        self.token = token
+        self.deliver, self.lost = deliver, lost
+        self.outbox: collections.deque[bytes | memoryview] = collections.deque()
+        self.lock = threading.Lock()
+        self.wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.closing = False
+
+    def push(self, pieces: collections.abc.Iterable[bytes | memoryview]) -> None:
+        """Queue bytes to send (from the trio thread)."""
+        with self.lock:
+            self.outbox.extend(pieces)
+            self._poke()
+
+    def close(self) -> None:
+        """Ask the thread to close the connection and end (from the trio thread)."""
+        with self.lock:
+            self.closing = True
+            self._poke()
+
+    def _poke(self) -> None:
+        if self.wake >= 0:  # (under the lock) the thread closes it, once, as it ends
+            os.eventfd_write(self.wake, 1)
+
+    def _tell(self, fn: collections.abc.Callable[..., object], *args: object) -> None:
+        with contextlib.suppress(trio.RunFinishedError):
+            self.token.run_sync_soon(fn, self, *args)
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except (OSError, ValueError, EOFError) as e:
+            if not self.closing:
+                self._tell(self.lost, e)
+        finally:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            with self.lock:
+                os.close(self.wake)
+                self.wake = -1
+
+    def _loop(self) -> None:
+        body = _Body()
+        if self.rest and (replies := body.feed(self.rest)):
+            self._tell(self.deliver, replies)
+        buf = bytearray(RECEIVE)
+        view = memoryview(buf)
+        sending: memoryview | None = None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.wake, selectors.EVENT_READ)
+            sel.register(self.sock, selectors.EVENT_READ)
+            writing = False
+            while not self.closing:
+                if sending is None:
+                    with self.lock:
+                        if self.outbox:
+                            sending = memoryview(self.outbox.popleft())
+                if (sending is not None) != writing:
+                    writing = sending is not None
+                    sel.modify(self.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0))
+                if sending is not None:
+                    try:
+                        n = self.sock.send(sending)
+                        sending = sending[n:] if n < len(sending) else None
+                        continue
+                    except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                        pass
+                replies = self._receive(body, buf, view)
+                if replies:
+                    self._tell(self.deliver, replies)
+                    continue
+                for key, _ in sel.select():
+                    if key.fileobj == self.wake:
+                        with contextlib.suppress(BlockingIOError):
+                            os.eventfd_read(self.wake)
+
+    def _receive(self, body: _Body, buf: bytearray, view: memoryview) -> list[Reply]:
+        """Whatever answers have arrived (none: nothing to read now)."""
+        replies: list[Reply] = []
+        while True:
+            try:
+                n = self.sock.recv_into(buf)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                return replies
+            if not n:
+                raise EOFError("home closed the stream")
+            replies += body.feed(view[:n])
 
 
 class Stream:
-    """One mount's frames to its home agent. `nursery` (set before use) runs the answer reader."""
+    """One mount's frames to its home agent (used from the FUSE process's trio loop)."""
 
     def __init__(self, host: str, port: int, path: str, context: ssl.SSLContext, timeout: float = 60) -> None:
         self.host, self.port, self.path = host, port, path
         self.context = context
         self.timeout = timeout
-        self.nursery: trio.Nursery | None = None
         self.inflight = 0  # bytes of WRITE frames not answered yet
-        self._stream: trio.SSLStream[trio.SocketStream] | None = None
-        self._send = trio.Lock()
+        self._link: _Link | None = None
+        self._connecting = trio.Lock()
         self._ids = itertools.count(1)
         self._waiting: dict[int, tuple[OnReply, int]] = {}
         self._answered = trio.Event()
 
     async def send(self, op: wire.Op, fh: int, offset: int, size: int, data: bytes, *, on_reply: OnReply) -> None:
         """Put a frame on the stream; `on_reply` gets its answer (EIO if the stream breaks first)."""
-        async with self._send:
-            try:
-                with trio.fail_after(self.timeout):
-                    stream = self._stream or await self._connect()
-                    rid = next(self._ids) & 0xFFFFFFFF
-                    weight = len(data) if op == wire.Op.WRITE else 0
-                    self._waiting[rid] = (on_reply, weight)
-                    self.inflight += weight
-                    head = b"%x\r\n" % (wire.REQUEST.size + len(data)) + wire.request(op, rid, fh, offset, size)
-                    await stream.send_all(b"".join((head, data, b"\r\n")))  # one send: each costs
-            except BROKEN as e:
-                await self._broken(e)
-                if isinstance(e, remote.RemoteError):
-                    raise
-                raise remote.RemoteError(errno.EIO, f"home agent {self.host}: {e}") from e
+        link = self._link or await self._connect()
+        rid = next(self._ids) & 0xFFFFFFFF
+        weight = len(data) if op == wire.Op.WRITE else 0
+        self._waiting[rid] = (on_reply, weight)
+        self.inflight += weight
+        head = b"%x\r\n" % (wire.REQUEST.size + len(data)) + wire.request(op, rid, fh, offset, size)
+        link.push((head + data + b"\r\n",) if len(data) < JOIN_BELOW else (head, data, b"\r\n"))
 
     async def call(self, op: wire.Op, fh: int, offset: int = 0, size: int = 0,
                    data: bytes = b"") -> tuple[int, bytes]:
@@ -116,7 +210,7 @@ class Stream:
         with trio.move_on_after(self.timeout) as waited:
             await done.wait()
         if waited.cancelled_caught:
-            await self._broken(trio.TooSlowError(f"no answer in {self.timeout} s"))
+            self._broken(TimeoutError(f"no answer in {self.timeout} s"))
         err, value, payload = answer[0]
         if err:
             raise remote.RemoteError(err, f"{op.name} at home: {errno.errorcode.get(err, err)}")
@@ -128,19 +222,36 @@ class Stream:
             with trio.move_on_after(self.timeout) as waited:
                 await self._answered.wait()
             if waited.cancelled_caught:
-                await self._broken(trio.TooSlowError(f"writes not answered in {self.timeout} s"))
+                self._broken(TimeoutError(f"writes not answered in {self.timeout} s"))
 
-    async def _connect(self) -> trio.SSLStream[trio.SocketStream]:
-        tcp = await trio.open_tcp_stream(self.host, self.port)
-        stream = trio.SSLStream(tcp, self.context, server_hostname=self.host, https_compatible=True)
+    def close(self) -> None:
+        """Close the stream (what is in flight fails)."""
+        self._broken(ConnectionAbortedError("closed"))
+
+    async def _connect(self) -> _Link:
+        async with self._connecting:
+            if self._link is None:
+                try:
+                    sock, rest = await trio.to_thread.run_sync(self._open)
+                except (OSError, ValueError) as e:
+                    if isinstance(e, remote.RemoteError):
+                        raise
+                    raise remote.RemoteError(errno.EIO, f"home agent {self.host}: {e}") from e
+                self._link = _Link(sock, rest, trio.lowlevel.current_trio_token(), self._deliver, self._lost)
+                self._link.start()
+            return self._link
+
+    def _open(self) -> tuple[ssl.SSLSocket, bytes]:
+        """Connect, ask for the stream and read home's answer head (blocking: in a worker thread)."""
+        sock = self.context.wrap_socket(socket.create_connection((self.host, self.port), timeout=self.timeout),
+                                        server_hostname=self.host)
         try:
-            await stream.send_all(
-                f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+            sock.sendall(f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                         "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
             head = b""
             while (end := head.find(b"\r\n\r\n")) < 0:
-                if len(head) > HEAD_MAX or not (data := await stream.receive_some(RECEIVE)):
-                    raise trio.BrokenResourceError("home closed the stream before answering")
+                if len(head) > HEAD_MAX or not (data := sock.recv(RECEIVE)):
+                    raise ConnectionResetError("home closed the stream before answering")
                 head += data
             status, headers = _head(head[:end])
             rest = head[end + 4:]
@@ -148,44 +259,38 @@ class Stream:
                 raise _refused(status, headers, rest)
             if headers.get("transfer-encoding", "").lower() != "chunked":
                 raise ValueError("home's stream is not chunked")
+            sock.setblocking(False)
         except BaseException:
-            await trio.aclose_forcefully(stream)
+            sock.close()
             raise
-        assert self.nursery is not None, "Stream.nursery is set before the first frame"
-        self._stream = stream
-        self.nursery.start_soon(self._receive, stream, _Chunked(stream, rest))
-        return stream
+        return sock, rest
 
-    async def _receive(self, stream: trio.SSLStream[trio.SocketStream], body: _Chunked) -> None:
-        try:
-            while True:
-                rid, err, value, size = wire.REPLY.unpack(await body.exactly(wire.REPLY.size))
-                payload = await body.exactly(size) if size else b""
-                on_reply, weight = self._waiting.pop(rid, (None, 0))
-                self.inflight -= weight
-                self._answered.set()
-                self._answered = trio.Event()
-                if on_reply is not None:
-                    on_reply(err, value, payload)
-        except BROKEN as e:
-            if self._stream is stream:
-                await self._broken(e)
-
-    async def _broken(self, cause: BaseException) -> None:
-        """The stream is unusable: close it and fail what is in flight."""
-        stream, self._stream = self._stream, None
-        waiting, self._waiting = self._waiting, {}
-        self.inflight = 0
+    def _deliver(self, link: _Link, replies: list[Reply]) -> None:
+        if link is not self._link:
+            return
+        for rid, err, value, payload in replies:
+            on_reply, weight = self._waiting.pop(rid, (None, 0))
+            self.inflight -= weight
+            if on_reply is not None:
+                on_reply(err, value, payload)
         self._answered.set()
         self._answered = trio.Event()
+
+    def _lost(self, link: _Link, cause: BaseException) -> None:
+        if link is self._link:
+            self._broken(cause)
+
+    def _broken(self, cause: BaseException) -> None:
+        """The stream is unusable: close it and fail what is in flight."""
+        link, self._link = self._link, None
+        waiting, self._waiting = self._waiting, {}
+        self.inflight = 0
+        if link is not None:
+            link.close()
         for on_reply, _ in waiting.values():
             on_reply(errno.EIO, 0, b"")
-        if stream is not None:
-            await trio.aclose_forcefully(stream)
-
-    async def aclose(self) -> None:
-        """Close the stream (what is in flight fails)."""
-        await self._broken(trio.ClosedResourceError("closed"))
+        self._answered.set()
+        self._answered = trio.Event()
 
 
 def _head(raw: bytes) -> tuple[int, dict[str, str]]:
@@ -206,6 +311,6 @@ def _refused(status: int, headers: dict[str, str], body: bytes) -> remote.Remote
         parsed = json.loads(body[:int(headers.get("content-length", len(body)))])
     except ValueError:
         parsed = {}
-    code = int(parsed.get("errno") or errno.EIO) if isinstance(parsed, dict) else errno.EIO
-    text = str(parsed.get("error") or f"HTTP {status}") if isinstance(parsed, dict) else f"HTTP {status}"
-    return remote.RemoteError(code, text)
+    if not isinstance(parsed, dict):
+        parsed = {}
+    return remote.RemoteError(int(parsed.get("errno") or errno.EIO), str(parsed.get("error") or f"HTTP {status}"))
