@@ -219,8 +219,6 @@ class HomeFS(pyfuse3.Operations):
         fh = (await self._call("open", path=self._path(inode), flags=flags))["fh"]
         if flags & os.O_TRUNC:
             self.ahead.forget()  # the file is emptied: what other handles fetched of it is gone
-        # Close-to-open, as NFS: sizes cached before this open are forgotten (file data is, without keep_cache).
-        pyfuse3.invalidate_inode(pyfuse3.InodeT(inode), attr_only=True)
         return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh))
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
