@@ -217,6 +217,9 @@ class HomeFS(pyfuse3.Operations):
 
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
         fh = (await self._call("open", path=self._path(inode), flags=flags))["fh"]
+        # Close-to-open, as NFS: attributes cached before this open are forgotten, so the size and the
+        # pages (the kernel drops them when the mtime it then gets is new) are home's as of now.
+        pyfuse3.invalidate_inode(pyfuse3.InodeT(inode), attr_only=True)
         if flags & os.O_TRUNC:
             self.ahead.forget()  # the file is emptied: what other handles fetched of it is gone
         return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh))
