@@ -5,6 +5,7 @@ Run as its own process per mount (pyfuse3 keeps one session per process):
 Inodes are this side's numbers for paths; home holds the open files. Metadata goes one request per
 operation (`remote`); reads and writes are frames on one data stream (`stream`), many in flight.
 Writes are written behind, as NFS does: write(2) returns once the frame is on its way (at most WINDOW
+bytes unanswered; small writes that follow each other are held up to HOLD seconds and go as one frame;
 bytes unanswered), a failure at home is reported at the file's next write, flush (close) or fsync,
 and everything is at home before close(2), fsync(2), any metadata operation (sizes are home's) and
 the agent's drain (DRAIN, before a dump) return.
@@ -31,6 +32,8 @@ log = logging.getLogger("mosix.homefs")
 TIMEOUT = 1.0  # seconds the kernel may trust names and attributes: the job is the directory's only writer
 BLKSIZE = 1 << 17
 WINDOW = 8 << 20  # bytes written behind at most (unanswered by home)
+COALESCE = 1 << 18  # small writes following each other go home together, up to this many bytes
+HOLD = 0.005  # seconds such writes wait for the next one at most
 READ_ONLY = frozenset({"stat", "list", "readlink", "statfs", "open", "release"})  # leave read-ahead be
 # The root as shown while home cannot be reached: a job restored meanwhile (its home node died) still
 # has its working directory; what it opens there fails (EIO) until home is back.
@@ -54,6 +57,10 @@ class HomeFS(pyfuse3.Operations):
         self.data = data
         self.ahead = readahead.ReadAhead(data)
         self._errors: dict[int, int] = {}  # fh -> errno of a write behind that failed, not reported yet
+        self._held: dict[int, tuple[int, bytearray]] = {}  # fh -> (offset, bytes): small writes not sent yet
+        self._timer = False
+        self._sending = trio.Lock()  # write frames go out in the order they were made (FIFO lock)
+        self.nursery: trio.Nursery | None = None  # (set by `serve`) where held writes are sent after HOLD
         self.unreachable_root = {**UNREACHABLE_ROOT, "mode": root_mode}
         self.paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
         self.inodes: dict[str, int] = {"": pyfuse3.ROOT_INODE}
@@ -72,9 +79,31 @@ class HomeFS(pyfuse3.Operations):
                 log.warning("%s %s: %s", op, args.get("path", args.get("fh")), e)
             raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
 
+    async def drain(self) -> None:
+        """Every write made so far at home (or failed there)."""
+        await self._settle()
+
     async def _settle(self) -> None:
         """Every write behind answered by home (so what home says about sizes and times is current)."""
+        await self._send_held()
         await self.data.settle()
+
+    async def _send_held(self) -> None:
+        """Send the small writes held back (all files: a held write's failure is reported like any), and
+        wait for write frames on their way out: a frame put on the stream after this one comes after them."""
+        while self._held:
+            fh, (off, buf) = self._held.popitem()
+            try:
+                await self._send(fh, off, bytes(buf))
+            except remote.RemoteError as e:
+                self._errors.setdefault(fh, e.errno or errno.EIO)
+        async with self._sending:
+            pass
+
+    async def _send_later(self) -> None:
+        await trio.sleep(HOLD)
+        self._timer = False
+        await self._send_held()
 
     def _report(self, fh: int) -> None:
         """Raise the error of a write behind on fh, once (as NFS reports it at close or fsync)."""
@@ -231,6 +260,7 @@ class HomeFS(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(r["fh"])), self._entry(path, r["attrs"])
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
+        await self._send_held()  # read what was written
         try:
             return await self.ahead.read(fh, off, size)
         except remote.RemoteError as e:
@@ -240,7 +270,26 @@ class HomeFS(pyfuse3.Operations):
     async def write(self, fh: int, off: int, buf: bytes) -> int:
         self._report(fh)
         self.ahead.forget()  # fetched before this write: never to be read after it
-        await self.data.settle(max(0, WINDOW - len(buf)))
+        held = self._held.get(fh)
+        if held is not None and held[0] + len(held[1]) == off and len(held[1]) + len(buf) <= COALESCE:
+            held[1].extend(buf)
+            return len(buf)
+        await self._send_held()
+        if len(buf) < COALESCE // 4 and self.nursery is not None:
+            self._held[fh] = (off, bytearray(buf))
+            if not self._timer:
+                self._timer = True
+                self.nursery.start_soon(self._send_later)
+            return len(buf)
+        try:
+            await self._send(fh, off, buf)
+        except remote.RemoteError as e:
+            self._errors.pop(fh, None)  # reported now
+            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
+        return len(buf)
+
+    async def _send(self, fh: int, off: int, buf: bytes) -> None:
+        """A write frame, once the window has room; its failure at home is kept for fh."""
         size = len(buf)
 
         def on_reply(err: int, written: int, _: bytes) -> None:
@@ -248,15 +297,13 @@ class HomeFS(pyfuse3.Operations):
                 log.warning("write %d at %d: %s", fh, off, errno.errorcode.get(err, err) if err else "short")
                 self._errors.setdefault(fh, err or errno.EIO)
 
-        try:
+        async with self._sending:
+            await self.data.settle(max(0, WINDOW - size))
             await self.data.send(wire.Op.WRITE, fh, off, size, buf, on_reply=on_reply)
-        except remote.RemoteError as e:
-            self._errors.pop(fh, None)  # reported now
-            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
-        return size
 
     async def _sync(self, op: wire.Op, fh: int, offset: int = 0) -> None:
         """A frame answered once home has done every frame before it; then any write error on fh."""
+        await self._send_held()
         try:
             await self.data.call(op, fh, offset)
         except remote.RemoteError as e:
@@ -271,6 +318,7 @@ class HomeFS(pyfuse3.Operations):
         await self._sync(wire.Op.FSYNC, fh, 1 if datasync else 0)
 
     async def release(self, fh: int) -> None:
+        await self._send_held()
         self._errors.pop(fh, None)  # nobody left to tell
         self.ahead.forget(fh)
         await self._call("release", fh=fh)
@@ -324,8 +372,11 @@ def main(argv: list[str] | None = None) -> int:
 async def serve(fs: HomeFS) -> None:
     """Answer FUSE requests until unmounted, then let the last writes reach home."""
     try:
-        await pyfuse3.main()
-        await fs.data.settle()
+        async with trio.open_nursery() as nursery:
+            fs.nursery = nursery
+            await pyfuse3.main()
+            await fs.drain()
+            nursery.cancel_scope.cancel()
     finally:
         fs.data.close()
 
