@@ -1,8 +1,6 @@
 """The home directory proxy on the agent's mutual-TLS API (only authenticated peers reach it).
 
     POST /homefs/{job}/meta                       {"op": ..., "args": {...}} → JSON
-    GET  /homefs/{job}/read?fh=&offset=&size=     → the bytes (at most MAX_IO)
-    POST /homefs/{job}/write?fh=&offset=          the bytes → {"written": n}
     POST /homefs/{job}/stream                     `wire` frames, as long as the mount lives → their answers
 
 A failed file operation answers 422 with {"errno": n, "error": text}, which the FUSE side returns
@@ -31,8 +29,6 @@ def add(app: web.Application, served: exports.Exports) -> None:
     app[EXPORTS] = served
     app.add_routes([
         web.post("/homefs/{job}/meta", _meta),
-        web.get("/homefs/{job}/read", _read),
-        web.post("/homefs/{job}/write", _write),
         web.post("/homefs/{job}/stream", _stream),
     ])
 
@@ -55,32 +51,6 @@ async def _meta(request: web.Request) -> web.Response:
     except OSError as e:
         return _failed(e)
     return web.json_response(result)
-
-
-async def _read(request: web.Request) -> web.Response:
-    q = request.query
-    size = int(q["size"])
-    if not 0 <= size <= MAX_IO:
-        raise ValueError(f"size must be 0..{MAX_IO}")
-    try:
-        data = await asyncio.to_thread(request.app[EXPORTS].read, request.match_info["job"], int(q["fh"]),
-                                       int(q["offset"]), size)
-    except OSError as e:
-        return _failed(e)
-    return web.Response(body=data, content_type="application/octet-stream")
-
-
-async def _write(request: web.Request) -> web.Response:
-    q = request.query
-    data = await request.read()
-    if len(data) > MAX_IO:
-        raise ValueError(f"at most {MAX_IO} bytes per write")
-    try:
-        written = await asyncio.to_thread(request.app[EXPORTS].write, request.match_info["job"], int(q["fh"]),
-                                          int(q["offset"]), data)
-    except OSError as e:
-        return _failed(e)
-    return web.json_response({"written": written})
 
 
 async def _stream(request: web.Request) -> web.StreamResponse:

@@ -41,8 +41,12 @@ class _Body:
         self.body = bytearray()
         self.left = 0  # bytes of the present chunk still to come
         self.crlf = False  # a chunk's data ended: its CRLF comes next
+        self.ended = False  # the last chunk came: home ended the stream
 
     def feed(self, data: bytes | memoryview) -> list[Reply]:
+        """The replies complete so far (then `ended` may say there will be no more)."""
+        if self.ended:
+            return []
         self.raw += data
         while True:
             if self.left:
@@ -64,7 +68,8 @@ class _Body:
             del self.raw[:end + 2]
             self.crlf = False
             if not self.left:
-                raise EOFError("home ended the stream")
+                self.ended = True
+                break
         replies = []
         while len(self.body) >= wire.REPLY.size:
             rid, err, value, size = wire.REPLY.unpack_from(self.body)
@@ -170,6 +175,9 @@ class _Link(threading.Thread):
             if not n:
                 raise EOFError("home closed the stream")
             replies += body.feed(view[:n])
+            if body.ended:
+                self._tell(self.deliver, replies)
+                raise EOFError("home ended the stream")
 
 
 class Stream:

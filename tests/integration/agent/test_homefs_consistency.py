@@ -11,12 +11,15 @@ import dataclasses
 import errno
 import os
 import pathlib
+import ssl
 import subprocess
+import urllib.parse
 
 import pytest
+import trio
 
 from mosix.agent import containers, errors, jobs, server, tls
-from mosix.agent.homefs import exports, mounts
+from mosix.agent.homefs import exports, mounts, remote, stream, wire
 from tests.ports import free_port
 
 MakeAgent = collections.abc.Callable[..., containers.Manager]
@@ -29,6 +32,9 @@ class Mount:
     away: pathlib.Path  # the same directory through FUSE
     job_dir: pathlib.Path
     mounter: mounts.Mounter
+    served: exports.Exports
+    url: str
+    client: ssl.SSLContext  # an agent's certificate, as the FUSE process has
 
 
 async def mount(make_agent: MakeAgent, ca: tls.Identity, tmp_path: pathlib.Path,
@@ -47,7 +53,7 @@ async def mount(make_agent: MakeAgent, ca: tls.Identity, tmp_path: pathlib.Path,
         away = await asyncio.to_thread(mounter.source, jobs.Job(name="job", args=("x",), workdir=str(home_dir),
                                                                home_url=url), job_dir)
         assert away is not None and mounts.is_mounted(away)
-        yield Mount(home_dir, away, job_dir, mounter)
+        yield Mount(home_dir, away, job_dir, mounter, served, url, tls.client_context(away_id))
     finally:
         await asyncio.to_thread(mounter.close)
         await runner.cleanup()
@@ -169,3 +175,30 @@ async def test_a_file_changed_at_home_is_seen_at_the_next_open(homefs: Mount) ->
         assert (m.away / "log").read_bytes() == b"two\nthree\n"
 
     await asyncio.to_thread(run)
+
+
+@pytest.mark.root
+async def test_the_data_stream_serves_a_job_only_its_own_open_files(homefs: Mount, tmp_path: pathlib.Path) -> None:
+    m = homefs
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "secret").write_bytes(b"not yours")
+    m.served.export("other", other)
+    fh = m.served.meta("other", "open", {"path": "secret", "flags": os.O_RDONLY})["fh"]
+    url = urllib.parse.urlsplit(m.url)
+    assert url.hostname is not None and url.port is not None
+
+    async def frames(job: str) -> tuple[int, bytes]:
+        s = stream.Stream(url.hostname or "", url.port or 0, f"/homefs/{job}/stream", m.client)
+        try:
+            return await s.call(wire.Op.READ, fh, 0, 100)
+        finally:
+            s.close()
+
+    with pytest.raises(remote.RemoteError) as refused:
+        await asyncio.to_thread(trio.run, frames, "job")  # another job's handle number
+    assert refused.value.errno == errno.EBADF
+    with pytest.raises(remote.RemoteError) as refused:
+        await asyncio.to_thread(trio.run, frames, "nobody")  # not a job this node is home of
+    assert refused.value.errno == errno.EACCES
+    assert await asyncio.to_thread(trio.run, frames, "other") == (0, b"not yours")
