@@ -108,6 +108,8 @@ async def _carry_out(served: exports.Exports, job: str, todo: asyncio.Queue[Fram
         except (ValueError, OverflowError):
             err = errno.EINVAL
         try:
-            await resp.write(wire.reply(rid, err, value, len(payload)) + payload)
+            await resp.write(wire.reply(rid, err, value, len(payload)))
+            if payload:
+                await resp.write(payload)  # a chunk of its own: no copy of it joined to the header
         except (ConnectionError, aiohttp.ClientError):
             gone = True

@@ -53,7 +53,8 @@ class _Body:
                 take = min(self.left, len(self.raw))
                 if not take:
                     break
-                self.body += self.raw[:take]
+                with memoryview(self.raw) as raw:  # one copy, not two
+                    self.body += raw[:take]
                 del self.raw[:take]
                 self.left -= take
                 self.crlf = not self.left
@@ -75,7 +76,8 @@ class _Body:
             rid, err, value, size = wire.REPLY.unpack_from(self.body)
             if len(self.body) < wire.REPLY.size + size:
                 break
-            replies.append((rid, err, value, bytes(self.body[wire.REPLY.size:wire.REPLY.size + size])))
+            with memoryview(self.body) as body:
+                replies.append((rid, err, value, bytes(body[wire.REPLY.size:wire.REPLY.size + size])))
             del self.body[:wire.REPLY.size + size]
         return replies
 
