@@ -93,5 +93,8 @@ class ReadAhead:
 
     async def _fetch(self, fh: int, chunks: dict[int, _Fetch], start: int) -> _Fetch:
         fetch = chunks[start] = _Fetch()
-        await self.data.send(wire.Op.READ, fh, start, CHUNK, b"", on_reply=fetch.answer)
+        try:
+            await self.data.send(wire.Op.READ, fh, start, CHUNK, b"", on_reply=fetch.answer)
+        except remote.RemoteError as e:  # not sent: its reader is told, not left waiting
+            fetch.answer(e.errno or errno.EIO, 0, b"")
         return fetch

@@ -121,7 +121,7 @@ class _Link(threading.Thread):
     def run(self) -> None:
         try:
             self._loop()
-        except (OSError, ValueError, EOFError) as e:
+        except Exception as e:  # whatever ends the thread ends the stream: its frames fail, none hang
             if not self.closing:
                 self._tell(self.lost, e)
         finally:
