@@ -78,38 +78,51 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def _do(served: exports.Exports, job: str, frame: Frame) -> tuple[int, bytes]:
-    """Carry out one frame: (value, payload)."""
-    op, _, fh, offset, size, data = frame
-    if op == wire.Op.WRITE:
-        return served.write(job, fh, offset, data), b""
-    if op == wire.Op.READ:
-        return 0, served.read(job, fh, offset, size)
-    if op == wire.Op.FSYNC:
-        served.meta(job, "fsync", {"fh": fh, "datasync": offset == 1})
-    return 0, b""
+Answer = tuple[int, int, int, bytes]  # id, errno, value, payload
+
+
+def _answer(served: exports.Exports, job: str, frame: Frame) -> Answer:
+    """Carry out one frame."""
+    op, rid, fh, offset, size, data = frame
+    try:
+        if op == wire.Op.WRITE:
+            return rid, 0, served.write(job, fh, offset, data), b""
+        if op == wire.Op.READ:
+            return rid, 0, 0, served.read(job, fh, offset, size)
+        if op == wire.Op.FSYNC:
+            served.meta(job, "fsync", {"fh": fh, "datasync": offset == 1})
+    except OSError as e:
+        return rid, e.errno or errno.EIO, 0, b""
+    except (ValueError, OverflowError):
+        return rid, errno.EINVAL, 0, b""
+    return rid, 0, 0, b""
+
+
+def _answers(served: exports.Exports, job: str, frames: list[Frame]) -> list[Answer]:
+    return [_answer(served, job, f) for f in frames]
 
 
 async def _carry_out(served: exports.Exports, job: str, todo: asyncio.Queue[Frame | None],
                      resp: web.StreamResponse) -> None:
-    """Carry out the frames in order and answer each; once the peer is gone, only empty the queue."""
-    gone = False
-    while (frame := await todo.get()) is not None:
-        if gone:
+    """Carry out the frames in order and answer each; once the peer is gone, only empty the queue.
+    The frames waiting are taken together: one trip to a worker thread for all of them."""
+    gone, end = False, False
+    while not end:
+        frames: list[Frame] = []
+        frame = await todo.get()
+        while frame is not None:
+            frames.append(frame)
+            if todo.empty():
+                break
+            frame = todo.get_nowait()
+        end = frame is None
+        if gone or not frames:
             continue
-        rid, err, value, payload = frame[1], 0, 0, b""
-        try:
-            if frame[0] == wire.Op.BARRIER:
-                value = 0
-            else:
-                value, payload = await asyncio.to_thread(_do, served, job, frame)
-        except OSError as e:
-            err = e.errno or errno.EIO
-        except (ValueError, OverflowError):
-            err = errno.EINVAL
-        try:
-            await resp.write(wire.reply(rid, err, value, len(payload)))
-            if payload:
-                await resp.write(payload)  # a chunk of its own: no copy of it joined to the header
-        except (ConnectionError, aiohttp.ClientError):
-            gone = True
+        for rid, err, value, payload in await asyncio.to_thread(_answers, served, job, frames):
+            try:
+                await resp.write(wire.reply(rid, err, value, len(payload)))
+                if payload:
+                    await resp.write(payload)  # a chunk of its own: no copy of it joined to the header
+            except (ConnectionError, aiohttp.ClientError):
+                gone = True
+                break
