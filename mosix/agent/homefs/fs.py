@@ -5,8 +5,8 @@ Run as its own process per mount (pyfuse3 keeps one session per process):
 Inodes are this side's numbers for paths; home holds the open files. Metadata goes one request per
 operation (`remote`); reads and writes are frames on one data stream (`stream`), many in flight.
 Writes are written behind, as NFS does: write(2) returns once the frame is on its way (at most WINDOW
-bytes unanswered; small writes that follow each other are held up to HOLD seconds and go as one frame;
-bytes unanswered), a failure at home is reported at the file's next write, flush (close) or fsync,
+bytes unanswered; small writes that follow each other are held up to HOLD seconds and go as one frame),
+a failure at home is reported at the file's next write, flush (close) or fsync,
 and everything is at home before close(2), fsync(2), any metadata operation (sizes are home's) and
 the agent's drain (DRAIN, before a dump) return.
 """
@@ -70,7 +70,6 @@ class HomeFS(pyfuse3.Operations):
     # --- helpers ---------------------------------------------------------------------------
 
     async def _call(self, op: str, **args: Any) -> dict[str, Any]:
-        log.debug("META %s %s", op, args)
         await self._settle()
         try:
             return self.home.meta(op, **args)
