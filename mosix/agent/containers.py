@@ -527,6 +527,7 @@ class Manager:
         work = self._scratch(f"dump-{name}")
         self.runtime.pause(name)
         try:
+            self.homefs.drain(e.dir)  # writes behind through its FUSE mount are home before the dump
             offsets = self._logical_offsets(e, [p.drain() for p in e.pumps])
             stdin_offset = self._hold_input(e)
             checkpoints.copy_tree(e.dir / "upper", staging / checkpoints.UPPER)

@@ -20,6 +20,7 @@ import threading
 import time
 
 from mosix.agent import errors, jobs, spec, tls
+from mosix.agent.homefs import wire
 
 log = logging.getLogger(__name__)
 MOUNT_TIMEOUT = 30.0
@@ -125,6 +126,22 @@ class Mounter:
             self._procs[mountpoint] = proc
         log.info("job %s: %s mounted from %s", job.name, job.workdir, job.home_url)
         return mountpoint
+
+    def drain(self, job_dir: pathlib.Path) -> None:
+        """Return once every write the job made through its FUSE mount here is at home (the job is paused:
+        a dump must not leave writes behind in a FUSE process about to go); a write that failed at home
+        raises, so the dump fails and the job, resumed here, is told at its next write or close."""
+        mountpoint = job_dir / "home"
+        with self._lock:
+            ours = mountpoint in self._procs
+        if not ours:
+            return
+        try:
+            os.stat(mountpoint / wire.DRAIN.decode())
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise errors.JobError(f"writes to the home directory from {job_dir.name} not all done: {e}") from e
 
     def release(self, job_dir: pathlib.Path) -> None:
         """Unmount the job's FUSE mount here, if it has one, and end its process (the job left or ended)."""

@@ -1,5 +1,5 @@
-"""The FUSE side's link to the home agent: one kept-alive mutual-TLS connection, one request per
-file operation or data chunk (never a whole file in memory)."""
+"""The FUSE side's link to the home agent for metadata: one kept-alive mutual-TLS connection, one
+request per file operation (file data goes on the data stream, `stream`)."""
 
 from __future__ import annotations
 
@@ -65,18 +65,6 @@ class Remote:
         self._check(status, data)
         result: dict[str, Any] = json.loads(data)
         return result
-
-    def read(self, fh: int, offset: int, size: int) -> bytes:
-        """One chunk of an open file."""
-        status, data = self._request("GET", f"/read?fh={fh}&offset={offset}&size={size}")
-        self._check(status, data)
-        return data
-
-    def write(self, fh: int, offset: int, data: bytes) -> int:
-        """One chunk into an open file; bytes written."""
-        status, body = self._request("POST", f"/write?fh={fh}&offset={offset}", data)
-        self._check(status, body)
-        return int(json.loads(body)["written"])
 
     def close(self) -> None:
         if self._conn is not None:

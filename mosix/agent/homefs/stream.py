@@ -1,0 +1,326 @@
+"""The FUSE side's data stream to the home agent: one long mutual-TLS HTTP/1.1 request carrying `wire`
+frames, so reads and writes are frames in flight, many at once, instead of one request each. Answers
+come back in order and go to the callback of their frame, in the FUSE process's trio loop.
+
+The TLS socket belongs to one thread of its own (`_Link`): it encrypts and sends while the trio loop
+takes the next FUSE request (OpenSSL lets go of the GIL), and no other thread ever touches the
+socket. A broken stream fails every frame in flight with EIO; the next frame opens a new one (home
+keeps the open files per job, not per connection).
+"""
+
+from __future__ import annotations
+
+import collections
+import collections.abc
+import contextlib
+import errno
+import itertools
+import json
+import os
+import selectors
+import socket
+import ssl
+import threading
+
+import trio
+
+from mosix.agent.homefs import remote, wire
+
+OnReply = collections.abc.Callable[[int, int, bytes], None]  # errno, value, payload
+Reply = tuple[int, int, int, bytes]  # id, errno, value, payload
+RECEIVE = 1 << 18
+HEAD_MAX = 1 << 14
+JOIN_BELOW = 1 << 16  # frames smaller than this go out as one piece (each piece is a TLS record and a write)
+
+
+class _Body:
+    """Reply frames out of a chunked HTTP/1.1 response body, fed as it arrives."""
+
+    def __init__(self) -> None:
+        self.raw = bytearray()
+        self.body = bytearray()
+        self.left = 0  # bytes of the present chunk still to come
+        self.crlf = False  # a chunk's data ended: its CRLF comes next
+        self.ended = False  # the last chunk came: home ended the stream
+
+    def feed(self, data: bytes | memoryview) -> list[Reply]:
+        """The replies complete so far (then `ended` may say there will be no more)."""
+        if self.ended:
+            return []
+        self.raw += data
+        while True:
+            if self.left:
+                take = min(self.left, len(self.raw))
+                if not take:
+                    break
+                with memoryview(self.raw) as raw:  # one copy, not two
+                    self.body += raw[:take]
+                del self.raw[:take]
+                self.left -= take
+                self.crlf = not self.left
+                continue
+            skip = 2 if self.crlf else 0
+            end = self.raw.find(b"\r\n", skip)
+            if end < 0:
+                if len(self.raw) > HEAD_MAX:
+                    raise ValueError("a chunk header too long in home's answer")
+                break
+            self.left = int(bytes(self.raw[skip:end]).split(b";")[0], 16)
+            del self.raw[:end + 2]
+            self.crlf = False
+            if not self.left:
+                self.ended = True
+                break
+        replies = []
+        while len(self.body) >= wire.REPLY.size:
+            rid, err, value, size = wire.REPLY.unpack_from(self.body)
+            if len(self.body) < wire.REPLY.size + size:
+                break
+            with memoryview(self.body) as body:
+                replies.append((rid, err, value, bytes(body[wire.REPLY.size:wire.REPLY.size + size])))
+            del self.body[:wire.REPLY.size + size]
+        return replies
+
+
+class _Link(threading.Thread):
+    """One TLS connection, driven by its own thread: sends what `push` queues, hands answers to trio."""
+
+    def __init__(self, sock: ssl.SSLSocket, rest: bytes, token: trio.lowlevel.TrioToken,
+                 deliver: collections.abc.Callable[[_Link, list[Reply]], None],
+                 lost: collections.abc.Callable[[_Link, BaseException], None]) -> None:
+        super().__init__(name="homefs-link", daemon=True)
+        self.sock = sock
+        self.rest = rest
+        self.token = token
+        self.deliver, self.lost = deliver, lost
+        self.outbox: collections.deque[bytes | memoryview] = collections.deque()
+        self.lock = threading.Lock()
+        self.wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.closing = False
+
+    def push(self, pieces: collections.abc.Iterable[bytes | memoryview]) -> None:
+        """Queue bytes to send (from the trio thread)."""
+        with self.lock:
+            self.outbox.extend(pieces)
+            self._poke()
+
+    def close(self) -> None:
+        """Ask the thread to close the connection and end (from the trio thread)."""
+        with self.lock:
+            self.closing = True
+            self._poke()
+
+    def _poke(self) -> None:
+        if self.wake >= 0:  # (under the lock) the thread closes it, once, as it ends
+            os.eventfd_write(self.wake, 1)
+
+    def _tell(self, fn: collections.abc.Callable[..., object], *args: object) -> None:
+        with contextlib.suppress(trio.RunFinishedError):
+            self.token.run_sync_soon(fn, self, *args)
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except Exception as e:  # whatever ends the thread ends the stream: its frames fail, none hang
+            if not self.closing:
+                self._tell(self.lost, e)
+        finally:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+            with self.lock:
+                os.close(self.wake)
+                self.wake = -1
+
+    def _loop(self) -> None:
+        body = _Body()
+        if self.rest and (replies := body.feed(self.rest)):
+            self._tell(self.deliver, replies)
+        buf = bytearray(RECEIVE)
+        view = memoryview(buf)
+        sending: memoryview | None = None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.wake, selectors.EVENT_READ)
+            sel.register(self.sock, selectors.EVENT_READ)
+            writing = False
+            while not self.closing:
+                if sending is None:
+                    with self.lock:
+                        if self.outbox:
+                            sending = memoryview(self.outbox.popleft())
+                if (sending is not None) != writing:
+                    writing = sending is not None
+                    sel.modify(self.sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0))
+                if sending is not None:
+                    try:
+                        n = self.sock.send(sending)
+                        sending = sending[n:] if n < len(sending) else None
+                        continue
+                    except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                        pass
+                replies = self._receive(body, buf, view)
+                if replies:
+                    self._tell(self.deliver, replies)
+                    continue
+                for key, _ in sel.select():
+                    if key.fileobj == self.wake:
+                        with contextlib.suppress(BlockingIOError):
+                            os.eventfd_read(self.wake)
+
+    def _receive(self, body: _Body, buf: bytearray, view: memoryview) -> list[Reply]:
+        """Whatever answers have arrived (none: nothing to read now)."""
+        replies: list[Reply] = []
+        while True:
+            try:
+                n = self.sock.recv_into(buf)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                return replies
+            if not n:
+                raise EOFError("home closed the stream")
+            replies += body.feed(view[:n])
+            if body.ended:
+                self._tell(self.deliver, replies)
+                raise EOFError("home ended the stream")
+
+
+class Stream:
+    """One mount's frames to its home agent (used from the FUSE process's trio loop)."""
+
+    def __init__(self, host: str, port: int, path: str, context: ssl.SSLContext, timeout: float = 60) -> None:
+        self.host, self.port, self.path = host, port, path
+        self.context = context
+        self.timeout = timeout
+        self.inflight = 0  # bytes of WRITE frames not answered yet
+        self._link: _Link | None = None
+        self._connecting = trio.Lock()
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, tuple[OnReply, int]] = {}
+        self._answered = trio.Event()
+
+    async def send(self, op: wire.Op, fh: int, offset: int, size: int, data: bytes, *, on_reply: OnReply) -> None:
+        """Put a frame on the stream; `on_reply` gets its answer (EIO if the stream breaks first)."""
+        link = self._link or await self._connect()
+        rid = next(self._ids) & 0xFFFFFFFF
+        weight = len(data) if op == wire.Op.WRITE else 0
+        self._waiting[rid] = (on_reply, weight)
+        self.inflight += weight
+        head = b"%x\r\n" % (wire.REQUEST.size + len(data)) + wire.request(op, rid, fh, offset, size)
+        link.push((head + data + b"\r\n",) if len(data) < JOIN_BELOW else (head, data, b"\r\n"))
+
+    async def call(self, op: wire.Op, fh: int, offset: int = 0, size: int = 0,
+                   data: bytes = b"") -> tuple[int, bytes]:
+        """A frame and its answer: (value, payload); home's errno raises RemoteError."""
+        done = trio.Event()
+        answer: list[tuple[int, int, bytes]] = []
+
+        def on_reply(err: int, value: int, payload: bytes) -> None:
+            answer.append((err, value, payload))
+            done.set()
+
+        await self.send(op, fh, offset, size, data, on_reply=on_reply)
+        with trio.move_on_after(self.timeout) as waited:
+            await done.wait()
+        if waited.cancelled_caught:
+            self._broken(TimeoutError(f"no answer in {self.timeout} s"))
+        err, value, payload = answer[0]
+        if err:
+            raise remote.RemoteError(err, f"{op.name} at home: {errno.errorcode.get(err, err)}")
+        return value, payload
+
+    async def settle(self, limit: int = 0) -> None:
+        """Wait until at most `limit` bytes of writes are in flight."""
+        while self.inflight > limit:
+            with trio.move_on_after(self.timeout) as waited:
+                await self._answered.wait()
+            if waited.cancelled_caught:
+                self._broken(TimeoutError(f"writes not answered in {self.timeout} s"))
+
+    def close(self) -> None:
+        """Close the stream (what is in flight fails)."""
+        self._broken(ConnectionAbortedError("closed"))
+
+    async def _connect(self) -> _Link:
+        async with self._connecting:
+            if self._link is None:
+                try:
+                    sock, rest = await trio.to_thread.run_sync(self._open)
+                except (OSError, ValueError) as e:
+                    if isinstance(e, remote.RemoteError):
+                        raise
+                    raise remote.RemoteError(errno.EIO, f"home agent {self.host}: {e}") from e
+                self._link = _Link(sock, rest, trio.lowlevel.current_trio_token(), self._deliver, self._lost)
+                self._link.start()
+            return self._link
+
+    def _open(self) -> tuple[ssl.SSLSocket, bytes]:
+        """Connect, ask for the stream and read home's answer head (blocking: in a worker thread)."""
+        sock = self.context.wrap_socket(socket.create_connection((self.host, self.port), timeout=self.timeout),
+                                        server_hostname=self.host)
+        try:
+            sock.sendall(f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                         "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+            head = b""
+            while (end := head.find(b"\r\n\r\n")) < 0:
+                if len(head) > HEAD_MAX or not (data := sock.recv(RECEIVE)):
+                    raise ConnectionResetError("home closed the stream before answering")
+                head += data
+            status, headers = _head(head[:end])
+            rest = head[end + 4:]
+            if status != 200:
+                raise _refused(status, headers, rest)
+            if headers.get("transfer-encoding", "").lower() != "chunked":
+                raise ValueError("home's stream is not chunked")
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock, rest
+
+    def _deliver(self, link: _Link, replies: list[Reply]) -> None:
+        if link is not self._link:
+            return
+        for rid, err, value, payload in replies:
+            on_reply, weight = self._waiting.pop(rid, (None, 0))
+            self.inflight -= weight
+            if on_reply is not None:
+                on_reply(err, value, payload)
+        self._answered.set()
+        self._answered = trio.Event()
+
+    def _lost(self, link: _Link, cause: BaseException) -> None:
+        if link is self._link:
+            self._broken(cause)
+
+    def _broken(self, cause: BaseException) -> None:
+        """The stream is unusable: close it and fail what is in flight."""
+        link, self._link = self._link, None
+        waiting, self._waiting = self._waiting, {}
+        self.inflight = 0
+        if link is not None:
+            link.close()
+        for on_reply, _ in waiting.values():
+            on_reply(errno.EIO, 0, b"")
+        self._answered.set()
+        self._answered = trio.Event()
+
+
+def _head(raw: bytes) -> tuple[int, dict[str, str]]:
+    lines = raw.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+        raise ValueError(f"not an HTTP answer from home: {lines[0]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+def _refused(status: int, headers: dict[str, str], body: bytes) -> remote.RemoteError:
+    """Home answered the stream with an error (403: it does not serve this job)."""
+    try:
+        parsed = json.loads(body[:int(headers.get("content-length", len(body)))])
+    except ValueError:
+        parsed = {}
+    if not isinstance(parsed, dict):
+        parsed = {}
+    return remote.RemoteError(int(parsed.get("errno") or errno.EIO), str(parsed.get("error") or f"HTTP {status}"))

@@ -1,0 +1,204 @@
+"""What a job sees through the FUSE proxy of its home directory, with writes behind and reads ahead:
+real FUSE mounts (the agent's own `fs` process) of a home agent's export over mutual TLS.
+
+The file operations run in a worker thread: the home agent answers on this test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import dataclasses
+import errno
+import os
+import pathlib
+import ssl
+import subprocess
+import urllib.parse
+
+import pytest
+import trio
+
+from mosix.agent import containers, errors, jobs, server, tls
+from mosix.agent.homefs import exports, mounts, remote, stream, wire
+from tests.ports import free_port
+
+MakeAgent = collections.abc.Callable[..., containers.Manager]
+MiB = 1 << 20
+
+
+@dataclasses.dataclass
+class Mount:
+    home: pathlib.Path  # the real directory at home
+    away: pathlib.Path  # the same directory through FUSE
+    job_dir: pathlib.Path
+    mounter: mounts.Mounter
+    served: exports.Exports
+    url: str
+    client: ssl.SSLContext  # an agent's certificate, as the FUSE process has
+
+
+async def mount(make_agent: MakeAgent, ca: tls.Identity, tmp_path: pathlib.Path,
+                home_dir: pathlib.Path) -> collections.abc.AsyncIterator[Mount]:
+    home_id = tls.issue(ca, tmp_path / "tls-home", "home", ("127.0.0.2",))
+    away_id = tls.issue(ca, tmp_path / "tls-away", "away", ("127.0.0.3",))
+    served = exports.Exports()
+    served.export("job", home_dir)
+    port = free_port("127.0.0.2")
+    url = f"https://127.0.0.2:{port}"
+    runner = await server.serve(make_agent("home"), "127.0.0.2", port, tls.server_context(home_id), homefs=served)
+    mounter = mounts.Mounter(url="https://127.0.0.3:1", identity=away_id)
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    try:
+        away = await asyncio.to_thread(mounter.source, jobs.Job(name="job", args=("x",), workdir=str(home_dir),
+                                                               home_url=url), job_dir)
+        assert away is not None and mounts.is_mounted(away)
+        yield Mount(home_dir, away, job_dir, mounter, served, url, tls.client_context(away_id))
+    finally:
+        await asyncio.to_thread(mounter.close)
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def homefs(make_agent: MakeAgent, ca: tls.Identity,
+                 tmp_path: pathlib.Path) -> collections.abc.AsyncIterator[Mount]:
+    """A home directory mounted away through FUSE."""
+    home_dir = tmp_path / "home"
+    home_dir.mkdir()
+    async for m in mount(make_agent, ca, tmp_path, home_dir):
+        yield m
+
+
+@pytest.fixture
+async def full_homefs(make_agent: MakeAgent, ca: tls.Identity,
+                      tmp_path: pathlib.Path) -> collections.abc.AsyncIterator[Mount]:
+    """A home directory on a 1 MiB tmpfs (writes there fail with ENOSPC), mounted away through FUSE."""
+    home_dir = tmp_path / "small"
+    home_dir.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(home_dir)], check=True)
+    try:
+        async for m in mount(make_agent, ca, tmp_path, home_dir):
+            yield m
+    finally:
+        subprocess.run(["umount", "-l", str(home_dir)], check=True)
+
+
+def failures(*steps: collections.abc.Callable[[], object]) -> list[int]:
+    """The errno of every step that failed, in order."""
+    out = []
+    for step in steps:
+        try:
+            step()
+        except OSError as e:
+            out.append(e.errno or 0)
+    return out
+
+
+@pytest.mark.root
+async def test_a_write_failing_at_home_is_reported_at_fsync_or_close(full_homefs: Mount) -> None:
+    """Writes return before home has them, so home's error comes at the next write, fsync or close
+    (as NFS reports it), and the agent's drain before a dump refuses while one is unreported."""
+    m = full_homefs
+
+    def run() -> None:
+        block = os.urandom(MiB)
+        fd = os.open(m.away / "big", os.O_WRONLY | os.O_CREAT, 0o600)
+        got = failures(*[lambda: os.write(fd, block)] * 3, lambda: os.fsync(fd), lambda: os.close(fd))
+        assert errno.ENOSPC in got  # 3 MiB never fit in 1 MiB: the job was told
+
+        fd = os.open(m.away / "small", os.O_WRONLY | os.O_CREAT, 0o600)
+        assert os.write(fd, b"x" * 4096) == 4096  # behind: home's answer is not awaited
+        with pytest.raises(errors.JobError, match="not all done"):
+            m.mounter.drain(m.job_dir)  # a dump now would hide the failure from the job
+        assert failures(lambda: os.close(fd)) == [errno.ENOSPC]  # closed all the same; the error is the write's
+        m.mounter.drain(m.job_dir)  # reported: nothing held back any more
+
+    await asyncio.to_thread(run)
+
+
+@pytest.mark.root
+async def test_drain_returns_with_every_write_at_home(homefs: Mount) -> None:
+    m = homefs
+
+    def run() -> None:
+        block = os.urandom(MiB)
+        fd = os.open(m.away / "f", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for _ in range(6):
+                os.write(fd, block)
+            m.mounter.drain(m.job_dir)  # fd still open, nothing flushed by a close
+            assert (m.home / "f").read_bytes() == block * 6
+        finally:
+            os.close(fd)
+        assert not (m.away / ".mosix-drain").exists()  # the drain's name is never a file
+
+    await asyncio.to_thread(run)
+
+
+@pytest.mark.root
+async def test_read_ahead_never_serves_bytes_older_than_a_write_here(homefs: Mount) -> None:
+    m = homefs
+    old, new = b"a" * MiB, b"b" * MiB
+    (m.home / "f").write_bytes(old * 8)
+
+    def run() -> None:
+        reader = os.open(m.away / "f", os.O_RDONLY)
+        writer = os.open(m.away / "f", os.O_WRONLY)
+        try:
+            assert os.pread(reader, MiB, 0) == old  # sequential: the next chunks are fetched ahead
+            assert os.pwrite(writer, new, 2 * MiB) == MiB
+            os.posix_fadvise(reader, 0, 0, os.POSIX_FADV_DONTNEED)  # the kernel's copy gone: ask the proxy
+            assert os.pread(reader, MiB, MiB) == old
+            assert os.pread(reader, MiB, 2 * MiB) == new
+            assert os.pread(reader, MiB, 3 * MiB) == old
+        finally:
+            os.close(writer)
+            os.close(reader)
+        assert (m.home / "f").read_bytes() == old * 2 + new + old * 5
+
+    await asyncio.to_thread(run)
+
+
+@pytest.mark.root
+async def test_a_file_changed_at_home_is_seen_at_the_next_open(homefs: Mount) -> None:
+    """Close-to-open, as NFS: what another process wrote at home shows at the next open through FUSE,
+    size included, though the mount had just looked at the file."""
+    m = homefs
+    (m.home / "log").write_bytes(b"one\n")
+
+    def run() -> None:
+        assert (m.away / "log").read_bytes() == b"one\n"  # size and pages now known away
+        assert os.stat(m.away / "log").st_size == 4
+        with (m.home / "log").open("r+b") as f:  # another process at home: same size, then longer
+            f.write(b"two\n")
+            f.write(b"three\n")
+        assert (m.away / "log").read_bytes() == b"two\nthree\n"
+
+    await asyncio.to_thread(run)
+
+
+@pytest.mark.root
+async def test_the_data_stream_serves_a_job_only_its_own_open_files(homefs: Mount, tmp_path: pathlib.Path) -> None:
+    m = homefs
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "secret").write_bytes(b"not yours")
+    m.served.export("other", other)
+    fh = m.served.meta("other", "open", {"path": "secret", "flags": os.O_RDONLY})["fh"]
+    url = urllib.parse.urlsplit(m.url)
+    assert url.hostname is not None and url.port is not None
+
+    async def frames(job: str) -> tuple[int, bytes]:
+        s = stream.Stream(url.hostname or "", url.port or 0, f"/homefs/{job}/stream", m.client)
+        try:
+            return await s.call(wire.Op.READ, fh, 0, 100)
+        finally:
+            s.close()
+
+    with pytest.raises(remote.RemoteError) as refused:
+        await asyncio.to_thread(trio.run, frames, "job")  # another job's handle number
+    assert refused.value.errno == errno.EBADF
+    with pytest.raises(remote.RemoteError) as refused:
+        await asyncio.to_thread(trio.run, frames, "nobody")  # not a job this node is home of
+    assert refused.value.errno == errno.EACCES
+    assert await asyncio.to_thread(trio.run, frames, "other") == (0, b"not yours")
