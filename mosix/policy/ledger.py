@@ -44,7 +44,6 @@ class Ledger:
         self.nodes: dict[str, snapshot.NodeView] = {n.name: n for n in snap.nodes}
         self.by_number: dict[int, snapshot.NodeView] = {n.number: n for n in snap.nodes}
         self.by_address: dict[str, snapshot.NodeView] = {n.address: n for n in snap.nodes if n.address}
-        self.by_state: dict[snapshot.JobState, list[snapshot.JobView]] = {state: [] for state in snapshot.JobState}
         self.load: dict[str, float] = {n.name: n.load for n in snap.nodes}
         self.free_mb: dict[str, int] = {n.name: n.memory_free_mb for n in snap.nodes}
         self.guests: dict[str, int] = {n.name: n.guests_running for n in snap.nodes}
@@ -53,14 +52,21 @@ class Ledger:
         self.grid = any(not n.local for n in snap.nodes)  # guests exist only on other clusters' nodes
         self.version: dict[str, int] = dict.fromkeys(self.nodes, 0)
         self._heaps: dict[tuple[float, bool], list[tuple[Rank, int]]] = {}
-        for job in snap.jobs:
-            self.by_state[job.state].append(job)
+        self.index = snap.index if snap.index is not None and snap.index.current(snap) else None
+        """The snapshot's `index.JobIndex`, when it has one: the modules' fast paths read it."""
+        self.by_state: dict[snapshot.JobState, list[snapshot.JobView]] = {}
         self.units: dict[snapshot.JobState, list[snapshot.JobView]] = {state: [] for state in snapshot.JobState}
-        for job in snap.jobs:
+        self._apart = self.index.apart() if self.index is not None else []
+        few = self._apart if self.index is not None else snap.jobs  # every job with processes or PENDING
+        if self.index is None:
+            self.by_state = {state: [] for state in snapshot.JobState}
+            for job in snap.jobs:
+                self.by_state[job.state].append(job)
+        for job in few:
             for proc in job.processes:
                 if proc.state in (snapshot.JobState.RUNNING, snapshot.JobState.FROZEN) and proc.node is not None:
                     self.units[proc.state].append(unit(job, proc))
-        for job in snap.jobs:
+        for job in few:
             # Started but not yet running: the agent's reported load does not show it yet.
             if job.processes:
                 for proc in job.processes:
@@ -69,11 +75,26 @@ class Ledger:
             elif job.state is snapshot.JobState.PENDING and job.node in self.nodes:
                 self.load[job.node] += job.cpu_demand
 
+    def _state(self, state: snapshot.JobState) -> list[snapshot.JobView]:
+        jobs = self.by_state.get(state)
+        if jobs is None:  # from the index, on first use: cheap for the small states only
+            assert self.index is not None
+            jobs = self.by_state[state] = self.index.in_state(state)
+        return jobs
+
+    def apart(self) -> list[snapshot.JobView]:
+        """With an index, the jobs it keeps apart (`index.JobIndex.apart`), in snapshot order."""
+        return self._apart
+
+    def running_apart(self) -> list[snapshot.JobView]:
+        """With an index: the running jobs it keeps apart (every -S file among them), in snapshot order."""
+        return [job for job in self._apart if job.state is snapshot.JobState.RUNNING]
+
     def in_state(self, *states: snapshot.JobState) -> list[snapshot.JobView]:
         """The snapshot's jobs in any of `states`, in snapshot order within each state."""
         if len(states) == 1:
-            return self.by_state[states[0]]
-        return [job for state in states for job in self.by_state[state]]
+            return self._state(states[0])
+        return [job for state in states for job in self._state(state)]
 
     def alive(self, name: str | None) -> bool:
         """True when `name` is a known node that is up."""
@@ -141,7 +162,16 @@ class Ledger:
         `first_ranked`. Kept up to date as the round's decisions change nodes."""
         heap = self._heaps.get((demand, slot))
         if heap is None:
-            heap = [(self.rank(n, demand, slot), self.version[n.name]) for n in self.snapshot.nodes]
+            heap = []
+            load, free, version = self.load, self.free_mb, self.version
+            for n in self.snapshot.nodes:  # `rank`, inlined: every node, for every heap of every round
+                name = n.name
+                cpus = max(n.cpus, 1)
+                after = load[name] + demand
+                per_cpu = after / cpus
+                time = max(1.0, per_cpu) / (n.speed if n.speed > 0 else 1.0)
+                rank = (slot and after > cpus + EPSILON, time, per_cpu, -free[name], n.number, name)
+                heap.append((rank, version[name]))
             heapq.heapify(heap)
             self._heaps[(demand, slot)] = heap
         return heap
