@@ -221,23 +221,34 @@ def _pool(led: ledger.Ledger, hold_io: bool = False) -> tuple[dict[str, list[sna
 
 
 class _PoolOf(dict[str, list[snapshot.JobView]]):
-    """`_pool`'s first half from the snapshot's index, one node at a time on first use: a round
-    examines a few hundred nodes, not every running job."""
+    """`_pool` from the snapshot's index, one node at a time on first use (a round examines a few
+    hundred nodes, not every running job): the movable jobs here, and in `pending` the expected
+    remaining seconds of the node's jobs, summed in `_pool`'s order (running jobs, then migrating
+    ones, each in snapshot order), so to the same last bit."""
 
-    def __init__(self, led: ledger.Ledger, hold_io: bool) -> None:
+    def __init__(self, led: ledger.Ledger, hold_io: bool, pending: _PendingOf) -> None:
         super().__init__()
-        self._led, self._hold_io = led, hold_io
+        self._led, self._hold_io, self._pending = led, hold_io, pending
 
     def __missing__(self, node: str) -> list[snapshot.JobView]:
         led = self._led
         assert led.index is not None
-        decided, now, hysteresis = led.decided, led.now, led.cluster.hysteresis_s
-        jobs = [] if node not in led.up else [
-            job for job in led.index.on(snapshot.JobState.RUNNING, node)
-            if job.migratable and not job.locked and job.parallel <= 1 and job.commands_max is None
-            and (job.last_migration is None or now - job.last_migration >= hysteresis)
-            and job.name not in decided
-            and not (self._hold_io and node == job.home and io_bound(job, led.cluster))]
+        decided, now, hysteresis, cluster = led.decided, led.now, led.cluster.hysteresis_s, led.cluster
+        usable, hold_io = node in led.up, self._hold_io
+        jobs: list[snapshot.JobView] = []
+        total = 0.0
+        for job in led.index.on(snapshot.JobState.RUNNING, node):  # `_pool`'s loop, for one node
+            hint, started = job.expected_remaining_s, job.started_at
+            total += hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
+            if (usable and job.migratable and not job.locked and job.parallel <= 1 and job.commands_max is None
+                    and (job.last_migration is None or now - job.last_migration >= hysteresis)
+                    and job.name not in decided
+                    and not (hold_io and node == job.home and io_bound(job, cluster))):
+                jobs.append(job)
+        if node not in self._pending:
+            for job in led.index.on(snapshot.JobState.MIGRATING, node):
+                total += remaining(job, now)
+            self._pending[node] = total
         self[node] = jobs
         return jobs
 
@@ -246,8 +257,7 @@ class _PoolOf(dict[str, list[snapshot.JobView]]):
 
 
 class _PendingOf(dict[str, float]):
-    """`_pool`'s second half from the snapshot's index, per node on first use, summed in the same
-    order (running jobs, then migrating ones, each in snapshot order), so to the same last bit."""
+    """`_pool`'s pending work from the snapshot's index, per node on first use (`_PoolOf`)."""
 
     def __init__(self, led: ledger.Ledger) -> None:
         super().__init__()
@@ -273,8 +283,8 @@ def _pools(led: ledger.Ledger, hold_io: bool = False,
     if led.index is None:
         pool, pending = _pool(led, hold_io)
         return pool, pending, list(pool)
-    up = led.up
-    return _PoolOf(led, hold_io), _PendingOf(led), [
+    up, pending = led.up, _PendingOf(led)
+    return _PoolOf(led, hold_io, pending), pending, [
         n for n in led.index.nodes_with(snapshot.JobState.RUNNING) if n in up]
 
 
@@ -394,7 +404,9 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
         source = led.nodes[name]
         budget -= 1
         if name not in ordered:
-            pool[name].sort(key=lambda j: _order(j, led.now))
+            now = led.now  # `_order`, inlined
+            pool[name].sort(key=lambda j: (-(j.expected_remaining_s if j.expected_remaining_s is not None else 0.0
+                                             if j.started_at is None else max(0.0, now - j.started_at)), j.name))
             ordered.add(name)
         done.add(name)
         for job in pool[name][:_TRIES]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable
 
-from mosix.policy import snapshot
+from mosix.policy import ledger, snapshot
 
 Entry = tuple[bool, int, int, int, str]
 """`queue.key` of a waiting job: (not run now, priority, position, submitted, name)."""
@@ -45,6 +45,78 @@ def _apart(job: snapshot.JobView) -> bool:
             or (job.io_rate_kbps > 0.0 and not job.stay_on_syscalls and job.node != job.home))
 
 
+class Tables:
+    """The nodes' tables a round starts from (`ledger.Ledger`'s), kept between rounds: a node
+    that is not the same object as in the previous round's nodes is entered again. Also the
+    nodes' ranks for a process of demand 1 (`ledger.rank`), sorted, with and without a slot."""
+
+    def __init__(self) -> None:
+        self.seen: tuple[snapshot.NodeView, ...] | None = None
+        self.nodes: dict[str, snapshot.NodeView] = {}
+        self.by_number: dict[int, snapshot.NodeView] = {}
+        self.by_address: dict[str, snapshot.NodeView] = {}
+        self.load: dict[str, float] = {}
+        self.free_mb: dict[str, int] = {}
+        self.guests: dict[str, int] = {}
+        self.up: set[str] = set()
+        self.grid = False
+        self.version: dict[str, int] = {}
+        self.ranked: dict[bool, list[tuple[ledger.Rank, int]]] = {False: [], True: []}
+        self._outside = 0  # nodes of other clusters (`grid`)
+        self._distinct = False  # no two nodes share a name, number or address
+
+    def update(self, nodes: tuple[snapshot.NodeView, ...]) -> None:
+        """Bring the tables to `nodes`: per node when at most a quarter of them changed state, else afresh."""
+        seen, self.seen = self.seen, nodes
+        if nodes is seen:
+            return
+        if seen is None or not self._distinct or len(seen) != len(nodes):
+            self._afresh(nodes)
+            return
+        changed = [(old, new) for old, new in zip(seen, nodes, strict=True) if old is not new]
+        if len(changed) * 4 > len(nodes) or any(
+                (old.name, old.number, old.address) != (new.name, new.number, new.address) for old, new in changed):
+            self._afresh(nodes)
+            return
+        for old, new in changed:
+            self._enter(old, new)
+
+    def _afresh(self, nodes: tuple[snapshot.NodeView, ...]) -> None:
+        self.nodes = {n.name: n for n in nodes}
+        self.by_number = {n.number: n for n in nodes}
+        self.by_address = {n.address: n for n in nodes if n.address}
+        self.load = {n.name: n.load for n in nodes}
+        self.free_mb = {n.name: n.memory_free_mb for n in nodes}
+        self.guests = {n.name: n.guests_running for n in nodes}
+        self.up = {n.name for n in nodes if n.alive}
+        self._outside = sum(1 for n in nodes if not n.local)
+        self.grid = self._outside > 0
+        self.version = dict.fromkeys(self.nodes, 0)
+        load, free = self.load, self.free_mb  # by name, as a round ranks even two nodes of one name
+        self.ranked = {slot: sorted((ledger.rank(n, load[n.name], free[n.name], 1.0, slot), 0) for n in nodes)
+                       for slot in (False, True)}
+        addresses = sum(1 for n in nodes if n.address)
+        # two nodes of one name, number or address: only building afresh keeps the last one, as a round does
+        self._distinct = len(self.nodes) == len(self.by_number) == len(nodes) and len(self.by_address) == addresses
+
+    def _enter(self, old: snapshot.NodeView, new: snapshot.NodeView) -> None:
+        """`new` in place of `old`, the same node (name, number and address) in a new state."""
+        name = new.name
+        self.nodes[name] = self.by_number[new.number] = new
+        if new.address:
+            self.by_address[new.address] = new
+        self.load[name], self.free_mb[name], self.guests[name] = new.load, new.memory_free_mb, new.guests_running
+        if new.alive:
+            self.up.add(name)
+        else:
+            self.up.discard(name)
+        self._outside += (not new.local) - (not old.local)
+        self.grid = self._outside > 0
+        for slot, ranks in self.ranked.items():
+            del ranks[bisect.bisect_left(ranks, (ledger.rank(old, old.load, old.memory_free_mb, 1.0, slot), 0))]
+            bisect.insort(ranks, (ledger.rank(new, new.load, new.memory_free_mb, 1.0, slot), 0))
+
+
 class JobIndex:
     """Every job of a cluster between rounds, with the orders and groupings a round needs."""
 
@@ -56,11 +128,14 @@ class JobIndex:
         self._queue: list[Entry] = []
         self._adding: list[Entry] = []  # waiting jobs put since the queue was last sorted
         self._states: dict[snapshot.JobState, dict[str, snapshot.JobView]] = {s: {} for s in snapshot.JobState}
-        self._on: dict[snapshot.JobState, dict[str, list[tuple[int, str]]]] = {s: {} for s in _ON_NODE}
+        # (seq, name, job) sorted: seqs are unique, so a job is never compared
+        self._on: dict[snapshot.JobState, dict[str, list[tuple[int, str, snapshot.JobView]]]] = {
+            s: {} for s in _ON_NODE}
         self._live: dict[str, dict[str, snapshot.JobView]] = {}  # one-process live jobs by node
         self._apart: dict[str, snapshot.JobView] = {}
         self._slots: set[str] = set()
         self._tuple: tuple[snapshot.JobView, ...] | None = None
+        self._tables = Tables()
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -98,7 +173,7 @@ class JobIndex:
         if _waits(job):
             self._adding.append(entry(job, self._default))
         if job.state in _ON_NODE and job.node is not None:
-            bisect.insort(self._on[job.state].setdefault(job.node, []), (self._seq[name], name))
+            bisect.insort(self._on[job.state].setdefault(job.node, []), (self._seq[name], name, job))
         if job.state in _LIVE and job.node is not None and not job.processes:
             self._live.setdefault(job.node, {})[name] = job
         if _apart(job):
@@ -143,6 +218,7 @@ class JobIndex:
             self._queue = sorted(entry(j, self._default) for j in self._jobs.values() if _waits(j))
             self._adding.clear()
         self._sorted()
+        self._tables.update(nodes)
         return snapshot.Snapshot(nodes, self.jobs(), cluster, now, index=self)
 
     # ---------------------------------------------------------------- what a round reads
@@ -156,7 +232,16 @@ class JobIndex:
     def current(self, snap: snapshot.Snapshot) -> bool:
         """Is `snap` this index's latest snapshot (no change since)?"""
         return (snap.index is self and self._tuple is not None and snap.jobs is self._tuple
-                and snap.cluster.default_priority == self._default)
+                and snap.nodes is self._tables.seen and snap.cluster.default_priority == self._default)
+
+    def tables(self) -> Tables:
+        """The nodes' tables of the latest snapshot."""
+        return self._tables
+
+    def ranked(self, slot: bool) -> list[tuple[ledger.Rank, int]]:
+        """Every node's `ledger.rank` for a process of demand 1 (and `slot`) in the latest
+        snapshot, with version 0, sorted: a heap a round copies."""
+        return self._tables.ranked[slot]
 
     def job(self, name: str) -> snapshot.JobView:
         return self._jobs[name]
@@ -184,8 +269,7 @@ class JobIndex:
 
     def on(self, state: snapshot.JobState, node: str) -> list[snapshot.JobView]:
         """The jobs in `state` (RUNNING or MIGRATING) on `node`, in snapshot order."""
-        jobs = self._jobs
-        return [jobs[name] for _, name in self._on[state].get(node, ())]
+        return [job for _, _, job in self._on[state].get(node, ())]
 
     def live_on(self) -> dict[str, dict[str, snapshot.JobView]]:
         """One-process jobs running, migrating, frozen or pending, by node."""

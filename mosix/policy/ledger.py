@@ -34,6 +34,26 @@ def unit(job: snapshot.JobView, proc: snapshot.ProcessView) -> snapshot.JobView:
         cpu_demand=job.cpu_demand, stay_on_syscalls=job.stay_on_syscalls)
 
 
+def rank(node: snapshot.NodeView, load: float, free_mb: int, demand: float, slot: bool) -> Rank:
+    """The best-node order, better first, for `node` carrying `load` with `free_mb` free; criteria in order:
+
+    1. when the process needs an idle CPU (`slot`), nodes that have one;
+    2. seconds per unit of work there once a process of `demand` is added (speed and
+       load per CPU together);
+    3. load per CPU once it is added;
+    4. free memory, more first;
+    5. node number, lower first;
+    6. node name (deterministic tie-break).
+    """
+    load = load + demand
+    cpus = max(node.cpus, 1)
+    busy = slot and load > cpus + EPSILON
+    per_cpu = load / cpus
+    speed = node.speed if node.speed > 0 else 1.0
+    time = max(1.0, per_cpu) / speed  # unit_time(node, load), inlined: every node is ranked each round
+    return (busy, time, per_cpu, -free_mb, node.number, node.name)
+
+
 class Ledger:
     """Indexes of a snapshot and the node state projected by this round's decisions."""
 
@@ -41,19 +61,26 @@ class Ledger:
         self.snapshot = snap
         self.cluster = snap.cluster
         self.now = snap.now
-        self.nodes: dict[str, snapshot.NodeView] = {n.name: n for n in snap.nodes}
-        self.by_number: dict[int, snapshot.NodeView] = {n.number: n for n in snap.nodes}
-        self.by_address: dict[str, snapshot.NodeView] = {n.address: n for n in snap.nodes if n.address}
-        self.load: dict[str, float] = {n.name: n.load for n in snap.nodes}
-        self.free_mb: dict[str, int] = {n.name: n.memory_free_mb for n in snap.nodes}
-        self.guests: dict[str, int] = {n.name: n.guests_running for n in snap.nodes}
-        self.decided: set[str] = set()
-        self.up = {n.name for n in snap.nodes if n.alive}  # `alive` as a set, for passes over every job
-        self.grid = any(not n.local for n in snap.nodes)  # guests exist only on other clusters' nodes
-        self.version: dict[str, int] = dict.fromkeys(self.nodes, 0)
-        self._heaps: dict[tuple[float, bool], list[tuple[Rank, int]]] = {}
         self.index = snap.index if snap.index is not None and snap.index.current(snap) else None
         """The snapshot's `index.JobIndex`, when it has one: the modules' fast paths read it."""
+        if self.index is not None:  # the same tables, kept between rounds: shared, or copied where a round writes
+            tables = self.index.tables()
+            self.nodes, self.by_number, self.by_address = tables.nodes, tables.by_number, tables.by_address
+            self.load, self.free_mb, self.guests = tables.load.copy(), tables.free_mb.copy(), tables.guests.copy()
+            self.up, self.grid, self.version = tables.up, tables.grid, tables.version.copy()
+        else:
+            self.nodes = {n.name: n for n in snap.nodes}
+            self.by_number = {n.number: n for n in snap.nodes}
+            self.by_address = {n.address: n for n in snap.nodes if n.address}
+            self.load = {n.name: n.load for n in snap.nodes}
+            self.free_mb = {n.name: n.memory_free_mb for n in snap.nodes}
+            self.guests = {n.name: n.guests_running for n in snap.nodes}
+            self.up = {n.name for n in snap.nodes if n.alive}  # `alive` as a set, for passes over every job
+            self.grid = any(not n.local for n in snap.nodes)  # guests exist only on other clusters' nodes
+            self.version = dict.fromkeys(self.nodes, 0)
+        self.decided: set[str] = set()
+        self._touched: set[str] = set()  # nodes whose load or free memory differ from the snapshot's
+        self._heaps: dict[tuple[float, bool], list[tuple[Rank, int]]] = {}
         self.by_state: dict[snapshot.JobState, list[snapshot.JobView]] = {}
         self.units: dict[snapshot.JobState, list[snapshot.JobView]] = {state: [] for state in snapshot.JobState}
         self._apart = self.index.apart() if self.index is not None else []
@@ -72,8 +99,12 @@ class Ledger:
                 for proc in job.processes:
                     if proc.state is snapshot.JobState.PENDING and proc.node in self.nodes:
                         self.load[proc.node] += job.cpu_demand
+                        self._touched.add(proc.node)
             elif job.state is snapshot.JobState.PENDING and job.node in self.nodes:
                 self.load[job.node] += job.cpu_demand
+                self._touched.add(job.node)
+        for name in self._touched:
+            self.version[name] += 1  # an index's ranks of these nodes are stale
 
     def _state(self, state: snapshot.JobState) -> list[snapshot.JobView]:
         jobs = self.by_state.get(state)
@@ -139,28 +170,22 @@ class Ledger:
         return max(0, int(node.cpus - self.load[name] + EPSILON))
 
     def rank(self, node: snapshot.NodeView, demand: float, slot: bool) -> Rank:
-        """The best-node order, better first; criteria in order:
-
-        1. when the process needs an idle CPU (`slot`), nodes that have one;
-        2. seconds per unit of work there once a process of `demand` is added (speed and
-           load per CPU together);
-        3. load per CPU once it is added;
-        4. free memory, more first;
-        5. node number, lower first;
-        6. node name (deterministic tie-break).
-        """
-        load = self.load[node.name] + demand
-        cpus = max(node.cpus, 1)
-        busy = slot and load > cpus + EPSILON
-        per_cpu = load / cpus
-        speed = node.speed if node.speed > 0 else 1.0
-        time = max(1.0, per_cpu) / speed  # unit_time(node, load), inlined: every node is ranked each round
-        return (busy, time, per_cpu, -self.free_mb[node.name], node.number, node.name)
+        """`rank` with this round's load and free memory of `node`."""
+        return rank(node, self.load[node.name], self.free_mb[node.name], demand, slot)
 
     def ranked(self, demand: float, slot: bool) -> list[tuple[Rank, int]]:
         """A heap of (rank, version) for processes of `demand`; stale entries are skipped by
-        `first_ranked`. Kept up to date as the round's decisions change nodes."""
+        `first_ranked`. Kept up to date as the round's decisions change nodes.
+
+        From an index, the heap starts as its copy of the nodes' ranks kept sorted between rounds
+        (a sorted list is a heap), and only the nodes this round has changed so far are ranked
+        again: their copied entries are stale (`version`)."""
         heap = self._heaps.get((demand, slot))
+        if heap is None and self.index is not None and demand == 1.0:
+            heap = self.index.ranked(slot).copy()
+            for name in self._touched:
+                heapq.heappush(heap, (self.rank(self.nodes[name], demand, slot), self.version[name]))
+            self._heaps[(demand, slot)] = heap
         if heap is None:
             heap = []
             load, free, version = self.load, self.free_mb, self.version
@@ -204,6 +229,7 @@ class Ledger:
 
     def _changed(self, name: str) -> None:
         self.version[name] += 1
+        self._touched.add(name)
         node = self.nodes[name]
         for (demand, slot), heap in self._heaps.items():
             self.push_ranked(heap, node, demand, slot)

@@ -10,7 +10,7 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mosix.policy import decide, decisions, index, queue, snapshot
+from mosix.policy import decide, decisions, index, ledger, queue, snapshot
 
 S = snapshot.JobState
 NODES = 5
@@ -39,7 +39,7 @@ class World:
     def both(self) -> tuple[decisions.Decisions, decisions.Decisions]:
         plain = snapshot.Snapshot(tuple(self.nodes), tuple(self.jobs.values()), self.cluster, self.now)
         fast = self.index.snapshot_at(tuple(self.nodes), self.cluster, self.now)
-        assert fast.jobs == plain.jobs
+        assert fast.jobs == plain.jobs and ledger.Ledger(fast).index is self.index  # the index is read
         return decide.decide(plain), decide.decide(fast)
 
     def carry_out(self, out: decisions.Decisions) -> None:
@@ -142,6 +142,17 @@ def step(world: World, op: str, data: st.DataObject) -> None:
             world.nodes[at], load=data.draw(st.sampled_from([0.0, 1.0, 3.0, 9.0])),
             alive=data.draw(st.integers(0, 4)) != 0, expel=data.draw(st.integers(0, 5)) == 0,
             memory_free_mb=data.draw(st.sampled_from([100, 2000, 8000])), block=data.draw(st.integers(0, 8)) == 0)
+    elif op == "nodes":  # a node joins or leaves, or two nodes end up sharing a number
+        change = data.draw(st.sampled_from(["join", "leave", "renumber"]))
+        if change == "join":
+            number = max(n.number for n in world.nodes) + 1
+            world.nodes.append(snapshot.NodeView(name=f"n{number}", number=number, cpus=2, speed=2.0,
+                                                 memory_free_mb=8000))
+        elif change == "leave" and len(world.nodes) > 1:
+            world.nodes.pop(data.draw(st.integers(0, len(world.nodes) - 1)))
+        else:
+            at = data.draw(st.integers(0, len(world.nodes) - 1))
+            world.nodes[at] = dataclasses.replace(world.nodes[at], number=world.nodes[0].number)
     elif op == "knobs":
         world.cluster = dataclasses.replace(
             world.cluster, default_priority=data.draw(st.sampled_from([40, 50, 55])),
@@ -153,7 +164,7 @@ def step(world: World, op: str, data: st.DataObject) -> None:
 
 
 OPS = ["submit", "submit", "submit", "finish", "start", "start", "done", "cngpri", "advance", "retard", "run", "io",
-       "node", "knobs", "round", "round", "round"]
+       "node", "node", "nodes", "knobs", "round", "round", "round"]
 
 
 @settings(max_examples=200, deadline=None)
@@ -180,7 +191,8 @@ def test_incremental_rounds_decide_what_rounds_from_scratch_decide(data: st.Data
 @settings(max_examples=100, deadline=None)
 @given(data=st.data())
 def test_the_index_keeps_the_plain_orders_and_groups(data: st.DataObject) -> None:
-    world = World([snapshot.NodeView(name=f"n{i}", number=i, cpus=2, memory_free_mb=8000) for i in range(1, 4)])
+    world = World([snapshot.NodeView(name=f"n{i}", number=i, address=f"10.0.0.{i}", cpus=2, memory_free_mb=8000)
+                   for i in range(1, 6)])
     for op in data.draw(st.lists(st.sampled_from(OPS), max_size=40)):
         if op == "round":
             world.carry_out(world.both()[0])
@@ -199,6 +211,15 @@ def test_the_index_keeps_the_plain_orders_and_groups(data: st.DataObject) -> Non
     assert idx.slots() == sum(1 for j in jobs if j.queued and j.state in (S.RUNNING, S.MIGRATING, S.PENDING)
                               and j.node is not None)
     assert len(idx) == len(jobs)
+    nodes = tuple(world.nodes)
+    idx.snapshot_at(nodes, world.cluster, world.now)
+    tables, fresh = idx.tables(), index.Tables()
+    fresh.update(nodes)
+    for table in ("nodes", "by_number", "by_address", "load", "free_mb", "guests", "up", "grid", "version", "ranked"):
+        assert getattr(tables, table) == getattr(fresh, table), table
+    plain = ledger.Ledger(snapshot.Snapshot(nodes, (), world.cluster, world.now))
+    for slot in (False, True):
+        assert tables.ranked[slot] == sorted((plain.rank(n, 1.0, slot), 0) for n in nodes)
 
 
 def test_a_snapshot_is_used_only_while_the_index_is_unchanged() -> None:
