@@ -122,6 +122,48 @@ def _arriving(led: ledger.Ledger, node: snapshot.NodeView, demand: float,
                      pending.get(node.name, 0.0), ledger.unit_time(node, 1.0), max(node.cpus, 1))
 
 
+_Parts = tuple[float, float, float, float, float, float, float]
+"""What `_Leaving` weighs with, of one job and its source: (before, mine, freed, ref, s_before, s_after, cost)."""
+
+
+def _parts(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
+           pending: dict[str, float]) -> _Parts:
+    """The job's and its source's side of `gain`, `saved` and `levelled`, with `ledger.unit_time`,
+    `remaining` and `cost` inlined, to the last bit: hundreds of jobs a round."""
+    demand = job.cpu_demand
+    load = max(led.load[source.name], demand)
+    cpus = max(source.cpus, 1)
+    speed = source.speed if source.speed > 0 else 1.0
+    before = max(1.0, load / cpus) / speed
+    hint, started = job.expected_remaining_s, job.started_at
+    mine = hint if hint is not None else 0.0 if started is None else max(0.0, led.now - started)
+    left = max(1.0, max(load - demand, 0.0) / cpus) / speed
+    work = pending.get(source.name, 0.0)
+    rest = max(work - mine, 0.0)
+    freed = rest * (1.0 - left / before)  # what those left behind save
+    ref = max(1.0, 1.0 / cpus) / speed
+    s_before = work * ref / ref / cpus  # drain(source, work, source), to the last bit
+    s_after = rest * ref / ref / cpus
+    return before, mine, freed, ref, s_before, s_after, (
+        led.cluster.migration_cost_s + job.memory_mb / led.cluster.migration_mb_per_s)
+
+
+def _hopeless(parts: _Parts, targets: _Targets) -> bool:
+    """True when no target of `targets` can be `worth` it for the job of `parts`: an upper bound
+    of both of `weigh`'s sums over them all, from their least quantities, stays under the cost.
+    The saved time falls as the target's unit time and crowding grow; levelling saves at most
+    what the source's drain time exceeds the target's, so both are bounded by the least of those.
+    The bound holds a relative margin far above float rounding, so it never rules out a move
+    `weigh` would take."""
+    before, mine, freed, ref, s_before, s_after, cost_ = parts
+    if mine < 0.0:  # a negative hint: the bound assumes time left is never negative
+        return False
+    saved = mine * (1.0 - targets.after / before) + freed - targets.crowding
+    level = s_before - max(s_after, targets.drain / ref)
+    margin = 1e-9 * (1.0 + mine + freed + targets.crowding + s_before)
+    return max(saved, level, 0.0) + margin < cost_
+
+
 class _Leaving:
     """One job leaving its source, weighed against several targets: `gain`, `saved` and
     `levelled` computed with everything that depends only on the job and its source worked
@@ -131,43 +173,20 @@ class _Leaving:
                  "_s_before", "before")
 
     def __init__(self, led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
-                 pending: dict[str, float]) -> None:
+                 pending: dict[str, float], parts: _Parts | None = None) -> None:
         self._led, self._pending, self._demand = led, pending, job.cpu_demand
         self._min_gain = led.cluster.min_gain
-        demand = job.cpu_demand
-        load = max(led.load[source.name], demand)
-        cpus = max(source.cpus, 1)
-        speed = source.speed if source.speed > 0 else 1.0
-        # `ledger.unit_time`, `remaining` and `cost` inlined, to the last bit: hundreds of jobs a round
-        self.before = before = max(1.0, load / cpus) / speed
-        hint, started = job.expected_remaining_s, job.started_at
-        self._mine = mine = hint if hint is not None else 0.0 if started is None else max(0.0, led.now - started)
-        left = max(1.0, max(load - demand, 0.0) / cpus) / speed
-        work = pending.get(source.name, 0.0)
-        rest = max(work - mine, 0.0)
-        self._freed = rest * (1.0 - left / before)  # what those left behind save
-        self._ref = ref = max(1.0, 1.0 / cpus) / speed
-        self._s_before = work * ref / ref / cpus  # drain(source, work, source), to the last bit
-        self._s_after = rest * ref / ref / cpus
-        self._cost = led.cluster.migration_cost_s + job.memory_mb / led.cluster.migration_mb_per_s
+        (self.before, self._mine, self._freed, self._ref, self._s_before, self._s_after,
+         self._cost) = parts or _parts(led, job, source, pending)
 
     def worth(self, target: snapshot.NodeView) -> float | None:
         """As `worth`: the seconds saved by moving to `target` when above the cost, else None."""
         return self.weigh(_arriving(self._led, target, self._demand, self._pending))
 
     def hopeless(self, targets: _Targets) -> bool:
-        """True when no target of `targets` can be `worth` it: an upper bound of both of `weigh`'s
-        sums over them all, from their least quantities, stays under the cost. The saved time
-        falls as the target's unit time and crowding grow; levelling saves at most what the
-        source's drain time exceeds the target's, so both are bounded by the least of those. The
-        bound holds a relative margin far above float rounding, so it never rules out a move
-        `weigh` would take."""
-        if self._mine < 0.0:  # a negative hint: the bound assumes time left is never negative
-            return False
-        saved = self._mine * (1.0 - targets.after / self.before) + self._freed - targets.crowding
-        level = self._s_before - max(self._s_after, targets.drain / self._ref)
-        margin = 1e-9 * (1.0 + self._mine + self._freed + targets.crowding + self._s_before)
-        return max(saved, level, 0.0) + margin < self._cost
+        """`_hopeless` for this job."""
+        return _hopeless((self.before, self._mine, self._freed, self._ref, self._s_before, self._s_after,
+                          self._cost), targets)
 
     def weigh(self, to: _Arriving) -> float | None:
         """`worth` for a target whose side of the sums is already worked out."""
@@ -356,9 +375,10 @@ def _target(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView
         nodes = placement.candidates(led, job, slot=False, limit=_CANDIDATES + 1)
         targets = cache[key] = _targets([_arriving(led, node, job.cpu_demand, pending) for node in nodes])
     chosen: tuple[snapshot.NodeView, float] | None = None
-    leaving = _Leaving(led, job, source, pending)
-    if leaving.hopeless(targets):
+    parts = _parts(led, job, source, pending)
+    if _hopeless(parts, targets):
         return None
+    leaving = _Leaving(led, job, source, pending, parts)
     for to in targets.ranked:
         if to.node.name == source.name:
             continue
