@@ -2,12 +2,15 @@
 
 A decision round is one `decide()` call on the whole snapshot (recovery, expel, continue,
 queue admission, ushering, balancing and freezing over every node and job); its latency is
-what this measures, in CPU and wall time, as p50/p99 over rounds. Figures: placements per
-second when one round fills an idle cluster (cold start); the first round on a full cluster
-whose random initial placement the balancer corrects (~200 migrations); steady rounds on that
-cluster with every decision carried out (a few jobs finish, a few start, a few move); and a
-worst case where the imbalance is never corrected, so every round decides ~200 migrations
-again. Not a test: run `.venv/bin/python bench/scale.py` (`--quick` for fewer rounds).
+what this measures, in CPU and wall time, as p50/p99 over rounds, each round two ways: on a
+snapshot built afresh (plain), and as the control plane runs it, the jobs changed since the last
+round put into a `JobIndex` and `decide()` on its snapshot (indexed, all of it timed); both must
+decide the same. Figures: placements per second when one round fills an idle cluster (cold
+start); the first round on a full cluster whose random initial placement the balancer corrects
+(~200 migrations); steady rounds on that cluster with every decision carried out (a few jobs
+finish, a few start, a few move); and a worst case where the imbalance is never corrected, so
+every round decides ~200 migrations again. Not a test: run `.venv/bin/python bench/scale.py`
+(`--quick` for fewer rounds).
 """
 
 from __future__ import annotations
