@@ -241,7 +241,7 @@ def _pool(led: ledger.Ledger, hold_io: bool = False) -> tuple[dict[str, list[sna
 
 class _PoolOf(dict[str, list[snapshot.JobView]]):
     """`_pool` from the snapshot's index, one node at a time on first use (a round examines a few
-    hundred nodes, not every running job): the movable jobs here, and in `pending` the expected
+    hundred nodes, not every running job): the movable jobs here, already in `_order`, and in `pending` the expected
     remaining seconds of the node's jobs, summed in `_pool`'s order (running jobs, then migrating
     ones, each in snapshot order), so to the same last bit."""
 
@@ -254,21 +254,23 @@ class _PoolOf(dict[str, list[snapshot.JobView]]):
         assert led.index is not None
         decided, now, hysteresis, cluster = led.decided, led.now, led.cluster.hysteresis_s, led.cluster
         usable, hold_io = node in led.up, self._hold_io
-        jobs: list[snapshot.JobView] = []
+        keyed: list[tuple[float, str, snapshot.JobView]] = []
         total = 0.0
-        for job in led.index.on(snapshot.JobState.RUNNING, node):  # `_pool`'s loop, for one node
+        for _, name, job in led.index.entries_on(snapshot.JobState.RUNNING, node):  # `_pool`'s loop, one node
             hint, started = job.expected_remaining_s, job.started_at
-            total += hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
+            left = hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
+            total += left
             if (usable and job.migratable and not job.locked and job.parallel <= 1 and job.commands_max is None
                     and (job.last_migration is None or now - job.last_migration >= hysteresis)
-                    and job.name not in decided
+                    and name not in decided
                     and not (hold_io and node == job.home and io_bound(job, cluster))):
-                jobs.append(job)
+                keyed.append((-left, name, job))  # `_order`: names are unique, so jobs are never compared
         if node not in self._pending:
             for job in led.index.on(snapshot.JobState.MIGRATING, node):
                 total += remaining(job, now)
             self._pending[node] = total
-        self[node] = jobs
+        keyed.sort()
+        jobs = self[node] = [job for _, _, job in keyed]
         return jobs
 
     def get(self, node: str, default: object = None) -> list[snapshot.JobView]:
@@ -297,14 +299,15 @@ class _PendingOf(dict[str, float]):
 
 
 def _pools(led: ledger.Ledger, hold_io: bool = False,
-           ) -> tuple[dict[str, list[snapshot.JobView]], dict[str, float], list[str]]:
-    """`_pool`, and the nodes that may have movable jobs; from the index, each node's part on first use."""
+           ) -> tuple[dict[str, list[snapshot.JobView]], dict[str, float], list[str], bool]:
+    """`_pool`, the nodes that may have movable jobs, and whether each node's jobs come in `_order`
+    already; from the index, each node's part on first use, ordered."""
     if led.index is None:
         pool, pending = _pool(led, hold_io)
-        return pool, pending, list(pool)
+        return pool, pending, list(pool), False
     up, pending = led.up, _PendingOf(led)
     return _PoolOf(led, hold_io, pending), pending, [
-        n for n in led.index.nodes_with(snapshot.JobState.RUNNING) if n in up]
+        n for n in led.index.nodes_with(snapshot.JobState.RUNNING) if n in up], True
 
 
 def usher_into(led: ledger.Ledger) -> list[decisions.Migration]:
@@ -313,7 +316,7 @@ def usher_into(led: ledger.Ledger) -> list[decisions.Migration]:
     moves: list[decisions.Migration] = []
     if all(free >= reserve for free in led.free_mb.values()):
         return moves
-    pool, _, names = _pools(led)
+    pool, _, names, _ = _pools(led)
     for name in sorted(names):
         if led.free_mb[name] >= reserve:
             continue  # nothing to do here (moves never take a target under the reserve)
@@ -404,7 +407,7 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
     The nodes wait in a heap keyed by their unit time; a move re-keys both of its ends (a
     target that became the slowest is examined next), and superseded entries are dropped."""
     moves: list[decisions.Migration] = []
-    pool, pending, names = _pools(led, hold_io=True)
+    pool, pending, names, presorted = _pools(led, hold_io=True)
 
     def entry(name: str) -> tuple[float, str, int]:
         return (-ledger.unit_time(led.nodes[name], led.load[name]), name, led.version[name])
@@ -423,10 +426,8 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
             continue  # superseded: a move re-keyed this node; or nothing movable there
         source = led.nodes[name]
         budget -= 1
-        if name not in ordered:
-            now = led.now  # `_order`, inlined
-            pool[name].sort(key=lambda j: (-(j.expected_remaining_s if j.expected_remaining_s is not None else 0.0
-                                             if j.started_at is None else max(0.0, now - j.started_at)), j.name))
+        if name not in ordered and not presorted:
+            pool[name].sort(key=lambda j: _order(j, led.now))
             ordered.add(name)
         done.add(name)
         for job in pool[name][:_TRIES]:

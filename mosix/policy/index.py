@@ -271,6 +271,10 @@ class JobIndex:
         """The jobs in `state` (RUNNING or MIGRATING) on `node`, in snapshot order."""
         return [job for _, _, job in self._on[state].get(node, ())]
 
+    def entries_on(self, state: snapshot.JobState, node: str) -> list[tuple[int, str, snapshot.JobView]]:
+        """`on`'s jobs as the index keeps them, (place in snapshot order, name, job): not to be changed."""
+        return self._on[state].get(node, [])
+
     def live_on(self) -> dict[str, dict[str, snapshot.JobView]]:
         """One-process jobs running, migrating, frozen or pending, by node."""
         return self._live
