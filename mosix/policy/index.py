@@ -63,14 +63,16 @@ class Tables:
         self.version: dict[str, int] = {}
         self.ranked: dict[bool, list[tuple[ledger.Rank, int]]] = {False: [], True: []}
         self._outside = 0  # nodes of other clusters (`grid`)
-        self._distinct = False  # no two nodes share a name, number or address
+        self.distinct = False
+        """No two nodes share a name, number or address (else the tables are built afresh each time,
+        and a round ranks the nodes itself)."""
 
     def update(self, nodes: tuple[snapshot.NodeView, ...]) -> None:
         """Bring the tables to `nodes`: per node when at most a quarter of them changed state, else afresh."""
         seen, self.seen = self.seen, nodes
         if nodes is seen:
             return
-        if seen is None or not self._distinct or len(seen) != len(nodes):
+        if seen is None or not self.distinct or len(seen) != len(nodes):
             self._afresh(nodes)
             return
         changed = [(old, new) for old, new in zip(seen, nodes, strict=True) if old is not new]
@@ -97,7 +99,7 @@ class Tables:
                        for slot in (False, True)}
         addresses = sum(1 for n in nodes if n.address)
         # two nodes of one name, number or address: only building afresh keeps the last one, as a round does
-        self._distinct = len(self.nodes) == len(self.by_number) == len(nodes) and len(self.by_address) == addresses
+        self.distinct = len(self.nodes) == len(self.by_number) == len(nodes) and len(self.by_address) == addresses
 
     def _enter(self, old: snapshot.NodeView, new: snapshot.NodeView) -> None:
         """`new` in place of `old`, the same node (name, number and address) in a new state."""

@@ -181,7 +181,7 @@ class Ledger:
         (a sorted list is a heap), and only the nodes this round has changed so far are ranked
         again: their copied entries are stale (`version`)."""
         heap = self._heaps.get((demand, slot))
-        if heap is None and self.index is not None and demand == 1.0:
+        if heap is None and self.index is not None and demand == 1.0 and self.index.tables().distinct:
             heap = self.index.ranked(slot).copy()
             for name in self._touched:
                 heapq.heappush(heap, (self.rank(self.nodes[name], demand, slot), self.version[name]))

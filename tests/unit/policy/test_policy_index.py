@@ -142,12 +142,15 @@ def step(world: World, op: str, data: st.DataObject) -> None:
             world.nodes[at], load=data.draw(st.sampled_from([0.0, 1.0, 3.0, 9.0])),
             alive=data.draw(st.integers(0, 4)) != 0, expel=data.draw(st.integers(0, 5)) == 0,
             memory_free_mb=data.draw(st.sampled_from([100, 2000, 8000])), block=data.draw(st.integers(0, 8)) == 0)
-    elif op == "nodes":  # a node joins or leaves, or two nodes end up sharing a number
-        change = data.draw(st.sampled_from(["join", "leave", "renumber"]))
+    elif op == "nodes":  # a node joins or leaves, or two nodes end up sharing a name or number
+        change = data.draw(st.sampled_from(["join", "leave", "renumber", "twin"]))
         if change == "join":
             number = max(n.number for n in world.nodes) + 1
             world.nodes.append(snapshot.NodeView(name=f"n{number}", number=number, cpus=2, speed=2.0,
                                                  memory_free_mb=8000))
+        elif change == "twin":  # a second node of the same name (a round keeps the last one's state)
+            twin = data.draw(st.sampled_from(world.nodes))
+            world.nodes.append(dataclasses.replace(twin, cpus=twin.cpus + 1, load=1.0))
         elif change == "leave" and len(world.nodes) > 1:
             world.nodes.pop(data.draw(st.integers(0, len(world.nodes) - 1)))
         else:
