@@ -226,10 +226,10 @@ def admit_into(led: ledger.Ledger) -> tuple[list[decisions.Admission], list[deci
         else:
             _start(led, job, slot=False, reason=decisions.AdmitReason.LINES, admissions=admissions, waits=waits)
     capacity = cpus = 0
-    load = led.load
+    load, nodes = led.load, led.nodes
     for n in led.snapshot.nodes:
         if n.alive and not n.block and not n.expel and n.accept and not n.dontgo:
-            capacity += max(0, int(n.cpus - load[n.name] + ledger.EPSILON))  # `led.free_slots`, inlined
+            capacity += max(0, int(nodes[n.name].cpus - load[n.name] + ledger.EPSILON))  # `led.free_slots`, inlined
             cpus += n.cpus
     running = 0
     if cluster.max_running is not None:  # counted only when there is a cap to count against
