@@ -256,18 +256,18 @@ class _PoolOf(dict[str, list[snapshot.JobView]]):
         usable, hold_io = node in led.up, self._hold_io
         keyed: list[tuple[float, str, snapshot.JobView]] = []
         total = 0.0
-        for _, name, job in led.index.entries_on(snapshot.JobState.RUNNING, node):  # `_pool`'s loop, one node
+        for _, name, job, could in led.index.entries_on(snapshot.JobState.RUNNING, node):  # `_pool`'s loop
             hint, started = job.expected_remaining_s, job.started_at
             left = hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
             total += left
-            if (usable and job.migratable and not job.locked and job.parallel <= 1 and job.commands_max is None
+            if (usable and could  # migratable, unlocked, one process: kept by the index
                     and (job.last_migration is None or now - job.last_migration >= hysteresis)
                     and name not in decided
                     and not (hold_io and node == job.home and io_bound(job, cluster))):
                 keyed.append((-left, name, job))  # `_order`: names are unique, so jobs are never compared
         if node not in self._pending:
-            for job in led.index.on(snapshot.JobState.MIGRATING, node):
-                total += remaining(job, now)
+            for each in led.index.entries_on(snapshot.JobState.MIGRATING, node):
+                total += remaining(each[2], now)
             self._pending[node] = total
         keyed.sort()
         jobs = self[node] = [job for _, _, job in keyed]
@@ -412,10 +412,17 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
     def entry(name: str) -> tuple[float, str, int]:
         return (-ledger.unit_time(led.nodes[name], led.load[name]), name, led.version[name])
 
-    nodes, load, versions = led.nodes, led.load, led.version
-    sources = [(-(max(1.0, load[n] / max(node.cpus, 1)) / (node.speed if node.speed > 0 else 1.0)), n, versions[n])
-               for n in names for node in (nodes[n],)]  # `entry`, inlined: every node, every round
-    heapq.heapify(sources)
+    if led.index is not None and led.index.tables().distinct:
+        # every node's entry as the index keeps them (a sorted list is a heap), the nodes this round
+        # changed entered again; nodes with nothing movable are passed over when popped
+        sources = led.index.tables().slowest.copy()
+        for name in led.touched():
+            heapq.heappush(sources, entry(name))
+    else:
+        nodes, load, versions = led.nodes, led.load, led.version
+        sources = [(-(max(1.0, load[n] / max(node.cpus, 1)) / (node.speed if node.speed > 0 else 1.0)), n,
+                    versions[n]) for n in names for node in (nodes[n],)]  # `entry`, inlined: every node, every round
+        heapq.heapify(sources)
     cache: dict[Signature, _Targets] = {}
     ordered: set[str] = set()
     done: set[str] = set()

@@ -23,6 +23,10 @@ from mosix.policy import ledger, snapshot
 Entry = tuple[bool, int, int, int, str]
 """`queue.key` of a waiting job: (not run now, priority, position, submitted, name)."""
 
+OnNode = tuple[int, str, snapshot.JobView, bool]
+"""A running or migrating job on a node: (place in snapshot order, name, job, whether the balancer
+could ever move it: migratable, unlocked, one process). Places are unique: jobs are never compared."""
+
 _ON_NODE = (snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING)
 _SLOT = (snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING, snapshot.JobState.PENDING)
 _LIVE = (snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING, snapshot.JobState.FROZEN,
@@ -62,6 +66,8 @@ class Tables:
         self.grid = False
         self.version: dict[str, int] = {}
         self.ranked: dict[bool, list[tuple[ledger.Rank, int]]] = {False: [], True: []}
+        self.slowest: list[tuple[float, str, int]] = []
+        """(-unit time, name, version 0) of every node, sorted: the balancer's sources, slowest first."""
         self._outside = 0  # nodes of other clusters (`grid`)
         self.distinct = False
         """No two nodes share a name, number or address (else the tables are built afresh each time,
@@ -97,6 +103,7 @@ class Tables:
         load, free = self.load, self.free_mb  # by name, as a round ranks even two nodes of one name
         self.ranked = {slot: sorted((ledger.rank(n, load[n.name], free[n.name], 1.0, slot), 0) for n in nodes)
                        for slot in (False, True)}
+        self.slowest = sorted((-ledger.unit_time(self.nodes[n.name], load[n.name]), n.name, 0) for n in nodes)
         addresses = sum(1 for n in nodes if n.address)
         # two nodes of one name, number or address: only building afresh keeps the last one, as a round does
         self.distinct = len(self.nodes) == len(self.by_number) == len(nodes) and len(self.by_address) == addresses
@@ -114,6 +121,9 @@ class Tables:
             self.up.discard(name)
         self._outside += (not new.local) - (not old.local)
         self.grid = self._outside > 0
+        slowest = self.slowest
+        del slowest[bisect.bisect_left(slowest, (-ledger.unit_time(old, old.load), name, 0))]
+        bisect.insort(slowest, (-ledger.unit_time(new, new.load), name, 0))
         for slot, ranks in self.ranked.items():
             del ranks[bisect.bisect_left(ranks, (ledger.rank(old, old.load, old.memory_free_mb, 1.0, slot), 0))]
             bisect.insort(ranks, (ledger.rank(new, new.load, new.memory_free_mb, 1.0, slot), 0))
@@ -130,9 +140,7 @@ class JobIndex:
         self._queue: list[Entry] = []
         self._adding: list[Entry] = []  # waiting jobs put since the queue was last sorted
         self._states: dict[snapshot.JobState, dict[str, snapshot.JobView]] = {s: {} for s in snapshot.JobState}
-        # (seq, name, job) sorted: seqs are unique, so a job is never compared
-        self._on: dict[snapshot.JobState, dict[str, list[tuple[int, str, snapshot.JobView]]]] = {
-            s: {} for s in _ON_NODE}
+        self._on: dict[snapshot.JobState, dict[str, list[OnNode]]] = {s: {} for s in _ON_NODE}
         self._live: dict[str, dict[str, snapshot.JobView]] = {}  # one-process live jobs by node
         self._apart: dict[str, snapshot.JobView] = {}
         self._slots: set[str] = set()
@@ -175,7 +183,8 @@ class JobIndex:
         if _waits(job):
             self._adding.append(entry(job, self._default))
         if job.state in _ON_NODE and job.node is not None:
-            bisect.insort(self._on[job.state].setdefault(job.node, []), (self._seq[name], name, job))
+            bisect.insort(self._on[job.state].setdefault(job.node, []), (self._seq[name], name, job, (
+                job.migratable and not job.locked and job.parallel <= 1 and job.commands_max is None)))
         if job.state in _LIVE and job.node is not None and not job.processes:
             self._live.setdefault(job.node, {})[name] = job
         if _apart(job):
@@ -271,10 +280,10 @@ class JobIndex:
 
     def on(self, state: snapshot.JobState, node: str) -> list[snapshot.JobView]:
         """The jobs in `state` (RUNNING or MIGRATING) on `node`, in snapshot order."""
-        return [job for _, _, job in self._on[state].get(node, ())]
+        return [each[2] for each in self._on[state].get(node, ())]
 
-    def entries_on(self, state: snapshot.JobState, node: str) -> list[tuple[int, str, snapshot.JobView]]:
-        """`on`'s jobs as the index keeps them, (place in snapshot order, name, job): not to be changed."""
+    def entries_on(self, state: snapshot.JobState, node: str) -> list[OnNode]:
+        """`on`'s jobs as the index keeps them (`OnNode`): not to be changed."""
         return self._on[state].get(node, [])
 
     def live_on(self) -> dict[str, dict[str, snapshot.JobView]]:

@@ -113,6 +113,10 @@ class Ledger:
             jobs = self.by_state[state] = self.index.in_state(state)
         return jobs
 
+    def touched(self) -> set[str]:
+        """The nodes whose load or free memory this round differ from the snapshot's (their version is not 0)."""
+        return self._touched
+
     def apart(self) -> list[snapshot.JobView]:
         """With an index, the jobs it keeps apart (`index.JobIndex.apart`), in snapshot order."""
         return self._apart

@@ -218,11 +218,14 @@ def test_the_index_keeps_the_plain_orders_and_groups(data: st.DataObject) -> Non
     idx.snapshot_at(nodes, world.cluster, world.now)
     tables, fresh = idx.tables(), index.Tables()
     fresh.update(nodes)
-    for table in ("nodes", "by_number", "by_address", "load", "free_mb", "guests", "up", "grid", "version", "ranked"):
+    for table in ("nodes", "by_number", "by_address", "load", "free_mb", "guests", "up", "grid", "version", "ranked",
+                  "slowest", "distinct"):
         assert getattr(tables, table) == getattr(fresh, table), table
     plain = ledger.Ledger(snapshot.Snapshot(nodes, (), world.cluster, world.now))
     for slot in (False, True):
         assert tables.ranked[slot] == sorted((plain.rank(n, 1.0, slot), 0) for n in nodes)
+    assert tables.slowest == sorted((-ledger.unit_time(plain.nodes[n.name], plain.load[n.name]), n.name, 0)
+                                    for n in nodes)
 
 
 def test_a_snapshot_is_used_only_while_the_index_is_unchanged() -> None:
