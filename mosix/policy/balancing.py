@@ -122,8 +122,9 @@ def _arriving(led: ledger.Ledger, node: snapshot.NodeView, demand: float,
                      pending.get(node.name, 0.0), ledger.unit_time(node, 1.0), max(node.cpus, 1))
 
 
-_Parts = tuple[float, float, float, float, float, float, float]
-"""What `_Leaving` weighs with, of one job and its source: (before, mine, freed, ref, s_before, s_after, cost)."""
+_Parts = tuple[float, float, float, float, float, float, float, float]
+"""What `_Leaving` weighs with, of one job and its source: (before, mine, freed, ref, s_before, s_after, cost,
+left), `left` being the source's unit time without the job."""
 
 
 def _parts(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
@@ -145,7 +146,7 @@ def _parts(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
     s_before = work * ref / ref / cpus  # drain(source, work, source), to the last bit
     s_after = rest * ref / ref / cpus
     return before, mine, freed, ref, s_before, s_after, (
-        led.cluster.migration_cost_s + job.memory_mb / led.cluster.migration_mb_per_s)
+        led.cluster.migration_cost_s + job.memory_mb / led.cluster.migration_mb_per_s), left
 
 
 def _hopeless(parts: _Parts, targets: _Targets) -> bool:
@@ -155,7 +156,7 @@ def _hopeless(parts: _Parts, targets: _Targets) -> bool:
     what the source's drain time exceeds the target's, so both are bounded by the least of those.
     The bound holds a relative margin far above float rounding, so it never rules out a move
     `weigh` would take."""
-    before, mine, freed, ref, s_before, s_after, cost_ = parts
+    before, mine, freed, ref, s_before, s_after, cost_, _ = parts
     if mine < 0.0:  # a negative hint: the bound assumes time left is never negative
         return False
     saved = mine * (1.0 - targets.after / before) + freed - targets.crowding
@@ -177,7 +178,7 @@ class _Leaving:
         self._led, self._pending, self._demand = led, pending, job.cpu_demand
         self._min_gain = led.cluster.min_gain
         (self.before, self._mine, self._freed, self._ref, self._s_before, self._s_after,
-         self._cost) = parts or _parts(led, job, source, pending)
+         self._cost, _) = parts or _parts(led, job, source, pending)
 
     def worth(self, target: snapshot.NodeView) -> float | None:
         """As `worth`: the seconds saved by moving to `target` when above the cost, else None."""
@@ -186,7 +187,7 @@ class _Leaving:
     def hopeless(self, targets: _Targets) -> bool:
         """`_hopeless` for this job."""
         return _hopeless((self.before, self._mine, self._freed, self._ref, self._s_before, self._s_after,
-                          self._cost), targets)
+                          self._cost, 0.0), targets)
 
     def weigh(self, to: _Arriving) -> float | None:
         """`worth` for a target whose side of the sums is already worked out."""
@@ -362,8 +363,8 @@ def _targets(ranked: list[_Arriving]) -> _Targets:
 
 
 def _target(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
-            pending: dict[str, float], cache: dict[Signature, _Targets],
-            ) -> tuple[snapshot.NodeView, float] | None:
+            pending: dict[str, float], cache: dict[Signature, _Targets], *,
+            hopeless: set[Signature] | None = None) -> tuple[snapshot.NodeView, float] | None:
     """Among the best-ranked eligible nodes, the one saving the most seconds (ties: rank).
 
     The ranked candidates, and their side of `worth`'s sums, depend only on the job's
@@ -371,8 +372,16 @@ def _target(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView
     They come in rank order, which is the order of the job's time per unit of work there,
     so once one gains too little (`min_gain`) the rest gain less and are not weighed; and
     when even the best of every target-side quantity could not make a move pay, none is.
+
+    `hopeless` holds the signatures found hopeless so far for jobs of this source with at least
+    as much time left (its jobs are tried in `_order`): the bound only falls with the time left
+    when the source, even without the job, is no faster than the best target (`left >= after`),
+    so a later job of such a signature (time left not negative) is hopeless too.
     """
     key = _signature(led, job)
+    if hopeless is not None and key in hopeless and (job.expected_remaining_s is None
+                                                     or job.expected_remaining_s >= 0.0):
+        return None
     targets = cache.get(key)
     if targets is None:
         nodes = placement.candidates(led, job, slot=False, limit=_CANDIDATES + 1)
@@ -380,6 +389,8 @@ def _target(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView
     chosen: tuple[snapshot.NodeView, float] | None = None
     parts = _parts(led, job, source, pending)
     if _hopeless(parts, targets):
+        if hopeless is not None and targets.after <= parts[7]:
+            hopeless.add(key)
         return None
     leaving = _Leaving(led, job, source, pending, parts)
     for to in targets.ranked:
@@ -437,8 +448,9 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
             pool[name].sort(key=lambda j: _order(j, led.now))
             ordered.add(name)
         done.add(name)
+        hopeless: set[Signature] = set()
         for job in pool[name][:_TRIES]:
-            found = _target(led, job, source, pending, cache)
+            found = _target(led, job, source, pending, cache, hopeless=hopeless)
             if found is None:
                 continue
             target = found[0]

@@ -246,3 +246,38 @@ def test_a_crowded_fast_node_makes_a_young_job_hopeless() -> None:
     assert balancing._Leaving(led, young, slow, pending).hopeless(targets)
     assert all(reference_worth(led, young, slow, n, pending) is None for n in fast)
     assert balancing.balance_into(ledger.Ledger(snap)) == []
+
+
+@st.composite
+def crowded(draw: st.DrawFn) -> snapshot.Snapshot:
+    """Fast nodes full of jobs, slow nodes running several jobs each: the steady state of a busy
+    cluster, where most sources' jobs are hopeless and the later of two jobs of a source is
+    judged by the first's bound."""
+    nodes, jobs = [], []
+    for i in range(1, draw(st.integers(3, 8)) + 1):
+        fast = draw(st.booleans())
+        cpus = draw(st.sampled_from([1, 2, 4]))
+        nodes.append(snapshot.NodeView(name=f"n{i}", number=i, cpus=cpus, speed=3.0 if fast else 1.0,
+                                       memory_free_mb=8000))
+        for k in range(cpus + draw(st.integers(0, 2))):
+            jobs.append(snapshot.JobView(
+                name=f"j{i}-{k}", state=RUNNING, node=f"n{i}", home=f"n{i}",
+                started_at=NOW - draw(st.sampled_from([5.0, 40.0, 300.0, 3000.0])),
+                memory_mb=draw(st.sampled_from([0, 0, 500])),
+                expected_remaining_s=draw(st.sampled_from([None, None, None, 20.0, -1.0])),
+                last_migration=draw(st.sampled_from([None, None, NOW - 5.0]))))
+    load: dict[str, float] = {}
+    for job in jobs:
+        assert job.node is not None
+        load[job.node] = load.get(job.node, 0.0) + job.cpu_demand
+    nodes = [dataclasses.replace(n, load=load.get(n.name, 0.0)) for n in nodes]
+    cluster = snapshot.ClusterView(migration_cost_s=draw(st.sampled_from([1.0, 5.0, 60.0])),
+                                   min_gain=draw(st.sampled_from([0.0, 0.2])))
+    return snapshot.Snapshot(tuple(nodes), tuple(jobs), cluster, NOW)
+
+
+@settings(max_examples=300, deadline=None)
+@given(snap=crowded())
+def test_on_a_crowded_cluster_the_balancer_decides_what_the_reference_decides(snap: snapshot.Snapshot) -> None:
+    fast = [(m.job, m.source, m.target) for m in balancing.balance_into(ledger.Ledger(snap))]
+    assert fast == reference_balance(ledger.Ledger(snap))
