@@ -2,12 +2,15 @@
 
 A decision round is one `decide()` call on the whole snapshot (recovery, expel, continue,
 queue admission, ushering, balancing and freezing over every node and job); its latency is
-what this measures, in CPU and wall time, as p50/p99 over rounds. Figures: placements per
-second when one round fills an idle cluster (cold start); the first round on a full cluster
-whose random initial placement the balancer corrects (~200 migrations); steady rounds on that
-cluster with every decision carried out (a few jobs finish, a few start, a few move); and a
-worst case where the imbalance is never corrected, so every round decides ~200 migrations
-again. Not a test: run `.venv/bin/python bench/scale.py` (`--quick` for fewer rounds).
+what this measures, in CPU and wall time, as p50/p99 over rounds, each round two ways: on a
+snapshot built afresh (plain), and as the control plane runs it, the jobs changed since the last
+round put into a `JobIndex` and `decide()` on its snapshot (indexed, all of it timed); both must
+decide the same. Figures: placements per second when one round fills an idle cluster (cold
+start); the first round on a full cluster whose random initial placement the balancer corrects
+(~200 migrations); steady rounds on that cluster with every decision carried out (a few jobs
+finish, a few start, a few move); and a worst case where the imbalance is never corrected, so
+every round decides ~200 migrations again. Not a test: run `.venv/bin/python bench/scale.py`
+(`--quick` for fewer rounds).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
-from mosix.policy import decide, decisions, snapshot
+from mosix.policy import decide, decisions, index, snapshot
 
 
 def cluster_nodes(rng: random.Random, count: int, busy: float) -> list[snapshot.NodeView]:
@@ -96,29 +100,49 @@ def running_jobs(rng: random.Random, nodes: list[snapshot.NodeView], now: float)
     return jobs
 
 
-def cold(seed: int) -> tuple[int, float, float]:
-    """One round on an idle cluster: (processes placed, wall seconds, CPU seconds)."""
+def cold(seed: int) -> tuple[int, Rounds, Rounds]:
+    """One round on an idle cluster: (processes placed, the plain round, the round that first
+    builds the index from all 10,000 jobs and then decides on it)."""
     rng = random.Random(seed)
     nodes = cluster_nodes(rng, 1000, 0.0)
-    snap = snapshot.Snapshot(tuple(nodes), tuple(queued_jobs(rng, 10000, 1000)), snapshot.ClusterView(), 1000.0)
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = decide.decide(snap)
-    cpu = time.process_time() - cpu
-    wall = time.perf_counter() - wall
-    return sum(len(a.nodes) for a in out.admissions), wall, cpu
+    jobs = queued_jobs(rng, 10000, 1000)
+    snap = snapshot.Snapshot(tuple(nodes), tuple(jobs), snapshot.ClusterView(), 1000.0)
+    plain, indexed = Rounds(), Rounds()
+    out = timed(lambda: snap, plain)
+    idx = index.JobIndex()
+
+    def build() -> snapshot.Snapshot:
+        idx.update(jobs)
+        return idx.snapshot_at(snap.nodes, snap.cluster, snap.now)
+
+    if timed(build, indexed) != out:
+        raise SystemExit("the indexed round decided differently from the plain one")
+    return sum(len(a.nodes) for a in out.admissions), plain, indexed
 
 
 class Cluster:
-    """The simulated cluster between rounds: node loads and running jobs, with each round's
-    decisions carried out (starts, migrations, freezes, continues) and a few jobs finishing."""
+    """The simulated cluster between rounds: node loads and jobs, with each round's decisions
+    carried out (starts, migrations, freezes, continues) and a few jobs finishing. It notes which
+    jobs changed, as a control plane's watch would, for the index."""
 
     def __init__(self, seed: int, nodes: int, queued: int) -> None:
         self.rng = random.Random(seed)
         self.now = 1000.0
         self.nodes = cluster_nodes(self.rng, nodes, 1.0)
         self.index = {n.name: i for i, n in enumerate(self.nodes)}
-        self.queued = {j.name: j for j in queued_jobs(self.rng, queued, nodes)}
-        self.active = {j.name: j for j in running_jobs(self.rng, self.nodes, self.now)}
+        self.jobs = {j.name: j for j in queued_jobs(self.rng, queued, nodes)}
+        self.jobs.update((j.name, j) for j in running_jobs(self.rng, self.nodes, self.now))
+        self.changed: dict[str, None] = dict.fromkeys(self.jobs)  # in the order they changed
+        self.gone: set[str] = set()
+
+    def _set(self, job: snapshot.JobView) -> None:
+        self.jobs[job.name] = job
+        self.changed[job.name] = None
+
+    def _drop(self, name: str) -> None:
+        del self.jobs[name]
+        self.changed.pop(name, None)
+        self.gone.add(name)
 
     def _load(self, name: str, delta: float) -> None:
         i = self.index[name]
@@ -127,38 +151,48 @@ class Cluster:
     def finish(self, count: int) -> None:
         """`count` running jobs end (their CPUs come free) and the clock moves one interval."""
         self.now += 2.0
-        running = [j for j in self.active.values() if j.state is snapshot.JobState.RUNNING]
+        running = [j for j in self.jobs.values() if j.state is snapshot.JobState.RUNNING]
         for job in self.rng.sample(running, min(count, len(running))):
-            del self.active[job.name]
+            self._drop(job.name)
             assert job.node is not None
             self._load(job.node, -job.cpu_demand)
 
-    def snapshot(self) -> snapshot.Snapshot:
-        jobs = tuple(self.queued.values()) + tuple(self.active.values())
-        return snapshot.Snapshot(tuple(self.nodes), jobs, snapshot.ClusterView(), self.now)
+    def plain(self) -> snapshot.Snapshot:
+        """The whole snapshot, built afresh."""
+        return snapshot.Snapshot(tuple(self.nodes), tuple(self.jobs.values()), snapshot.ClusterView(), self.now)
+
+    def indexed(self, idx: index.JobIndex) -> snapshot.Snapshot:
+        """The control plane's side of an indexed round: the jobs that changed since the last
+        round into the index, then its snapshot."""
+        for name in self.gone:
+            idx.remove(name)
+        idx.update(self.jobs[name] for name in self.changed)
+        self.gone.clear()
+        self.changed.clear()
+        return idx.snapshot_at(tuple(self.nodes), snapshot.ClusterView(), self.now)
 
     def apply(self, out: decisions.Decisions) -> None:
         running = snapshot.JobState.RUNNING
         for a in out.admissions:
-            job = self.queued.pop(a.job)
+            job = self.jobs[a.job]
+            self._drop(a.job)
             for k, node in enumerate(a.nodes):  # one running view per process (a gang runs on several nodes)
                 name = a.job if len(a.nodes) == 1 else f"{a.job}/{k}"
-                self.active[name] = dataclasses.replace(
-                    job, name=name, state=running, node=node, parallel=1, started_at=self.now
-                )
+                self._set(dataclasses.replace(job, name=name, state=running, node=node, parallel=1,
+                                              started_at=self.now))
                 self._load(node, job.cpu_demand)
         for m in out.migrations:
-            job = self.active[m.job]
-            self.active[m.job] = dataclasses.replace(job, node=m.target, last_migration=self.now)
+            job = self.jobs[m.job]
+            self._set(dataclasses.replace(job, node=m.target, last_migration=self.now))
             self._load(m.source, -job.cpu_demand)
             self._load(m.target, job.cpu_demand)
         for f in out.freezes:
-            job = self.active[f.job]
-            self.active[f.job] = dataclasses.replace(job, state=snapshot.JobState.FROZEN, frozen_reason=f.reason)
+            job = self.jobs[f.job]
+            self._set(dataclasses.replace(job, state=snapshot.JobState.FROZEN, frozen_reason=f.reason))
             self._load(f.node, -job.cpu_demand)
         for c in out.continues:
-            job = self.active[c.job]
-            self.active[c.job] = dataclasses.replace(job, state=running, node=c.node, frozen_reason=None)
+            job = self.jobs[c.job]
+            self._set(dataclasses.replace(job, state=running, node=c.node, frozen_reason=None))
             self._load(c.node, job.cpu_demand)
 
 
@@ -172,10 +206,10 @@ class Rounds:
     moved: list[int] = dataclasses.field(default_factory=list)
 
 
-def timed(snap: snapshot.Snapshot, into: Rounds) -> decisions.Decisions:
-    """One `decide()` on `snap`, timed into `into`."""
+def timed(make: Callable[[], snapshot.Snapshot], into: Rounds) -> decisions.Decisions:
+    """`make()` then `decide()` on what it made, both timed into `into`."""
     wall, cpu = time.perf_counter(), time.process_time()
-    out = decide.decide(snap)
+    out = decide.decide(make())
     into.cpus.append(time.process_time() - cpu)
     into.walls.append(time.perf_counter() - wall)
     into.placed.append(sum(len(a.nodes) for a in out.admissions))
@@ -183,28 +217,47 @@ def timed(snap: snapshot.Snapshot, into: Rounds) -> decisions.Decisions:
     return out
 
 
-def steady(seed: int, rounds: int, warmup: int, freed: int) -> tuple[Rounds, Rounds, int]:
+@dataclasses.dataclass
+class Run:
+    """The same rounds measured both ways: `plain` decides on a snapshot built afresh (the round
+    walks every job); `indexed` brings the index up to date with the jobs that changed, then decides
+    on its snapshot. Both must decide the same, every round."""
+
+    plain: Rounds = dataclasses.field(default_factory=Rounds)
+    indexed: Rounds = dataclasses.field(default_factory=Rounds)
+
+    def round(self, sim: Cluster, idx: index.JobIndex) -> decisions.Decisions:
+        plain = timed(sim.plain, self.plain)
+        fast = timed(lambda: sim.indexed(idx), self.indexed)
+        if fast != plain:
+            raise SystemExit("the indexed round decided differently from the plain one")
+        return plain
+
+
+def steady(seed: int, rounds: int, warmup: int, freed: int) -> tuple[Run, Run, int]:
     """A full cluster with its decisions carried out: `warmup` rounds to settle (the first
     of them balances the initial, random placement), then `rounds` measured rounds, `freed`
     jobs finishing before each. Returns (warm-up rounds, measured rounds, running jobs)."""
     sim = Cluster(seed, 1000, 10000)
-    warm, measured = Rounds(), Rounds()
+    idx = index.JobIndex()
+    warm, measured = Run(), Run()
     for i in range(warmup + rounds):
         sim.finish(freed)
-        sim.apply(timed(sim.snapshot(), warm if i < warmup else measured))
-    return warm, measured, len(sim.active)
+        sim.apply((warm if i < warmup else measured).round(sim, idx))
+    return warm, measured, sum(1 for j in sim.jobs.values() if j.state is snapshot.JobState.RUNNING)
 
 
-def burst(seed: int, rounds: int, freed: int) -> tuple[Rounds, int]:
+def burst(seed: int, rounds: int, freed: int) -> Run:
     """The worst case: the initial random placement is never corrected (decisions other than
     starts are not carried out), so every round finds the same ~200 migrations again."""
     sim = Cluster(seed, 1000, 10000)
-    out = Rounds()
+    idx = index.JobIndex()
+    out = Run()
     for _ in range(rounds):
         sim.finish(freed)
-        result = timed(sim.snapshot(), out)
+        result = out.round(sim, idx)
         sim.apply(decisions.Decisions(admissions=result.admissions))
-    return out, len(sim.active)
+    return out
 
 
 def p99(values: list[float]) -> float:
@@ -213,16 +266,22 @@ def p99(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
 
 
-def report(label: str, r: Rounds) -> None:
+def report(label: str, run: Run) -> None:
+    r = run.indexed
     placed, moved = sum(r.placed), sum(r.moved)
     print(
         f"{label}: {len(r.cpus)} rounds, {placed / len(r.cpus):.1f} processes placed and "
         f"{moved / len(r.cpus):.1f} migrations decided per round"
     )
+    for name, rounds in (("indexed", run.indexed), ("plain", run.plain)):
+        print(
+            f"  {name:7s} round latency CPU: p50 {statistics.median(rounds.cpus) * 1000:5.1f} ms, "
+            f"p99 {p99(rounds.cpus) * 1000:5.1f} ms, max {max(rounds.cpus) * 1000:5.1f} ms; "
+            f"wall: p50 {statistics.median(rounds.walls) * 1000:5.1f} ms, p99 {p99(rounds.walls) * 1000:5.1f} ms"
+        )
     print(
-        f"  round latency CPU: p50 {statistics.median(r.cpus) * 1000:.1f} ms, p99 {p99(r.cpus) * 1000:.1f} ms, "
-        f"max {max(r.cpus) * 1000:.1f} ms; wall: p50 {statistics.median(r.walls) * 1000:.1f} ms, "
-        f"p99 {p99(r.walls) * 1000:.1f} ms"
+        f"  indexed/plain CPU: p50 {statistics.median(run.indexed.cpus) / statistics.median(run.plain.cpus):.2f}x, "
+        f"p99 {p99(run.indexed.cpus) / p99(run.plain.cpus):.2f}x"
     )
 
 
@@ -236,24 +295,29 @@ def main(argv: list[str] | None = None) -> int:
     print("1000 nodes (1-8 CPUs), 10000 queued jobs (mixed priorities, placements, -m, 2% gangs of 4)")
     print(
         "a decision round = one decide() call on the whole snapshot: recovery, expel, continue, queue "
-        "admission, memory ushering, load balancing and freezing over every node and job"
+        "admission, memory ushering, load balancing and freezing over every node and job; "
+        "plain: on a snapshot built afresh; indexed: the changed jobs put into the index, its snapshot, "
+        "decide() on it (timed together); every round both decide, and must decide the same"
     )
-    placed, wall, cpu = cold(args.seed)
-    print(
-        f"cold round (idle cluster): {placed} processes placed in {wall * 1000:.0f} ms wall, "
-        f"{cpu * 1000:.0f} ms CPU: {placed / wall:,.0f} placements/s wall, {placed / cpu:,.0f} per CPU second"
-    )
+    placed, plain, indexed = cold(args.seed)
+    for name, r in (("plain", plain), ("indexed, index built from every job in the round", indexed)):
+        print(
+            f"cold round (idle cluster), {name}: {placed} processes placed in {r.walls[0] * 1000:.0f} ms wall, "
+            f"{r.cpus[0] * 1000:.0f} ms CPU: {placed / r.walls[0]:,.0f} placements/s wall, "
+            f"{placed / r.cpus[0]:,.0f} per CPU second"
+        )
     warm, measured, active = steady(args.seed, rounds, warmup, args.freed)
     print(
-        f"first round on the full cluster (its random initial placement balanced): {warm.moved[0]} migrations "
-        f"and {warm.placed[0]} placements decided in {warm.cpus[0] * 1000:.1f} ms CPU"
+        f"first round on the full cluster (its random initial placement balanced): {warm.indexed.moved[0]} "
+        f"migrations and {warm.indexed.placed[0]} placements decided in {warm.indexed.cpus[0] * 1000:.1f} ms CPU "
+        f"indexed (the index built from every job), {warm.plain.cpus[0] * 1000:.1f} ms plain"
     )
     report(
         f"steady rounds after {warmup} warm-up rounds ({active} running jobs, decisions carried out, "
         f"{args.freed} jobs finishing before each)",
         measured,
     )
-    worst, _ = burst(args.seed, rounds, args.freed)
+    worst = burst(args.seed, rounds, args.freed)
     report("worst case (the imbalance is never corrected: the same migrations are decided every round)", worst)
     return 0
 

@@ -44,7 +44,10 @@ def run_round(api: client.Client, now: float | None = None) -> Outcome:
     plan.requests(by_name, out)
     plan.decided(result, by_name, out)
     plan.unsupported(by_name, out, meta.now_rfc3339())
-    waiting = [j.name for j in queue.order(snap.jobs, conf.spec.queue.default_priority) if j.queued]
+    if snap.index is not None and snap.index.current(snap):  # already in order (with the same default priority)
+        waiting = [each[4] for each in snap.index.queue()]
+    else:
+        waiting = [j.name for j in queue.order(snap.jobs, conf.spec.queue.default_priority) if j.queued]
     admitted = {a.job for a in result.admissions}
     plan.queue_positions([n for n in waiting if n not in admitted], by_name,
                          conf.spec.queue.default_priority, out)

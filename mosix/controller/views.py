@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from mosix.api import cluster, job, meta, node
-from mosix.policy import snapshot
+from mosix.policy import index, snapshot
 
 _DONE = (snapshot.JobState.SUCCEEDED, snapshot.JobState.FAILED)
 
@@ -129,10 +129,18 @@ class JobViews:
     """The jobs of the previous round mapped, by key and resourceVersion: a job unchanged since is
     not mapped again. Mapping (timestamps parsed, enums converted) costs more than deciding at
     10,000 jobs, and between rounds few jobs change. A job without a resourceVersion is always
-    mapped afresh. Keep one per store: resourceVersions are only unique within one."""
+    mapped afresh. Keep one per store: resourceVersions are only unique within one.
+
+    The views of the jobs a round decides on (not finished, not being deleted) are also kept in
+    `index`, told only of the jobs mapped afresh and the jobs gone, so a round on its snapshot
+    neither orders nor groups every job again (`mosix.policy.index`). The nodes' views are kept
+    too, the previous object for a node whose view did not change, so the index sees which did."""
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, _Mapped]] = {}
+        self._keys: set[str] = set()
+        self._nodes: dict[str, snapshot.NodeView] = {}
+        self.index = index.JobIndex()
 
     def mapped(self, jobs: dict[str, job.MosixJob]) -> dict[str, _Mapped]:
         """Every job of `jobs` mapped; forgets jobs no longer there."""
@@ -141,11 +149,29 @@ class JobViews:
         for key, j in jobs.items():
             rv = j.metadata.resource_version
             hit = self._seen.get(key)
-            m = hit[1] if hit is not None and rv is not None and hit[0] == rv else _map(j, key)
+            if hit is not None and rv is not None and hit[0] == rv:
+                m = hit[1]
+            else:
+                m = _map(j, key)
+                if m.finished or j.metadata.deletion_timestamp:
+                    self.index.remove(key)
+                else:
+                    self.index.put(m.view)
             out[key] = m
             if rv is not None:
                 seen[key] = (rv, m)
         self._seen = seen
+        keys = set(jobs)
+        for key in self._keys - keys:
+            self.index.remove(key)
+        self._keys = keys
+        return out
+
+    def nodes(self, views: Iterable[snapshot.NodeView]) -> tuple[snapshot.NodeView, ...]:
+        """`views`, each replaced by the node's previous view when equal to it."""
+        kept = self._nodes
+        out = tuple(kept[n.name] if kept.get(n.name) == n else n for n in views)
+        self._nodes = {n.name: n for n in out}
         return out
 
 
@@ -190,12 +216,16 @@ def cluster_view(c: cluster.MosixCluster) -> snapshot.ClusterView:
 def snapshot_of(jobs: dict[str, job.MosixJob], nodes: list[node.MosixNode], conf: cluster.MosixCluster,
                 now: float, cache: JobViews | None = None) -> snapshot.Snapshot:
     """One decision round's input, jobs by their key; finished jobs and jobs being deleted are left out.
-    `cache` keeps the jobs' views between rounds (`JobViews`)."""
+    `cache` keeps the jobs' views between rounds (`JobViews`); the snapshot then comes from its index,
+    with the jobs in the order the index first saw them."""
     mapped = (cache or JobViews()).mapped(jobs)
     recent = _arrivals(mapped.values(), now)
+    node_views = (node_view(n, now=now, dead_after=conf.spec.dead_after_seconds, arrived=recent.get(n.name, 0))
+                  for n in nodes)
+    if cache is not None:
+        return cache.index.snapshot_at(cache.nodes(node_views), cluster_view(conf), now)
     return snapshot.Snapshot(
-        nodes=tuple(node_view(n, now=now, dead_after=conf.spec.dead_after_seconds, arrived=recent.get(n.name, 0))
-                    for n in nodes),
+        nodes=tuple(node_views),
         jobs=tuple(mapped[key].view for key, j in jobs.items()
                    if not mapped[key].finished and not j.metadata.deletion_timestamp),
         cluster=cluster_view(conf),

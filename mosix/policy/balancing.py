@@ -12,6 +12,7 @@ lowers that total, so a round cannot undo itself, and a job that moved stays put
 from __future__ import annotations
 
 import heapq
+import math
 from typing import NamedTuple
 
 from mosix.policy import decisions, ledger, placement, snapshot
@@ -121,6 +122,49 @@ def _arriving(led: ledger.Ledger, node: snapshot.NodeView, demand: float,
                      pending.get(node.name, 0.0), ledger.unit_time(node, 1.0), max(node.cpus, 1))
 
 
+_Parts = tuple[float, float, float, float, float, float, float, float]
+"""What `_Leaving` weighs with, of one job and its source: (before, mine, freed, ref, s_before, s_after, cost,
+left), `left` being the source's unit time without the job."""
+
+
+def _parts(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
+           pending: dict[str, float]) -> _Parts:
+    """The job's and its source's side of `gain`, `saved` and `levelled`, with `ledger.unit_time`,
+    `remaining` and `cost` inlined, to the last bit: hundreds of jobs a round."""
+    demand = job.cpu_demand
+    load = max(led.load[source.name], demand)
+    cpus = max(source.cpus, 1)
+    speed = source.speed if source.speed > 0 else 1.0
+    before = max(1.0, load / cpus) / speed
+    hint, started = job.expected_remaining_s, job.started_at
+    mine = hint if hint is not None else 0.0 if started is None else max(0.0, led.now - started)
+    left = max(1.0, max(load - demand, 0.0) / cpus) / speed
+    work = pending.get(source.name, 0.0)
+    rest = max(work - mine, 0.0)
+    freed = rest * (1.0 - left / before)  # what those left behind save
+    ref = max(1.0, 1.0 / cpus) / speed
+    s_before = work * ref / ref / cpus  # drain(source, work, source), to the last bit
+    s_after = rest * ref / ref / cpus
+    return before, mine, freed, ref, s_before, s_after, (
+        led.cluster.migration_cost_s + job.memory_mb / led.cluster.migration_mb_per_s), left
+
+
+def _hopeless(parts: _Parts, targets: _Targets) -> bool:
+    """True when no target of `targets` can be `worth` it for the job of `parts`: an upper bound
+    of both of `weigh`'s sums over them all, from their least quantities, stays under the cost.
+    The saved time falls as the target's unit time and crowding grow; levelling saves at most
+    what the source's drain time exceeds the target's, so both are bounded by the least of those.
+    The bound holds a relative margin far above float rounding, so it never rules out a move
+    `weigh` would take."""
+    before, mine, freed, ref, s_before, s_after, cost_, _ = parts
+    if mine < 0.0:  # a negative hint: the bound assumes time left is never negative
+        return False
+    saved = mine * (1.0 - targets.after / before) + freed - targets.crowding
+    level = s_before - max(s_after, targets.drain / ref)
+    margin = 1e-9 * (1.0 + mine + freed + targets.crowding + s_before)
+    return max(saved, level, 0.0) + margin < cost_
+
+
 class _Leaving:
     """One job leaving its source, weighed against several targets: `gain`, `saved` and
     `levelled` computed with everything that depends only on the job and its source worked
@@ -130,24 +174,20 @@ class _Leaving:
                  "_s_before", "before")
 
     def __init__(self, led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
-                 pending: dict[str, float]) -> None:
+                 pending: dict[str, float], parts: _Parts | None = None) -> None:
         self._led, self._pending, self._demand = led, pending, job.cpu_demand
         self._min_gain = led.cluster.min_gain
-        load = max(led.load[source.name], job.cpu_demand)
-        self.before = ledger.unit_time(source, load)
-        self._mine = mine = remaining(job, led.now)
-        left = ledger.unit_time(source, max(load - job.cpu_demand, 0.0))
-        work = pending.get(source.name, 0.0)
-        self._freed = max(work - mine, 0.0) * (1.0 - left / self.before)  # what those left behind save
-        self._ref = ledger.unit_time(source, 1.0)
-        cpus = max(source.cpus, 1)
-        self._s_before = work * self._ref / self._ref / cpus  # drain(source, work, source), to the last bit
-        self._s_after = max(work - mine, 0.0) * self._ref / self._ref / cpus
-        self._cost = cost(job, led.cluster)
+        (self.before, self._mine, self._freed, self._ref, self._s_before, self._s_after,
+         self._cost, _) = parts or _parts(led, job, source, pending)
 
     def worth(self, target: snapshot.NodeView) -> float | None:
         """As `worth`: the seconds saved by moving to `target` when above the cost, else None."""
         return self.weigh(_arriving(self._led, target, self._demand, self._pending))
+
+    def hopeless(self, targets: _Targets) -> bool:
+        """`_hopeless` for this job."""
+        return _hopeless((self.before, self._mine, self._freed, self._ref, self._s_before, self._s_after,
+                          self._cost, 0.0), targets)
 
     def weigh(self, to: _Arriving) -> float | None:
         """`worth` for a target whose side of the sums is already worked out."""
@@ -200,14 +240,87 @@ def _pool(led: ledger.Ledger, hold_io: bool = False) -> tuple[dict[str, list[sna
     return pool, pending
 
 
+class _PoolOf(dict[str, list[snapshot.JobView]]):
+    """`_pool` from the snapshot's index, one node at a time on first use (a round examines a few
+    hundred nodes, not every running job): the movable jobs here, already in `_order`, and in `pending` the expected
+    remaining seconds of the node's jobs, summed in `_pool`'s order (running jobs, then migrating
+    ones, each in snapshot order), so to the same last bit."""
+
+    def __init__(self, led: ledger.Ledger, hold_io: bool, pending: _PendingOf) -> None:
+        super().__init__()
+        self._led, self._hold_io, self._pending = led, hold_io, pending
+
+    def __missing__(self, node: str) -> list[snapshot.JobView]:
+        led = self._led
+        assert led.index is not None
+        decided, now, hysteresis, cluster = led.decided, led.now, led.cluster.hysteresis_s, led.cluster
+        usable, hold_io = node in led.up, self._hold_io
+        keyed: list[tuple[float, str, snapshot.JobView]] = []
+        total = 0.0
+        for _, name, job, could in led.index.entries_on(snapshot.JobState.RUNNING, node):  # `_pool`'s loop
+            hint, started = job.expected_remaining_s, job.started_at
+            left = hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
+            total += left
+            if (usable and could  # migratable, unlocked, one process: kept by the index
+                    and (job.last_migration is None or now - job.last_migration >= hysteresis)
+                    and name not in decided
+                    and not (hold_io and node == job.home and io_bound(job, cluster))):
+                keyed.append((-left, name, job))  # `_order`: names are unique, so jobs are never compared
+        if node not in self._pending:
+            for each in led.index.entries_on(snapshot.JobState.MIGRATING, node):
+                total += remaining(each[2], now)
+            self._pending[node] = total
+        keyed.sort()
+        jobs = self[node] = [job for _, _, job in keyed]
+        return jobs
+
+    def get(self, node: str, default: object = None) -> list[snapshot.JobView]:
+        return self[node]
+
+
+class _PendingOf(dict[str, float]):
+    """`_pool`'s pending work from the snapshot's index, per node on first use (`_PoolOf`)."""
+
+    def __init__(self, led: ledger.Ledger) -> None:
+        super().__init__()
+        self._led = led
+
+    def __missing__(self, node: str) -> float:
+        index, now = self._led.index, self._led.now
+        assert index is not None
+        total = 0.0
+        for state in (snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING):
+            for job in index.on(state, node):
+                total += remaining(job, now)
+        self[node] = total
+        return total
+
+    def get(self, node: str, default: object = None) -> float:
+        return self[node]
+
+
+def _pools(led: ledger.Ledger, hold_io: bool = False,
+           ) -> tuple[dict[str, list[snapshot.JobView]], dict[str, float], list[str], bool]:
+    """`_pool`, the nodes that may have movable jobs, and whether each node's jobs come in `_order`
+    already; from the index, each node's part on first use, ordered."""
+    if led.index is None:
+        pool, pending = _pool(led, hold_io)
+        return pool, pending, list(pool), False
+    up, pending = led.up, _PendingOf(led)
+    return _PoolOf(led, hold_io, pending), pending, [
+        n for n in led.index.nodes_with(snapshot.JobState.RUNNING) if n in up], True
+
+
 def usher_into(led: ledger.Ledger) -> list[decisions.Migration]:
     """Move jobs off nodes whose free memory is under the reserve, biggest first."""
     reserve = led.cluster.memory_reserve_mb
     moves: list[decisions.Migration] = []
     if all(free >= reserve for free in led.free_mb.values()):
         return moves
-    pool = _pool(led)[0]
-    for name in sorted(pool):
+    pool, _, names, _ = _pools(led)
+    for name in sorted(names):
+        if led.free_mb[name] >= reserve:
+            continue  # nothing to do here (moves never take a target under the reserve)
         jobs = sorted((j for j in pool[name] if j.memory_mb > 0), key=lambda j: (-j.memory_mb, j.name))
         for job in jobs:
             if led.free_mb[name] >= reserve:
@@ -231,25 +344,56 @@ def _signature(led: ledger.Ledger, job: snapshot.JobView) -> Signature:
     return (job.cpu_demand, job.memory_mb, job.grid_class, home)
 
 
+class _Targets(NamedTuple):
+    """The ranked targets of one `_signature`, and the least of each target-side quantity among
+    them, which bound what any move to one of them can save (`_Leaving.hopeless`)."""
+
+    ranked: list[_Arriving]
+    after: float  # least unit time there with the job added
+    crowding: float  # least `work * (after / joined - 1)`: what the target's own jobs lose
+    drain: float  # least `work * unit / cpus`: the target's drain time, before dividing by the source's unit
+
+
+def _targets(ranked: list[_Arriving]) -> _Targets:
+    if not ranked:
+        return _Targets(ranked, math.inf, 0.0, 0.0)
+    return _Targets(ranked, min(to.after for to in ranked),
+                    min(to.work * (to.after / to.joined - 1.0) for to in ranked),
+                    min(to.work * to.unit / to.cpus for to in ranked))
+
+
 def _target(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
-            pending: dict[str, float], cache: dict[Signature, list[_Arriving]],
-            ) -> tuple[snapshot.NodeView, float] | None:
+            pending: dict[str, float], cache: dict[Signature, _Targets], *,
+            hopeless: set[Signature] | None = None) -> tuple[snapshot.NodeView, float] | None:
     """Among the best-ranked eligible nodes, the one saving the most seconds (ties: rank).
 
     The ranked candidates, and their side of `worth`'s sums, depend only on the job's
     `_signature` and on the loads, so they are cached until the next move changes a load.
     They come in rank order, which is the order of the job's time per unit of work there,
-    so once one gains too little (`min_gain`) the rest gain less and are not weighed.
+    so once one gains too little (`min_gain`) the rest gain less and are not weighed; and
+    when even the best of every target-side quantity could not make a move pay, none is.
+
+    `hopeless` holds the signatures found hopeless so far for jobs of this source with at least
+    as much time left (its jobs are tried in `_order`): the bound only falls with the time left
+    when the source, even without the job, is no faster than the best target (`left >= after`),
+    so a later job of such a signature (time left not negative) is hopeless too.
     """
     key = _signature(led, job)
-    ranked = cache.get(key)
-    if ranked is None:
+    if hopeless is not None and key in hopeless and (job.expected_remaining_s is None
+                                                     or job.expected_remaining_s >= 0.0):
+        return None
+    targets = cache.get(key)
+    if targets is None:
         nodes = placement.candidates(led, job, slot=False, limit=_CANDIDATES + 1)
-        ranked = [_arriving(led, node, job.cpu_demand, pending) for node in nodes]
-        cache[key] = ranked
+        targets = cache[key] = _targets([_arriving(led, node, job.cpu_demand, pending) for node in nodes])
     chosen: tuple[snapshot.NodeView, float] | None = None
-    leaving = _Leaving(led, job, source, pending)
-    for to in ranked:
+    parts = _parts(led, job, source, pending)
+    if _hopeless(parts, targets):
+        if hopeless is not None and targets.after <= parts[7]:
+            hopeless.add(key)
+        return None
+    leaving = _Leaving(led, job, source, pending, parts)
+    for to in targets.ranked:
         if to.node.name == source.name:
             continue
         if leaving.before / to.after - 1.0 <= led.cluster.min_gain:  # `gain`: the rest gain less
@@ -274,29 +418,39 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
     The nodes wait in a heap keyed by their unit time; a move re-keys both of its ends (a
     target that became the slowest is examined next), and superseded entries are dropped."""
     moves: list[decisions.Migration] = []
-    pool, pending = _pool(led, hold_io=True)
+    pool, pending, names, presorted = _pools(led, hold_io=True)
 
     def entry(name: str) -> tuple[float, str, int]:
         return (-ledger.unit_time(led.nodes[name], led.load[name]), name, led.version[name])
 
-    sources = [entry(name) for name in pool]
-    heapq.heapify(sources)
-    cache: dict[Signature, list[_Arriving]] = {}
+    if led.index is not None and led.index.tables().distinct:
+        # every node's entry as the index keeps them (a sorted list is a heap), the nodes this round
+        # changed entered again; nodes with nothing movable are passed over when popped
+        sources = led.index.tables().slowest.copy()
+        for name in led.touched():
+            heapq.heappush(sources, entry(name))
+    else:
+        nodes, load, versions = led.nodes, led.load, led.version
+        sources = [(-(max(1.0, load[n] / max(node.cpus, 1)) / (node.speed if node.speed > 0 else 1.0)), n,
+                    versions[n]) for n in names for node in (nodes[n],)]  # `entry`, inlined: every node, every round
+        heapq.heapify(sources)
+    cache: dict[Signature, _Targets] = {}
     ordered: set[str] = set()
     done: set[str] = set()
     budget = led.cluster.balance_sources
     while sources and budget > 0:
         _, name, version = heapq.heappop(sources)
-        if version != led.version[name] or name in done:
-            continue  # superseded: a move re-keyed this node
+        if version != led.version[name] or name in done or not pool[name]:
+            continue  # superseded: a move re-keyed this node; or nothing movable there
         source = led.nodes[name]
         budget -= 1
-        if name not in ordered:
+        if name not in ordered and not presorted:
             pool[name].sort(key=lambda j: _order(j, led.now))
             ordered.add(name)
         done.add(name)
+        hopeless: set[Signature] = set()
         for job in pool[name][:_TRIES]:
-            found = _target(led, job, source, pending, cache)
+            found = _target(led, job, source, pending, cache, hopeless=hopeless)
             if found is None:
                 continue
             target = found[0]

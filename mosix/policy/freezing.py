@@ -152,10 +152,9 @@ def expel_into(led: ledger.Ledger) -> tuple[list[decisions.Migration], list[deci
     freeze them there (reason Expelled). Locked jobs are frozen; hysteresis does not apply."""
     moves: list[decisions.Migration] = []
     freezes: list[decisions.Freeze] = []
-    for node in sorted(led.snapshot.nodes, key=lambda n: n.name):
-        if not node.alive or not node.expel:
-            continue
-        guests = sorted((j for j in led.in_state(*_ACTIVE)
+    for node in sorted((n for n in led.snapshot.nodes if n.alive and n.expel), key=lambda n: n.name):
+        here = led.in_state(*_ACTIVE) if led.index is None else led.index.on(snapshot.JobState.RUNNING, node.name)
+        guests = sorted((j for j in here
                          if j.node == node.name and j.home is not None
                          and j.home != node.name and j.name not in led.decided), key=lambda j: j.name)
         for job in guests:

@@ -36,7 +36,9 @@ def home_into(led: ledger.Ledger) -> list[decisions.Migration]:
     """Migrate home every movable, I/O-bound job running away whose move home pays for itself,
     in name order (deterministic); home must be up and keep its memory reserve with the job."""
     moves: list[decisions.Migration] = []
-    for job in sorted(led.in_state(snapshot.JobState.RUNNING), key=lambda j: j.name):
+    running = led.in_state(snapshot.JobState.RUNNING) if led.index is None or led.cluster.io_home_kbps <= 0 else [
+        j for j in led.apart() if j.state is snapshot.JobState.RUNNING]  # the index keeps I/O jobs away apart
+    for job in sorted(running, key=lambda j: j.name):
         if job.name in led.decided or job.home is None or job.node is None or job.node == job.home:
             continue
         if not balancing.io_bound(job, led.cluster) or not balancing.movable(job, led.now, led.cluster):

@@ -34,6 +34,26 @@ def unit(job: snapshot.JobView, proc: snapshot.ProcessView) -> snapshot.JobView:
         cpu_demand=job.cpu_demand, stay_on_syscalls=job.stay_on_syscalls)
 
 
+def rank(node: snapshot.NodeView, load: float, free_mb: int, demand: float, slot: bool) -> Rank:
+    """The best-node order, better first, for `node` carrying `load` with `free_mb` free; criteria in order:
+
+    1. when the process needs an idle CPU (`slot`), nodes that have one;
+    2. seconds per unit of work there once a process of `demand` is added (speed and
+       load per CPU together);
+    3. load per CPU once it is added;
+    4. free memory, more first;
+    5. node number, lower first;
+    6. node name (deterministic tie-break).
+    """
+    load = load + demand
+    cpus = max(node.cpus, 1)
+    busy = slot and load > cpus + EPSILON
+    per_cpu = load / cpus
+    speed = node.speed if node.speed > 0 else 1.0
+    time = max(1.0, per_cpu) / speed  # unit_time(node, load), inlined: every node is ranked each round
+    return (busy, time, per_cpu, -free_mb, node.number, node.name)
+
+
 class Ledger:
     """Indexes of a snapshot and the node state projected by this round's decisions."""
 
@@ -41,39 +61,75 @@ class Ledger:
         self.snapshot = snap
         self.cluster = snap.cluster
         self.now = snap.now
-        self.nodes: dict[str, snapshot.NodeView] = {n.name: n for n in snap.nodes}
-        self.by_number: dict[int, snapshot.NodeView] = {n.number: n for n in snap.nodes}
-        self.by_address: dict[str, snapshot.NodeView] = {n.address: n for n in snap.nodes if n.address}
-        self.by_state: dict[snapshot.JobState, list[snapshot.JobView]] = {state: [] for state in snapshot.JobState}
-        self.load: dict[str, float] = {n.name: n.load for n in snap.nodes}
-        self.free_mb: dict[str, int] = {n.name: n.memory_free_mb for n in snap.nodes}
-        self.guests: dict[str, int] = {n.name: n.guests_running for n in snap.nodes}
+        self.index = snap.index if snap.index is not None and snap.index.current(snap) else None
+        """The snapshot's `index.JobIndex`, when it has one: the modules' fast paths read it."""
+        if self.index is not None:  # the same tables, kept between rounds: shared, or copied where a round writes
+            tables = self.index.tables()
+            self.nodes, self.by_number, self.by_address = tables.nodes, tables.by_number, tables.by_address
+            self.load, self.free_mb, self.guests = tables.load.copy(), tables.free_mb.copy(), tables.guests.copy()
+            self.up, self.grid, self.version = tables.up, tables.grid, tables.version.copy()
+        else:
+            self.nodes = {n.name: n for n in snap.nodes}
+            self.by_number = {n.number: n for n in snap.nodes}
+            self.by_address = {n.address: n for n in snap.nodes if n.address}
+            self.load = {n.name: n.load for n in snap.nodes}
+            self.free_mb = {n.name: n.memory_free_mb for n in snap.nodes}
+            self.guests = {n.name: n.guests_running for n in snap.nodes}
+            self.up = {n.name for n in snap.nodes if n.alive}  # `alive` as a set, for passes over every job
+            self.grid = any(not n.local for n in snap.nodes)  # guests exist only on other clusters' nodes
+            self.version = dict.fromkeys(self.nodes, 0)
         self.decided: set[str] = set()
-        self.up = {n.name for n in snap.nodes if n.alive}  # `alive` as a set, for passes over every job
-        self.grid = any(not n.local for n in snap.nodes)  # guests exist only on other clusters' nodes
-        self.version: dict[str, int] = dict.fromkeys(self.nodes, 0)
+        self._touched: set[str] = set()  # nodes whose load or free memory differ from the snapshot's
         self._heaps: dict[tuple[float, bool], list[tuple[Rank, int]]] = {}
-        for job in snap.jobs:
-            self.by_state[job.state].append(job)
+        self.by_state: dict[snapshot.JobState, list[snapshot.JobView]] = {}
         self.units: dict[snapshot.JobState, list[snapshot.JobView]] = {state: [] for state in snapshot.JobState}
-        for job in snap.jobs:
+        self._apart = self.index.apart() if self.index is not None else []
+        few = self._apart if self.index is not None else snap.jobs  # every job with processes or PENDING
+        if self.index is None:
+            self.by_state = {state: [] for state in snapshot.JobState}
+            for job in snap.jobs:
+                self.by_state[job.state].append(job)
+        for job in few:
             for proc in job.processes:
                 if proc.state in (snapshot.JobState.RUNNING, snapshot.JobState.FROZEN) and proc.node is not None:
                     self.units[proc.state].append(unit(job, proc))
-        for job in snap.jobs:
+        for job in few:
             # Started but not yet running: the agent's reported load does not show it yet.
             if job.processes:
                 for proc in job.processes:
                     if proc.state is snapshot.JobState.PENDING and proc.node in self.nodes:
                         self.load[proc.node] += job.cpu_demand
+                        self._touched.add(proc.node)
             elif job.state is snapshot.JobState.PENDING and job.node in self.nodes:
                 self.load[job.node] += job.cpu_demand
+                self._touched.add(job.node)
+        for name in self._touched:
+            self.version[name] += 1  # an index's ranks of these nodes are stale
+
+    def _state(self, state: snapshot.JobState) -> list[snapshot.JobView]:
+        jobs = self.by_state.get(state)
+        if jobs is None:  # from the index, on first use: cheap for the small states only
+            assert self.index is not None
+            jobs = self.by_state[state] = self.index.in_state(state)
+        return jobs
+
+    def touched(self) -> set[str]:
+        """The nodes whose load or free memory this round differ from the snapshot's (their version is not 0)."""
+        return self._touched
+
+    def apart(self) -> list[snapshot.JobView]:
+        """With an index, the jobs it keeps apart (`index.JobIndex.apart`), in snapshot order."""
+        return self._apart
+
+    def running_apart(self) -> list[snapshot.JobView]:
+        """With an index: the running jobs it keeps apart (every -S file among them), in snapshot order."""
+        return [job for job in self._apart if job.state is snapshot.JobState.RUNNING]
 
     def in_state(self, *states: snapshot.JobState) -> list[snapshot.JobView]:
         """The snapshot's jobs in any of `states`, in snapshot order within each state."""
         if len(states) == 1:
-            return self.by_state[states[0]]
-        return [job for state in states for job in self.by_state[state]]
+            return self._state(states[0])
+        return [job for state in states for job in self._state(state)]
 
     def alive(self, name: str | None) -> bool:
         """True when `name` is a known node that is up."""
@@ -118,30 +174,33 @@ class Ledger:
         return max(0, int(node.cpus - self.load[name] + EPSILON))
 
     def rank(self, node: snapshot.NodeView, demand: float, slot: bool) -> Rank:
-        """The best-node order, better first; criteria in order:
-
-        1. when the process needs an idle CPU (`slot`), nodes that have one;
-        2. seconds per unit of work there once a process of `demand` is added (speed and
-           load per CPU together);
-        3. load per CPU once it is added;
-        4. free memory, more first;
-        5. node number, lower first;
-        6. node name (deterministic tie-break).
-        """
-        load = self.load[node.name] + demand
-        cpus = max(node.cpus, 1)
-        busy = slot and load > cpus + EPSILON
-        per_cpu = load / cpus
-        speed = node.speed if node.speed > 0 else 1.0
-        time = max(1.0, per_cpu) / speed  # unit_time(node, load), inlined: every node is ranked each round
-        return (busy, time, per_cpu, -self.free_mb[node.name], node.number, node.name)
+        """`rank` with this round's load and free memory of `node`."""
+        return rank(node, self.load[node.name], self.free_mb[node.name], demand, slot)
 
     def ranked(self, demand: float, slot: bool) -> list[tuple[Rank, int]]:
         """A heap of (rank, version) for processes of `demand`; stale entries are skipped by
-        `first_ranked`. Kept up to date as the round's decisions change nodes."""
+        `first_ranked`. Kept up to date as the round's decisions change nodes.
+
+        From an index, the heap starts as its copy of the nodes' ranks kept sorted between rounds
+        (a sorted list is a heap), and only the nodes this round has changed so far are ranked
+        again: their copied entries are stale (`version`)."""
         heap = self._heaps.get((demand, slot))
+        if heap is None and self.index is not None and demand == 1.0 and self.index.tables().distinct:
+            heap = self.index.ranked(slot).copy()
+            for name in self._touched:
+                heapq.heappush(heap, (self.rank(self.nodes[name], demand, slot), self.version[name]))
+            self._heaps[(demand, slot)] = heap
         if heap is None:
-            heap = [(self.rank(n, demand, slot), self.version[n.name]) for n in self.snapshot.nodes]
+            heap = []
+            load, free, version = self.load, self.free_mb, self.version
+            for n in self.snapshot.nodes:  # `rank`, inlined: every node, for every heap of every round
+                name = n.name
+                cpus = max(n.cpus, 1)
+                after = load[name] + demand
+                per_cpu = after / cpus
+                time = max(1.0, per_cpu) / (n.speed if n.speed > 0 else 1.0)
+                rank = (slot and after > cpus + EPSILON, time, per_cpu, -free[name], n.number, name)
+                heap.append((rank, version[name]))
             heapq.heapify(heap)
             self._heaps[(demand, slot)] = heap
         return heap
@@ -174,6 +233,7 @@ class Ledger:
 
     def _changed(self, name: str) -> None:
         self.version[name] += 1
+        self._touched.add(name)
         node = self.nodes[name]
         for (demand, slot), heap in self._heaps.items():
             self.push_ranked(heap, node, demand, slot)

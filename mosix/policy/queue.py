@@ -11,7 +11,7 @@ import dataclasses
 import heapq
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from mosix.policy import decisions, ledger, placement, snapshot
 
@@ -162,6 +162,43 @@ def _take(led: ledger.Ledger, job: snapshot.JobView, count: int, *, slot: bool) 
     return tuple(taken)
 
 
+def _in_order(led: ledger.Ledger, lines: list[snapshot.JobView], *, full: bool) -> Iterator[snapshot.JobView]:
+    """The waiting jobs not decided yet and the queued -S files in `lines`, in `key` order, as far
+    as the caller reads; on a `full` cluster only mosq run jobs (nothing else can start).
+
+    From the snapshot's index the queue is already sorted: it is read from its head, merged
+    with the few -S files. Without one, every waiting job goes into a heap, popped only as far
+    as the slots go (cheaper than a full sort)."""
+    decided, default = led.decided, led.cluster.default_priority
+    index = led.index
+    if index is None:
+        waiting_ = (j for j in led.in_state(snapshot.JobState.QUEUED) if j.queued and j.name not in decided)
+        queue: Iterable[snapshot.JobView] = itertools.chain(waiting_, lines)
+        if full:
+            queue = [j for j in queue if j.run_now and j.state is snapshot.JobState.QUEUED]
+        heap = entries(queue, default)  # keys end in the unique name
+        heapq.heapify(heap)
+        while heap:
+            yield heapq.heappop(heap)[-1]
+        return
+    if full:
+        for first in index.queue():
+            if first[0]:  # past the mosq run jobs
+                return
+            if first[4] not in decided:
+                yield index.job(first[4])
+        return
+    files = {j.name: j for j in lines}
+    merged = heapq.merge(index.queue(), sorted(key(j, default) for j in lines)) if files else index.queue()
+    for each in merged:
+        name = each[4]
+        job = files.get(name)
+        if job is not None:
+            yield job
+        elif name not in decided:
+            yield index.job(name)
+
+
 def admit_into(led: ledger.Ledger) -> tuple[list[decisions.Admission], list[decisions.Wait]]:
     """Start what may start this round, recording it in `led`.
 
@@ -180,7 +217,8 @@ def admit_into(led: ledger.Ledger) -> tuple[list[decisions.Admission], list[deci
     for job in led.in_state(snapshot.JobState.PENDING):
         if not job.queued and job.node is None and job.name not in decided:
             _start(led, job, slot=False, reason=decisions.AdmitReason.DIRECT, admissions=admissions, waits=waits)
-    for job in led.in_state(snapshot.JobState.RUNNING):
+    running_jobs = led.in_state(snapshot.JobState.RUNNING) if led.index is None else led.running_apart()
+    for job in running_jobs:
         if job.commands_max is None or job.name in decided or processes(job) <= 0:
             continue
         if job.queued:
@@ -188,23 +226,20 @@ def admit_into(led: ledger.Ledger) -> tuple[list[decisions.Admission], list[deci
         else:
             _start(led, job, slot=False, reason=decisions.AdmitReason.LINES, admissions=admissions, waits=waits)
     capacity = cpus = 0
+    load, nodes = led.load, led.nodes
     for n in led.snapshot.nodes:
         if n.alive and not n.block and not n.expel and n.accept and not n.dontgo:
-            capacity += led.free_slots(n.name)
+            capacity += max(0, int(nodes[n.name].cpus - load[n.name] + ledger.EPSILON))  # `led.free_slots`, inlined
             cpus += n.cpus
     running = 0
     if cluster.max_running is not None:  # counted only when there is a cap to count against
-        active = led.in_state(snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING, snapshot.JobState.PENDING)
-        running = sum(1 for j in active if _occupies_queue_slot(j))
+        if led.index is not None:
+            running = led.index.slots()
+        else:
+            active = led.in_state(snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING, snapshot.JobState.PENDING)
+            running = sum(1 for j in active if _occupies_queue_slot(j))
     limit = math.inf if cluster.max_running is None else cluster.max_running
-    queued = (j for j in led.in_state(snapshot.JobState.QUEUED) if j.queued and j.name not in decided)
-    queue: Iterable[snapshot.JobView] = itertools.chain(queued, lines)
-    if capacity <= 0:  # a full cluster: only mosq run jobs can start, skip ordering the rest
-        queue = [j for j in queue if j.run_now and j.state is snapshot.JobState.QUEUED]
-    heap = entries(queue, cluster.default_priority)  # `key` order; keys end in the unique name
-    heapq.heapify(heap)  # pop in order only as far as the slots go: cheaper than a full sort
-    while heap:
-        job = heapq.heappop(heap)[-1]
+    for job in _in_order(led, lines, full=capacity <= 0):
         if job.run_now and job.state is snapshot.JobState.QUEUED:
             _start(led, job, slot=False, reason=decisions.AdmitReason.RUN_NOW,
                    admissions=admissions, waits=waits)

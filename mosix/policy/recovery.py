@@ -42,8 +42,12 @@ def recover_into(led: ledger.Ledger) -> tuple[list[decisions.Recovery], list[dec
     waits: list[decisions.Wait] = []
     restarts: list[decisions.Admission] = []
     up = led.up
-    gone = [j for j in led.in_state(*_LIVE)  # `lost`, with its one-process case inlined (most jobs)
-            if (lost_process(led, j) is not None if j.processes else j.node is not None and j.node not in up)]
+    if led.index is None:
+        gone = [j for j in led.in_state(*_LIVE)  # `lost`, with its one-process case inlined (most jobs)
+                if (lost_process(led, j) is not None if j.processes else j.node is not None and j.node not in up)]
+    else:  # the same jobs: those on nodes not up, and processes lost
+        gone = [j for node, jobs in led.index.live_on().items() if node not in up for j in jobs.values()]
+        gone += [j for j in led.apart() if j.processes and j.state in _LIVE and lost_process(led, j) is not None]
     for job in sorted(gone, key=lambda j: j.name):
         if job.name in led.decided:
             continue

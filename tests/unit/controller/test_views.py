@@ -6,7 +6,7 @@ import datetime
 
 from mosix.api import cluster, job, meta, node
 from mosix.controller import views
-from mosix.policy import snapshot
+from mosix.policy import decide, snapshot
 
 NOW = datetime.datetime(2026, 12, 2, 5, 0, tzinfo=datetime.UTC)
 
@@ -89,3 +89,33 @@ def test_arrivals_count_targets_recent_starts_and_pending() -> None:
     }
     assert views.arrivals(jobs, NOW.timestamp()) == {"node2": 2, "node1": 1}
     assert meta.seconds(stamp(0)) == NOW.timestamp()
+
+
+def test_the_cached_snapshot_comes_from_the_index_and_decides_as_a_fresh_one() -> None:
+    """Rounds on the kept views: the snapshot carries the index, current, and every round decides
+    what a round on a snapshot built afresh decides, as jobs start, run, finish, leave and arrive."""
+    cache = views.JobViews()
+    jobs = {f"default/q{i}": mosix_job(f"q{i}", f"{i}") for i in range(6)}
+    rv = 100
+    for step in range(4):
+        cached, fresh = snap(jobs, cache), snap(jobs)
+        assert cached.index is cache.index and cache.index.current(cached)
+        assert cached == fresh and decide.decide(cached) == decide.decide(fresh)
+        rv += 1
+        started = f"default/q{step}"
+        jobs[started] = mosix_job(f"q{step}", str(rv), phase="Running", node="node1", startTime=stamp(30))
+        jobs.pop(f"default/q{step - 1}", None)  # the one started last round ended and went
+        jobs[f"default/n{step}"] = mosix_job(f"n{step}", str(rv + 50))
+    assert [j.name for j in snap(jobs, cache).jobs] == [j.name for j in snap(jobs).jobs]
+
+
+def test_unchanged_node_views_are_kept_so_the_index_sees_which_changed() -> None:
+    cache = views.JobViews()
+    jobs = {"default/a": mosix_job("a", "1")}
+    first = snap(jobs, cache)
+    again = snap(jobs, cache)
+    assert all(a is b for a, b in zip(first.nodes, again.nodes, strict=True))
+    jobs["default/b"] = mosix_job("b", "2", phase="Pending", node="node2")  # an arrival on node2
+    third = snap(jobs, cache)
+    assert third.nodes[0] is first.nodes[0] and third.nodes[1] is not first.nodes[1]
+    assert third.nodes[1].load == first.nodes[1].load + 1

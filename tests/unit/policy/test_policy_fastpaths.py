@@ -210,3 +210,74 @@ def test_why_not_matches_the_reference(snap: snapshot.Snapshot, data: st.DataObj
         home=data.draw(st.sampled_from(["n1", "n2", None])),
     )
     assert queue._why_not(led, job) == reference_why_not(led, job)
+
+
+@settings(max_examples=300, deadline=None)
+@given(snap=clusters())
+def test_a_hopeless_job_has_no_target_worth_it(snap: snapshot.Snapshot) -> None:
+    """The balancer skips weighing a job's targets when their least quantities bound every move
+    under the cost: then the reference finds none of them worth it either."""
+    led = ledger.Ledger(snap)
+    pending = balancing._pool(led)[1]
+    for job in led.in_state(RUNNING):
+        if job.node not in led.up:
+            continue
+        source = led.nodes[job.node]
+        nodes = placement.candidates(led, job, slot=False, limit=balancing._CANDIDATES + 1)
+        targets = balancing._targets([balancing._arriving(led, n, job.cpu_demand, pending) for n in nodes])
+        if balancing._Leaving(led, job, source, pending).hopeless(targets):
+            assert all(reference_worth(led, job, source, n, pending) is None for n in nodes if n.name != source.name)
+
+
+def test_a_crowded_fast_node_makes_a_young_job_hopeless() -> None:
+    """The case the bound is for: every fast node is full of older jobs, so sharing one costs them
+    more than the mover gains; the job's targets are not weighed, and none would be worth it."""
+    fast = [snapshot.NodeView(name=f"f{i}", number=i, cpus=2, speed=3.0, load=2.0, memory_free_mb=8000)
+            for i in (1, 2)]
+    slow = snapshot.NodeView(name="s3", number=3, cpus=1, speed=1.0, load=1.0, memory_free_mb=8000)
+    jobs = [snapshot.JobView(name=f"old{i}", state=RUNNING, node=n.name, home=n.name, started_at=NOW - 3000.0)
+            for n in fast for i in range(2)]
+    young = snapshot.JobView(name="young", state=RUNNING, node="s3", home="s3", started_at=NOW - 20.0)
+    snap = snapshot.Snapshot((*fast, slow), (*jobs, young), snapshot.ClusterView(hysteresis_s=0.0), NOW)
+    led = ledger.Ledger(snap)
+    pending = balancing._pool(led)[1]
+    nodes = placement.candidates(led, young, slot=False, limit=balancing._CANDIDATES + 1)
+    targets = balancing._targets([balancing._arriving(led, n, 1.0, pending) for n in nodes])
+    assert balancing._Leaving(led, young, slow, pending).hopeless(targets)
+    assert all(reference_worth(led, young, slow, n, pending) is None for n in fast)
+    assert balancing.balance_into(ledger.Ledger(snap)) == []
+
+
+@st.composite
+def crowded(draw: st.DrawFn) -> snapshot.Snapshot:
+    """Fast nodes full of jobs, slow nodes running several jobs each: the steady state of a busy
+    cluster, where most sources' jobs are hopeless and the later of two jobs of a source is
+    judged by the first's bound."""
+    nodes, jobs = [], []
+    for i in range(1, draw(st.integers(3, 8)) + 1):
+        fast = draw(st.booleans())
+        cpus = draw(st.sampled_from([1, 2, 4]))
+        nodes.append(snapshot.NodeView(name=f"n{i}", number=i, cpus=cpus, speed=3.0 if fast else 1.0,
+                                       memory_free_mb=8000))
+        for k in range(cpus + draw(st.integers(0, 2))):
+            jobs.append(snapshot.JobView(
+                name=f"j{i}-{k}", state=RUNNING, node=f"n{i}", home=f"n{i}",
+                started_at=NOW - draw(st.sampled_from([5.0, 40.0, 300.0, 3000.0])),
+                memory_mb=draw(st.sampled_from([0, 0, 500])),
+                expected_remaining_s=draw(st.sampled_from([None, None, None, 20.0, -1.0])),
+                last_migration=draw(st.sampled_from([None, None, NOW - 5.0]))))
+    load: dict[str, float] = {}
+    for job in jobs:
+        assert job.node is not None
+        load[job.node] = load.get(job.node, 0.0) + job.cpu_demand
+    nodes = [dataclasses.replace(n, load=load.get(n.name, 0.0)) for n in nodes]
+    cluster = snapshot.ClusterView(migration_cost_s=draw(st.sampled_from([1.0, 5.0, 60.0])),
+                                   min_gain=draw(st.sampled_from([0.0, 0.2])))
+    return snapshot.Snapshot(tuple(nodes), tuple(jobs), cluster, NOW)
+
+
+@settings(max_examples=300, deadline=None)
+@given(snap=crowded())
+def test_on_a_crowded_cluster_the_balancer_decides_what_the_reference_decides(snap: snapshot.Snapshot) -> None:
+    fast = [(m.job, m.source, m.target) for m in balancing.balance_into(ledger.Ledger(snap))]
+    assert fast == reference_balance(ledger.Ledger(snap))

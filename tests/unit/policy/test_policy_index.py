@@ -1,0 +1,240 @@
+"""The job index: rounds decided on its incrementally kept snapshot decide exactly what the same
+round decides on a snapshot built afresh, over random sequences of what happens to a cluster
+(submit, finish, cngpri, advance/retard, run, starts, node load and life, I/O, knobs) with each
+round's decisions carried out; and its orders and groupings are the plain ones."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mosix.policy import decide, decisions, index, ledger, queue, snapshot
+
+S = snapshot.JobState
+NODES = 5
+
+
+class World:
+    """A small cluster's jobs, kept both in a plain dict (snapshot order: first put, replaced in
+    place) and in a `JobIndex` told of every change."""
+
+    def __init__(self, nodes: list[snapshot.NodeView]) -> None:
+        self.nodes = nodes
+        self.jobs: dict[str, snapshot.JobView] = {}
+        self.index = index.JobIndex()
+        self.cluster = snapshot.ClusterView()
+        self.now = 1000.0
+        self.serial = 0
+
+    def put(self, job: snapshot.JobView) -> None:
+        self.jobs[job.name] = job
+        self.index.put(job)
+
+    def drop(self, name: str) -> None:
+        del self.jobs[name]
+        self.index.remove(name)
+
+    def both(self) -> tuple[decisions.Decisions, decisions.Decisions]:
+        plain = snapshot.Snapshot(tuple(self.nodes), tuple(self.jobs.values()), self.cluster, self.now)
+        fast = self.index.snapshot_at(tuple(self.nodes), self.cluster, self.now)
+        assert fast.jobs == plain.jobs and ledger.Ledger(fast).index is self.index  # the index is read
+        return decide.decide(plain), decide.decide(fast)
+
+    def carry_out(self, out: decisions.Decisions) -> None:
+        """What the agents would do with the decisions, roughly: enough to move jobs between states."""
+        for a in out.admissions:
+            job = self.jobs[a.job]
+            if job.parallel > 1 or job.commands_max is not None:
+                first = len(job.processes)
+                procs = job.processes + tuple(snapshot.ProcessView(first + k, node, S.PENDING)
+                                              for k, node in enumerate(a.nodes))
+                self.put(dataclasses.replace(job, state=S.PENDING if job.state is S.QUEUED else job.state,
+                                             node=a.nodes[0], processes=procs,
+                                             commands_started=job.commands_started + len(a.nodes),
+                                             commands_running=job.commands_running + len(a.nodes)))
+            else:
+                self.put(dataclasses.replace(job, state=S.PENDING, node=a.nodes[0]))
+        for m in out.migrations:
+            self.put(dataclasses.replace(self.jobs[m.job], node=m.target, last_migration=self.now))
+        for f in out.freezes:
+            self._unit(f.job, S.FROZEN, f.node, f.reason)
+        for c in out.continues:
+            self._unit(c.job, S.RUNNING, c.node, None)
+        for r in out.recoveries:
+            self.put(dataclasses.replace(self.jobs[r.job], state=S.PENDING, node=r.target))
+        for lost in out.failures:
+            self.drop(lost.job)
+
+    def _unit(self, name: str, state: S, node: str, reason: snapshot.FreezeReason | None) -> None:
+        key, at = snapshot.split_unit(name)
+        job = self.jobs[key]
+        if at is None:
+            self.put(dataclasses.replace(job, state=state, node=node, frozen_reason=reason))
+            return
+        procs = tuple(dataclasses.replace(p, state=state, frozen_reason=reason) if p.index == at else p
+                      for p in job.processes)
+        self.put(dataclasses.replace(job, processes=procs))
+
+
+def new_job(world: World, data: st.DataObject) -> snapshot.JobView:
+    world.serial += 1
+    kind = data.draw(st.sampled_from(["one", "one", "one", "gang", "lines", "direct"]))
+    queued = kind != "direct" and (kind != "lines" or data.draw(st.booleans()))
+    return snapshot.JobView(
+        name=f"j{world.serial:03d}",
+        state=S.QUEUED if queued else S.PENDING,
+        queued=queued,
+        priority=data.draw(st.sampled_from([None, None, 20, 60])),
+        position=world.serial * 10,
+        submitted=world.serial,
+        home=f"n{data.draw(st.integers(1, NODES))}",
+        placement=data.draw(st.sampled_from(list(snapshot.PlacementKind))),
+        node_ref=str(data.draw(st.integers(1, NODES + 1))),
+        ranges=((1, data.draw(st.integers(1, NODES))),),
+        memory_mb=data.draw(st.sampled_from([0, 0, 500, 3000])),
+        grid_class=data.draw(st.sampled_from([0, 0, 1])),
+        parallel=2 if kind == "gang" else 1,
+        commands_max=2 if kind == "lines" else None,
+        commands_total=3 if kind == "lines" else 0,
+        started_at=world.now,
+        locked=data.draw(st.integers(0, 9)) == 0,
+        expected_remaining_s=data.draw(st.sampled_from([None, None, None, 50.0])),
+    )
+
+
+def step(world: World, op: str, data: st.DataObject) -> None:
+    """One thing happening to the cluster."""
+    names = list(world.jobs)
+    pick = data.draw(st.sampled_from(names)) if names else None
+    job = world.jobs[pick] if pick is not None else None
+    if op == "submit" or job is None:
+        world.put(new_job(world, data))
+    elif op == "finish":
+        world.drop(job.name)
+    elif op == "start":  # the agents start what was placed, some with a checkpoint to recover from
+        for each in [j for j in world.jobs.values() if j.node is not None and (
+                j.state is S.PENDING or any(p.state is S.PENDING for p in j.processes))]:
+            procs = tuple(dataclasses.replace(p, state=S.RUNNING, started_at=world.now)
+                          if p.state is S.PENDING else p for p in each.processes)
+            saved = (snapshot.CheckpointView("c1", world.now, data.draw(st.sampled_from([None, each.node]))),)
+            world.put(dataclasses.replace(each, state=S.RUNNING, started_at=world.now, processes=procs,
+                                          checkpoints=saved if data.draw(st.booleans()) else ()))
+    elif op == "done" and any(p.state is S.RUNNING for p in job.processes):  # one process ended
+        ended = next(p.index for p in job.processes if p.state is S.RUNNING)
+        procs = tuple(dataclasses.replace(p, state=S.SUCCEEDED) if p.index == ended else p for p in job.processes)
+        world.put(dataclasses.replace(job, processes=procs, commands_running=job.commands_running - 1))
+    elif op == "cngpri" and job.state is S.QUEUED:
+        world.put(queue.cngpri(job, data.draw(st.sampled_from([10, 20, 50, 60]))))
+    elif op in ("advance", "retard") and job.state is S.QUEUED:
+        move = queue.advance if op == "advance" else queue.retard
+        world.put(dataclasses.replace(job, position=move(list(world.jobs.values()), job.name,
+                                                         world.cluster.default_priority)))
+    elif op == "run" and job.state is S.QUEUED:
+        world.put(queue.run(job))
+    elif op == "io" and job.state is S.RUNNING:
+        world.put(dataclasses.replace(job, io_rate_kbps=data.draw(st.sampled_from([0.0, 100.0, 5000.0])),
+                                      stay_on_syscalls=data.draw(st.booleans())))
+    elif op == "node":
+        at = data.draw(st.integers(0, len(world.nodes) - 1))
+        world.nodes[at] = dataclasses.replace(
+            world.nodes[at], load=data.draw(st.sampled_from([0.0, 1.0, 3.0, 9.0])),
+            alive=data.draw(st.integers(0, 4)) != 0, expel=data.draw(st.integers(0, 5)) == 0,
+            memory_free_mb=data.draw(st.sampled_from([100, 2000, 8000])), block=data.draw(st.integers(0, 8)) == 0)
+    elif op == "nodes":  # a node joins or leaves, or two nodes end up sharing a name or number
+        change = data.draw(st.sampled_from(["join", "leave", "renumber", "twin"]))
+        if change == "join":
+            number = max(n.number for n in world.nodes) + 1
+            world.nodes.append(snapshot.NodeView(name=f"n{number}", number=number, cpus=2, speed=2.0,
+                                                 memory_free_mb=8000))
+        elif change == "twin":  # a second node of the same name (a round keeps the last one's state)
+            twin = data.draw(st.sampled_from(world.nodes))
+            world.nodes.append(dataclasses.replace(twin, cpus=twin.cpus + 1, load=1.0))
+        elif change == "leave" and len(world.nodes) > 1:
+            world.nodes.pop(data.draw(st.integers(0, len(world.nodes) - 1)))
+        else:
+            at = data.draw(st.integers(0, len(world.nodes) - 1))
+            world.nodes[at] = dataclasses.replace(world.nodes[at], number=world.nodes[0].number)
+    elif op == "knobs":
+        world.cluster = dataclasses.replace(
+            world.cluster, default_priority=data.draw(st.sampled_from([40, 50, 55])),
+            max_running=data.draw(st.sampled_from([None, 2, 6])),
+            hysteresis_s=data.draw(st.sampled_from([0.0, 30.0])),
+            migration_cost_s=data.draw(st.sampled_from([0.0, 1.0])),
+            freeze_limits=data.draw(st.sampled_from([{0: 4.0}, {0: 1.0, 1: 2.0}, {0: 0.5}])))
+    world.now += data.draw(st.sampled_from([0.0, 2.0, 40.0]))
+
+
+OPS = ["submit", "submit", "submit", "finish", "start", "start", "done", "cngpri", "advance", "retard", "run", "io",
+       "node", "node", "nodes", "knobs", "round", "round", "round"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_incremental_rounds_decide_what_rounds_from_scratch_decide(data: st.DataObject) -> None:
+    nodes = [snapshot.NodeView(name=f"n{i}", number=i, address=f"10.0.0.{i}",
+                               cpus=data.draw(st.sampled_from([1, 2, 4])),
+                               speed=data.draw(st.sampled_from([1.0, 2.0, 3.0])),
+                               memory_free_mb=8000, memory_total_mb=8000,
+                               local=data.draw(st.integers(0, 6)) != 0)
+             for i in range(1, NODES + 1)]
+    world = World(nodes)
+    for op in data.draw(st.lists(st.sampled_from(OPS), min_size=20, max_size=60)):
+        if op != "round":
+            step(world, op, data)
+            continue
+        plain, fast = world.both()
+        assert fast == plain
+        world.carry_out(plain)
+    plain, fast = world.both()
+    assert fast == plain
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_the_index_keeps_the_plain_orders_and_groups(data: st.DataObject) -> None:
+    world = World([snapshot.NodeView(name=f"n{i}", number=i, address=f"10.0.0.{i}", cpus=2, memory_free_mb=8000)
+                   for i in range(1, 6)])
+    for op in data.draw(st.lists(st.sampled_from(OPS), max_size=40)):
+        if op == "round":
+            world.carry_out(world.both()[0])
+        else:
+            step(world, op, data)
+    jobs, idx = list(world.jobs.values()), world.index
+    idx.snapshot_at(tuple(world.nodes), world.cluster, world.now)
+    default = world.cluster.default_priority
+    assert [e[4] for e in idx.queue()] == [j.name for j in queue.order(jobs, default) if j.queued]
+    for state in S:
+        assert idx.in_state(state) == [j for j in jobs if j.state is state]
+        assert idx.count(state) == len(idx.in_state(state))
+    for state in (S.RUNNING, S.MIGRATING):
+        for node in {j.node for j in jobs if j.node is not None} | {"elsewhere"}:
+            assert idx.on(state, node) == [j for j in jobs if j.state is state and j.node == node]
+    assert idx.slots() == sum(1 for j in jobs if j.queued and j.state in (S.RUNNING, S.MIGRATING, S.PENDING)
+                              and j.node is not None)
+    assert len(idx) == len(jobs)
+    nodes = tuple(world.nodes)
+    idx.snapshot_at(nodes, world.cluster, world.now)
+    tables, fresh = idx.tables(), index.Tables()
+    fresh.update(nodes)
+    for table in ("nodes", "by_number", "by_address", "load", "free_mb", "guests", "up", "grid", "version", "ranked",
+                  "slowest", "distinct"):
+        assert getattr(tables, table) == getattr(fresh, table), table
+    plain = ledger.Ledger(snapshot.Snapshot(nodes, (), world.cluster, world.now))
+    for slot in (False, True):
+        assert tables.ranked[slot] == sorted((plain.rank(n, 1.0, slot), 0) for n in nodes)
+    assert tables.slowest == sorted((-ledger.unit_time(plain.nodes[n.name], plain.load[n.name]), n.name, 0)
+                                    for n in nodes)
+
+
+def test_a_snapshot_is_used_only_while_the_index_is_unchanged() -> None:
+    idx = index.JobIndex()
+    idx.put(snapshot.JobView(name="a"))
+    snap = idx.snapshot_at((), snapshot.ClusterView(), 0.0)
+    assert idx.current(snap)
+    idx.put(snapshot.JobView(name="b"))
+    assert not idx.current(snap)  # a round on it would read the index's newer state: it reads the snapshot
+    idx.remove("b")
+    assert not idx.current(snap)
+    assert idx.current(idx.snapshot_at((), snapshot.ClusterView(), 0.0))
