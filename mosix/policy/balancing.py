@@ -5,13 +5,15 @@ A move must pay for itself: the mover must run more than `min_gain` faster on th
 those it leaves, minus those it joins; each job's expected remaining time is its age, as
 MOSIX assumes, unless a hint is given) must exceed the migration's cost. Each move strictly
 lowers that total, so a round cannot undo itself, and a job that moved stays put for
-`hysteresis_s`, so nothing ping-pongs across rounds. An I/O-bound job at home stays there:
+`hysteresis_s`, so nothing ping-pongs across rounds. Each process of a gang (-P) or commands file
+(-S) is weighed and moved on its own, as MOSIX moves each of its processes. An I/O-bound job at home stays there:
 `mosix.policy.homing` would only bring it back.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 from typing import NamedTuple
 
 from mosix.policy import decisions, ledger, placement, snapshot
@@ -182,9 +184,12 @@ def _pool(led: ledger.Ledger, hold_io: bool = False) -> tuple[dict[str, list[sna
     pending: dict[str, float] = {}
     decided, now, hysteresis = led.decided, led.now, led.cluster.hysteresis_s
     up = led.up
-    for job in led.in_state(snapshot.JobState.RUNNING):
+    # A gang's or commands file's processes are units of their own (each on its node, with its own
+    # hysteresis), in place of their job; a unit whose whole job was decided this round stays.
+    units = [u for u in led.units[snapshot.JobState.RUNNING] if snapshot.split_unit(u.name)[0] not in decided]
+    for job in itertools.chain(led.in_state(snapshot.JobState.RUNNING), units):
         node = job.node
-        if node is None:
+        if node is None or job.processes:
             continue
         hint, started = job.expected_remaining_s, job.started_at
         left = hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
