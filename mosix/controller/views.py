@@ -99,9 +99,11 @@ def _map(j: job.MosixJob, key: str) -> _Mapped:
     came = 0.0
     if not st.phase.finished and not st.target_node:  # only then does `arrivals` look at the times
         came = max(meta.seconds(st.start_time) or 0.0, meta.seconds(st.last_migration_time) or 0.0)
-    procs = () if st.phase.finished else tuple(
-        (p.node, p.phase == job.Phase.PENDING, meta.seconds(p.start_time) or 0.0)
-        for p in st.processes.values() if p.node and p.phase in (job.Phase.PENDING, job.Phase.RUNNING))
+    procs = () if st.phase.finished else tuple(  # a process about to move counts where it goes, as a job does
+        (p.target_node or p.node, p.phase == job.Phase.PENDING or bool(p.target_node),
+         max(meta.seconds(p.start_time) or 0.0, meta.seconds(p.last_migration_time) or 0.0))
+        for p in st.processes.values()
+        if p.node and p.phase in (job.Phase.PENDING, job.Phase.RUNNING, job.Phase.MIGRATING))
     return _Mapped(job_view(j, key), st.phase.finished, st.target_node or None, st.node,
                    st.phase == job.Phase.PENDING, came, procs)
 

@@ -10,7 +10,7 @@ import pytest
 
 from mosix.api import job, meta, node
 from mosix.client import client, local
-from mosix.controller import round
+from mosix.controller import round, views
 
 
 @pytest.fixture
@@ -349,3 +349,16 @@ def test_a_process_lost_with_its_node_restarts_from_its_checkpoint_elsewhere(api
     assert [e.message for e in outcome.plan.events if e.reason == "Recovering"] == [
         f"node {lost} died; restarting process 1 on {proc.node} from /c/g_1.1"]
     assert st.processes["0"].phase == job.Phase.RUNNING
+
+
+def test_a_process_about_to_move_counts_on_its_target_and_a_moved_one_as_arrived() -> None:
+    """Until the nodes' reported load shows them, a process moving (targetNode) counts where it goes, and one
+    that just moved counts where it arrived, so consecutive rounds do not send everything to one idle node."""
+    now = datetime.datetime.now(datetime.UTC)
+    old, recent = (now - datetime.timedelta(seconds=300)).isoformat(), (now - datetime.timedelta(seconds=2)).isoformat()
+    spec = job.MosixJobSpec.model_validate({"command": ["testload"], "parallel": 3, "queue": {}})
+    j = job.MosixJob(spec=spec, status=job.MosixJobStatus.model_validate({"phase": "Running", "processes": {
+        "0": {"node": "node1", "phase": "Running", "startTime": old, "targetNode": "node2"},
+        "1": {"node": "node3", "phase": "Running", "startTime": old, "lastMigrationTime": recent},
+        "2": {"node": "node1", "phase": "Running", "startTime": old}}}))
+    assert views.arrivals({"g": j}, now.timestamp()) == {"node2": 1, "node3": 1}
