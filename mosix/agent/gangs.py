@@ -105,7 +105,12 @@ class Runner:
         if proc.phase == job.Phase.PENDING:
             self._start(key, j, index, name, here)
             return
-        if here is None:
+        if here is None:  # this agent restarted and does not hold it: on from its newest checkpoint, if any
+            newest = proc.checkpoints[-1].name if proc.checkpoints else None
+            if newest and pathlib.Path(newest).exists():
+                self._patch(key, index, {"phase": job.Phase.PENDING.value, "restoreFrom": newest,
+                                         "message": f"agent on {agent.me.name} restarted; restoring {newest}"})
+                return
             self._patch(key, index, {"phase": job.Phase.FAILED.value, "exitCode": 1,
                                      "completionTime": meta.now_rfc3339(),
                                      "message": f"lost when the agent on {agent.me.name} restarted"})

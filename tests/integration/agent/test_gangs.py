@@ -115,3 +115,37 @@ def test_migrate_one_process_of_a_gang_and_both_outputs_stay_whole_and_in_order(
     for i in ("0", "1"):
         lines = _counted(cluster.home.path(f"{name}_{i}", "stdout"))
         assert lines == [f"{i} {n}" for n in range(LINES)], f"process {i}: gap, duplicate or disorder"
+
+
+@pytest.mark.root
+def test_a_process_its_agent_lost_resumes_from_its_own_checkpoint(cluster: Cluster) -> None:
+    """A process the agent no longer holds (as after an agent restart) restores from its newest set: its
+    sibling runs on untouched, and its output at home is rewound to the set and continues, whole."""
+    api = cluster.api
+    spec = job.MosixJobSpec(command=["sh", "-c", COUNT], parallel=2, queue=job.Queue())
+    name = api.submit(spec, name="gang-lost").name
+    cluster.until("both processes to run", lambda: [p.phase for p in api.get_job(name).status.processes.values()]
+                  == [job.Phase.RUNNING] * 2)
+    _request(api, name, "checkpoint")
+    cluster.until("a set of each process", lambda: api.get_job(name).status.observed_checkpoint_serial == 1)
+    procs = api.get_job(name).status.processes
+    assert all(len(p.checkpoints) == 1 for p in procs.values())
+    assert procs["0"].checkpoints[0].name != procs["1"].checkpoints[0].name
+    holder = next(a for a in cluster.agents if a.me.name == procs["0"].node)
+    container = gangs.container(daemon.container_name(name), "0")
+    holder.manager.remove(container)  # lost, as to an agent restart
+    seen: list[str] = []
+
+    def restored() -> bool:
+        p = api.get_job(name).status.processes["0"]
+        seen.append(f"{p.phase.value} {p.restore_from} {p.message}")
+        return p.phase == job.Phase.RUNNING and container in holder.manager.names() and p.restore_from is None
+
+    cluster.until("process 0 restored", restored)
+    assert any(f"Pending {procs['0'].checkpoints[0].name} " in s for s in seen), seen  # from its own set
+    assert api.get_job(name).status.processes["1"].phase == job.Phase.RUNNING
+    cluster.until("the gang to finish", lambda: api.get_job(name).status.phase.finished)
+    assert (api.get_job(name).status.phase, api.get_job(name).status.exit_code) == (job.Phase.SUCCEEDED, 0)
+    for i in ("0", "1"):
+        lines = _counted(cluster.home.path(f"{name}_{i}", "stdout"))
+        assert lines == [f"{i} {n}" for n in range(LINES)], f"process {i}: gap, duplicate or disorder"
