@@ -168,8 +168,8 @@ def test_a_gang_process_lost_with_its_node_resumes_from_its_own_checkpoint(clust
     index = next(i for i, p in procs.items() if p.node == "node2")  # not the home node's
     assert [c.name for c in procs[index].checkpoints] == [f"{cluster.workdir}/ckpt_{index}.1"]
     cluster.kill_agent(2)
-    cluster.wait_for(f"process {index} to resume on node3", lambda: (
-        (p := cluster.status(gang).processes[index]).node, p.phase) == ("node3", job.Phase.RUNNING), timeout=120)
+    cluster.wait_for(f"process {index} to resume elsewhere", lambda: (p := cluster.status(gang).processes[index])
+                     .node in ("node1", "node3") and p.phase == job.Phase.RUNNING, timeout=120)
     status = cluster.status(gang)
     assert status.phase == job.Phase.RUNNING and status.processes[index].restore_from is None
     assert status.processes[str(1 - int(index))].node == "node1"

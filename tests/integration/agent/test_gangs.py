@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import datetime
 import pathlib
 import time
 
@@ -14,7 +15,7 @@ import pytest
 
 from mosix.agent import __main__ as agent_main
 from mosix.agent import daemon, gangs, homeio, metrics, nodestatus
-from mosix.api import job
+from mosix.api import job, node
 from mosix.cli import migrate
 from mosix.client import client, local
 from mosix.controller import round as control
@@ -30,14 +31,22 @@ class Cluster:
     api: client.Client
     agents: list[daemon.Agent]
     home: homeio.HomeOutput  # what the jobs' home node keeps
+    dead: set[str] = dataclasses.field(default_factory=set)  # nodes whose agents no longer run
 
     def round(self) -> None:
         """What the agents and the control plane do in one pass, in the order they may happen."""
-        for agent in self.agents:
+        alive = [a for a in self.agents if a.me.name not in self.dead]
+        for agent in alive:
             agent.report()
         control.run_round(self.api)
-        for agent in self.agents:
+        for agent in alive:
             agent.reconcile()
+
+    def kill(self, agent: daemon.Agent) -> None:
+        """The node dies: its agent stops (its last report long past); its containers are beyond reach."""
+        self.dead.add(agent.me.name)
+        long_ago = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)).isoformat()
+        self.api.store.patch(node.MosixNode, agent.me.name, {"status": {"heartbeat": long_ago}}, status=True)
 
     def until(self, what: str, check: collections.abc.Callable[[], bool], timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -61,7 +70,8 @@ def cluster(peers: list[Peer], loop: agent_main.Loop,  # noqa: F811
         me = daemon.Identity(name=p.manager.node, number=number, address=p.address, port=p.port, metrics_port=0)
         migrator = agent_main.migrator(api, p.manager, loop, p.client, me.name, postcopy_above_mb=1 << 20)
         agent = daemon.Agent(api, p.manager, me, nodestatus.Sampler(cpus=1, speed=10000), migrator,
-                             home=home, remote_sink=lambda _: home.append)
+                             home=home, remote_sink=lambda _: home.append,
+                             shared_checkpoints=True)  # one machine: every node reads the sets
         agent.register()
         agents.append(agent)
     yield Cluster(api, agents, home)
@@ -146,6 +156,34 @@ def test_a_process_its_agent_lost_resumes_from_its_own_checkpoint(cluster: Clust
     assert api.get_job(name).status.processes["1"].phase == job.Phase.RUNNING
     cluster.until("the gang to finish", lambda: api.get_job(name).status.phase.finished)
     assert (api.get_job(name).status.phase, api.get_job(name).status.exit_code) == (job.Phase.SUCCEEDED, 0)
+    for i in ("0", "1"):
+        lines = _counted(cluster.home.path(f"{name}_{i}", "stdout"))
+        assert lines == [f"{i} {n}" for n in range(LINES)], f"process {i}: gap, duplicate or disorder"
+
+
+@pytest.mark.root
+def test_a_process_lost_with_its_node_resumes_from_its_own_checkpoint_on_the_other(cluster: Cluster) -> None:
+    """Its node dies after a checkpoint: the process restarts from its own set on the other node, its sibling
+    (on the home node) runs on, and home keeps each output whole: the set was listed only once home had
+    the output before it, so nothing the dead node held is missing."""
+    api = cluster.api
+    spec = job.MosixJobSpec(command=["sh", "-c", COUNT], parallel=2, queue=job.Queue())
+    name = api.submit(spec, name="gang-node-died").name
+    cluster.until("both processes to run", lambda: [p.phase for p in api.get_job(name).status.processes.values()]
+                  == [job.Phase.RUNNING] * 2)
+    home = api.get_job(name).status.home_node
+    index = next(i for i, p in api.get_job(name).status.processes.items() if p.node != home)
+    _request(api, name, "checkpoint")
+    cluster.until(f"a set of process {index}", lambda: bool(api.get_job(name).status.processes[index].checkpoints))
+    dying = next(a for a in cluster.agents if a.me.name != home)
+    cluster.kill(dying)  # at once: no pass of its agent sends anything after its set is listed
+    cluster.until(f"process {index} to run on the home node", lambda: (
+        (p := api.get_job(name).status.processes[index]).node == home and p.phase == job.Phase.RUNNING))
+    survivor = next(a for a in cluster.agents if a.me.name == home)
+    assert gangs.container(daemon.container_name(name), index) in survivor.manager.names()
+    cluster.until("the gang to finish", lambda: api.get_job(name).status.phase.finished)
+    done = api.get_job(name).status
+    assert (done.phase, done.exit_code) == (job.Phase.SUCCEEDED, 0)
     for i in ("0", "1"):
         lines = _counted(cluster.home.path(f"{name}_{i}", "stdout"))
         assert lines == [f"{i} {n}" for n in range(LINES)], f"process {i}: gap, duplicate or disorder"
