@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mosix.agent import errors, jobs
 from mosix.api import job, meta
+from mosix.client import store
 
 if TYPE_CHECKING:
     from mosix.agent import daemon
@@ -145,7 +146,12 @@ class Runner:
             if every and time.monotonic() - last >= every * 60:
                 self._checkpoint(key, index, name, proc, after=job.AfterCheckpoint.CONTINUE, serial=None)
             if proc.target_node and proc.target_node != agent.me.name and agent.migrate is not None:
-                agent.migrate(key, j, agent.api.get_node(proc.target_node), index)
+                try:
+                    target = agent.api.get_node(proc.target_node)
+                except store.NotFound as e:  # a request naming no node: say so once, not on every pass
+                    self._patch(key, index, {"targetNode": None, "message": f"not migrated: {e}"})
+                    return
+                agent.migrate(key, j, target, index)
         elif here.state == jobs.State.FROZEN and frozen is None:
             agent.manager.continue_(name)
             self._patch(key, index, {"phase": job.Phase.RUNNING.value, "origPid": agent.manager.status(name).pid})

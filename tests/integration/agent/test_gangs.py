@@ -112,6 +112,11 @@ def test_migrate_one_process_of_a_gang_and_both_outputs_stay_whole_and_in_order(
     container = gangs.container(daemon.container_name(name), "1")
     assert container in there.manager.names()  # the same container, restored there
 
+    api.patch_job_status(name, {"processes": {"0": {"targetNode": "99"}}})  # as a request naming no node leaves it
+    cluster.until("the bad target dropped", lambda: api.get_job(name).status.processes["0"].target_node is None)
+    assert 'not migrated: no MOSIX node "99"' in (api.get_job(name).status.processes["0"].message or "")
+    assert api.get_job(name).status.processes["0"].node == stays
+
     _request(api, f"{name}.0", "freeze")  # one process frozen to disk, the other runs on
     cluster.until("process 0 frozen", lambda: api.get_job(name).status.processes["0"].phase == job.Phase.FROZEN)
     assert api.get_job(name).status.processes["1"].phase == job.Phase.RUNNING
