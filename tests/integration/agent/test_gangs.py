@@ -1,7 +1,8 @@
 """A gang's processes move one at a time, with real runc and CRIU: two node agents (127.0.0.2 and 127.0.0.3,
 mutual TLS, their reconcile loops and migrators as the agent's entry script builds them) over one local store,
-with the control round between their passes. `migrate {id}.1 {node}` moves process 1 alone; its sibling stays
-where it is, and the home keeps each process's output whole and in order."""
+with the control round between their passes (load balancing out of reach: only the tests' requests move
+processes). `migrate {id}.1 {node}` moves process 1 alone; its sibling stays where it is, and the home keeps
+each process's output whole and in order."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pytest
 
 from mosix.agent import __main__ as agent_main
 from mosix.agent import daemon, gangs, homeio, metrics, nodestatus
-from mosix.api import job, node
+from mosix.api import cluster as mcluster
+from mosix.api import job, meta, node
 from mosix.cli import migrate
 from mosix.client import client, local
 from mosix.controller import round as control
@@ -64,6 +66,9 @@ def cluster(peers: list[Peer], loop: agent_main.Loop,  # noqa: F811
             tmp_path: pathlib.Path) -> collections.abc.Iterator[Cluster]:
     api = client.Client(local.LocalStore(tmp_path / "store"))
     api.store.init()  # type: ignore[attr-defined]
+    quiet = mcluster.MosixCluster(metadata=meta.ObjectMeta(name=mcluster.DEFAULT_NAME))
+    quiet.spec.balancing.min_gain = 100.0  # the schema's largest: only the requests here move processes
+    api.store.create(mcluster.MosixCluster, quiet.wire())
     home = homeio.HomeOutput(tmp_path / "home")
     agents = []
     for number, p in zip((2, 3), peers, strict=True):
@@ -127,6 +132,7 @@ def test_migrate_one_process_of_a_gang_and_both_outputs_stay_whole_and_in_order(
     cluster.until("the gang to finish", lambda: api.get_job(name).status.phase.finished)
     done = api.get_job(name).status
     assert (done.phase, done.exit_code) == (job.Phase.SUCCEEDED, 0)
+    assert (done.processes["0"].migrations, done.processes["1"].migrations) == (0, 1)
     for i in ("0", "1"):
         lines = _counted(cluster.home.path(f"{name}_{i}", "stdout"))
         assert lines == [f"{i} {n}" for n in range(LINES)], f"process {i}: gap, duplicate or disorder"
