@@ -25,6 +25,7 @@ from mosix.agent import (
     containers,
     criu,
     daemon,
+    gangs,
     homeio,
     images,
     metrics,
@@ -128,39 +129,49 @@ def use_postcopy(asked: job.MigrationMethod, rss_bytes: int, postcopy_above_mb: 
 
 def migrator(api: client.Client, manager: containers.Manager, loop: Loop, context: ssl.SSLContext,
              me: str, *, postcopy_above_mb: int) -> daemon.Migrate:
-    """Carries out a status.targetNode: to the peer agent by stop-and-copy, or by post-copy when asked
-    (migrate --postcopy) or when the job's resident memory passes `postcopy_above_mb` (its freeze then
-    no longer grows with memory); then records where the job is."""
+    """Carries out a status.targetNode (of a job, or of one process of a gang or commands file: its own
+    container, its own entry of status.processes): to the peer agent by stop-and-copy, or by post-copy when
+    asked (migrate --postcopy) or when its resident memory passes `postcopy_above_mb` (its freeze then
+    no longer grows with memory); then records where it is."""
 
-    def migrate(key: str, j: job.MosixJob, target: node.MosixNode) -> None:
-        name = daemon.container_name(key)
+    def migrate(key: str, j: job.MosixJob, target: node.MosixNode, index: str | None = None) -> None:
+        name = daemon.container_name(key) if index is None else gangs.container(daemon.container_name(key), index)
+        proc = None if index is None else j.status.processes[index]
+        ask = j.spec.migration if index is None else getattr(j.spec.processes.get(index), "migration", None)
+        observed = j.status.observed_migration_serial if proc is None else proc.observed_migration_serial
+        migrations = j.status.migrations if proc is None else proc.migrations
         pid = manager.status(name).pid
         rss = metrics.job_usage(nodestatus.descendants(pid))[1] if pid else 0
-        requested = j.spec.migration is not None and j.spec.migration.serial == j.status.observed_migration_serial
-        asked = j.spec.migration.method if requested and j.spec.migration else job.MigrationMethod.AUTO
-        lazy = use_postcopy(asked, rss, postcopy_above_mb)
+        requested = ask is not None and ask.serial == observed
+        lazy = use_postcopy(ask.method if requested and ask else job.MigrationMethod.AUTO, rss, postcopy_above_mb)
         peer = f"https://{target.spec.address}:{target.spec.agent_port}"
-        api.patch_job_status(key, {"phase": job.Phase.MIGRATING.value, "where": "migrating"})
+
+        def record(fields: dict[str, Any], where: str) -> None:
+            if index is None:
+                api.patch_job_status(key, fields | {"where": where})
+            else:
+                api.patch_job_status(key, {"processes": {index: fields}})
+
+        record({"phase": job.Phase.MIGRATING.value}, "migrating")
         reason = "Requested" if requested else "Policy"
         started = time.monotonic()
         try:
             result = loop.run(migration.migrate(manager, name, peer, context, lazy=lazy))
         except migration.MigrationFailed as e:
             metrics.FAILURES.labels(reason, me).inc()
-            log.warning("job %s stays on %s: %s", key, me, e)
-            api.patch_job_status(key, {"phase": job.Phase.RUNNING.value, "where": me, "targetNode": None,
-                                       "message": f"migration to {target.name} failed: {e}"})
+            log.warning("%s stays on %s: %s", name, me, e)
+            record({"phase": job.Phase.RUNNING.value, "targetNode": None,
+                    "message": f"migration to {target.name} failed: {e}"}, me)
             return
         metrics.MIGRATIONS.labels(reason, me).inc()
         metrics.FREEZE.observe(result.frozen_seconds)
         metrics.DURATION.observe(time.monotonic() - started)
         metrics.MOVED.labels(me).inc(result.bytes_sent)
-        api.patch_job_status(key, {
-            "phase": job.Phase.RUNNING.value, "node": target.name, "where": target.name, "targetNode": None,
-            "migrations": j.status.migrations + 1, "lastFreezeMs": round(result.frozen_seconds * 1000, 1),
-            "lastMigrationTime": meta.now_rfc3339(),
-            "origPid": result.peer_status.get("pid"), "message": None})
-        log.info("job %s migrated %s → %s by %s, frozen %.3f s, %d bytes", key, me, target.name,
+        record({"phase": job.Phase.RUNNING.value, "node": target.name, "targetNode": None,
+                "migrations": migrations + 1, "lastFreezeMs": round(result.frozen_seconds * 1000, 1),
+                "lastMigrationTime": meta.now_rfc3339(), "origPid": result.peer_status.get("pid"),
+                "message": None}, target.name)
+        log.info("%s migrated %s → %s by %s, frozen %.3f s, %d bytes", name, me, target.name,
                  "post-copy" if lazy else "stop-and-copy", result.frozen_seconds, result.bytes_sent)
 
     return migrate

@@ -14,7 +14,7 @@ import pathlib
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from mosix.agent import (
     containers,
@@ -37,7 +37,13 @@ log = logging.getLogger("mosix.agent")
 
 IO_PUBLISH_EVERY = 2.0  # seconds between a job's I/O rate updates in its status: the policy needs no more
 
-Migrate = Callable[[str, job.MosixJob, node.MosixNode], None]
+
+
+class Migrate(Protocol):
+    """Carries out a targetNode: of the job `key`, or (`index`) of that process of its gang or commands file."""
+
+    def __call__(self, key: str, j: job.MosixJob, target: node.MosixNode, index: str | None = None) -> None: ...
+
 SinkFor = Callable[[node.MosixNode], homeio.Sink]
 InputFor = Callable[[node.MosixNode], homeio.InputSource]
 

@@ -2,25 +2,34 @@
 
 Each entry of a job's `status.processes` whose `node` is this node is one container, named
 `<job container>_<index>` ('_' cannot appear in a Kubernetes name, so it never clashes with a
-job's own), whose output goes home under the same name. The agent starts it, freezes and
-continues it with the job (`status.frozen`) or alone (its own `frozen`), delivers moskillall
-signals, and reports its end; the control plane sums the processes up into the job's status.
-Each patch touches only this node's entries of the map, so agents never overwrite one another.
+job's own), whose output goes home under the same name. The agent starts it (restoring it from
+its `restoreFrom` after its node died), freezes and continues it with the job (`status.frozen`)
+or alone (its own `frozen`), checkpoints it (on request, and every -A minutes, into sets of its
+own: `<base>_<index>.N`), migrates it to its `targetNode` with the agent's migrator (the one that
+moves single jobs), delivers moskillall signals, and reports its end; the control plane sums the
+processes up into the job's status. Each patch touches only this node's entries of the map, so
+agents never overwrite one another.
 """
 
 from __future__ import annotations
 
 import logging
+import pathlib
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mosix.agent import errors, jobs
 from mosix.api import job, meta
+from mosix.client import store
 
 if TYPE_CHECKING:
     from mosix.agent import daemon
 
 log = logging.getLogger("mosix.agent")
+
+MAX_SETS_LISTED = 50  # a process's checkpoint sets kept in its status, newest last (as a job's)
+SEND_TRIES = 20  # pushes of output home (a chunk per stream each) before a new set is listed
 
 
 def container(job_container: str, index: str) -> str:
@@ -45,6 +54,7 @@ class Runner:
         self.agent = agent
         self.container_of = container_name
         self.record = record
+        self._last_checkpoint: dict[str, float] = {}  # container name → when it was last checkpointed here
 
     def _patch(self, key: str, index: str, fields: dict[str, Any]) -> None:
         self.agent._patch(key, {"processes": {index: fields}})
@@ -97,13 +107,20 @@ class Runner:
         if proc.phase == job.Phase.PENDING:
             self._start(key, j, index, name, here)
             return
-        if here is None:
+        if here is None:  # this agent restarted and does not hold it: on from its newest checkpoint, if any
+            newest = proc.checkpoints[-1].name if proc.checkpoints else None
+            if newest and pathlib.Path(newest).exists():
+                self._patch(key, index, {"phase": job.Phase.PENDING.value, "restoreFrom": newest,
+                                         "message": f"agent on {agent.me.name} restarted; restoring {newest}"})
+                return
             self._patch(key, index, {"phase": job.Phase.FAILED.value, "exitCode": 1,
                                      "completionTime": meta.now_rfc3339(),
                                      "message": f"lost when the agent on {agent.me.name} restarted"})
             return
         if here.state == jobs.State.EXITED:
-            if name in agent._ran and not agent.send_output(name):
+            # One that migrated here may end before its source recorded it here: its output goes home all the same.
+            agent._ran.setdefault(name, (f"{key}_{index}", j.status.home_node or agent.me.name))
+            if not agent.send_output(name):
                 return  # finished only once home has every line
             code = here.exit_code if here.exit_code is not None else 1
             phase = job.Phase.SUCCEEDED if code == 0 else job.Phase.FAILED
@@ -122,7 +139,19 @@ class Runner:
                 self._patch(key, index, {"observedSignalSerial": signal.serial})
             request = j.spec.checkpoint_request
             if request is not None and request.serial > proc.observed_checkpoint_serial:
-                self._checkpoint(key, index, name, request)
+                self._checkpoint(key, index, name, proc, after=request.after, serial=request.serial)
+                return
+            every = j.spec.checkpoint.interval_minutes if j.spec.checkpoint else None
+            last = self._last_checkpoint.setdefault(name, time.monotonic())
+            if every and time.monotonic() - last >= every * 60:
+                self._checkpoint(key, index, name, proc, after=job.AfterCheckpoint.CONTINUE, serial=None)
+            if proc.target_node and proc.target_node != agent.me.name and agent.migrate is not None:
+                try:
+                    target = agent.api.get_node(proc.target_node)
+                except store.NotFound as e:  # a request naming no node: say so once, not on every pass
+                    self._patch(key, index, {"targetNode": None, "message": f"not migrated: {e}"})
+                    return
+                agent.migrate(key, j, target, index)
         elif here.state == jobs.State.FROZEN and frozen is None:
             agent.manager.continue_(name)
             self._patch(key, index, {"phase": job.Phase.RUNNING.value, "origPid": agent.manager.status(name).pid})
@@ -136,20 +165,48 @@ class Runner:
             return
         if here is not None:
             agent.manager.remove(name)
-        args = tuple(job.process_args(j.spec, int(index)))
-        started = agent.manager.run(self.record(name, j, args=args, extra_env={"MOSIX_PROCESS": index}))
+        proc = j.status.processes[index]
+        if proc.restore_from:  # its node died: on from its newest checkpoint
+            started = agent.manager.restore(name, pathlib.Path(proc.restore_from))
+        else:
+            args = tuple(job.process_args(j.spec, int(index)))
+            policy = j.spec.checkpoint
+            base = pathlib.Path(f"{policy.base}_{index}") if policy and policy.base else None
+            started = agent.manager.run(self.record(name, j, args=args, extra_env={"MOSIX_PROCESS": index}),
+                                        checkpoint_base=base, max_sets=policy.max_sets if policy else None)
+        self._last_checkpoint[name] = time.monotonic()
         agent._ran[name] = (f"{key}_{index}", home)
         self._patch(key, index, {"phase": job.Phase.RUNNING.value, "origPid": started.pid,
-                                 "startTime": meta.now_rfc3339(), "message": None})
+                                 "startTime": proc.start_time or meta.now_rfc3339(), "restoreFrom": None,
+                                 "message": None})
 
-    def _checkpoint(self, key: str, index: str, name: str, request: job.CheckpointRequest) -> None:
-        """migrate checkpoint/checkstop/exit on this process: a set of its own, then go on, stop or end."""
-        path = self.agent.manager.checkpoint(name, keep_running=request.after == job.AfterCheckpoint.CONTINUE,
-                                             reason=request.after.value.lower())
-        fields: dict[str, Any] = {"observedCheckpointSerial": request.serial, "checkpoint": str(path)}
-        if request.after == job.AfterCheckpoint.STOP:
+    def _send_home(self, name: str) -> None:
+        """Home gets the output the set recorded before the set is listed: a restore from it after this node
+        died continues the output from the set's offsets, and what came before them could never arrive."""
+        for _ in range(SEND_TRIES):
+            if name not in self.agent._ran or self.agent.send_output(name):
+                return
+        log.warning("%s: output not all home yet; its newest set is listed all the same", name)
+
+    def _checkpoint(self, key: str, index: str, name: str, proc: job.ProcessStatus, *, after: job.AfterCheckpoint,
+                    serial: int | None) -> None:
+        """A set of this process's own (migrate checkpoint/checkstop/exit with `serial`, or -A), then go on,
+        stop or end; the sets are listed on the process, newest last, for its recovery."""
+        path = self.agent.manager.checkpoint(name, keep_running=after == job.AfterCheckpoint.CONTINUE,
+                                             reason=after.value.lower() if serial is not None else "periodic")
+        self._send_home(name)
+        self._last_checkpoint[name] = time.monotonic()
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        made = {"name": str(path), "time": meta.now_rfc3339(), "sizeBytes": size}
+        if not self.agent.shared_checkpoints:
+            made["node"] = self.agent.me.name
+        sets = [c.wire() for c in proc.checkpoints if c.name != str(path)] + [made]
+        fields: dict[str, Any] = {"checkpoint": str(path), "checkpoints": sets[-MAX_SETS_LISTED:]}
+        if serial is not None:
+            fields["observedCheckpointSerial"] = serial
+        if after == job.AfterCheckpoint.STOP:
             fields["phase"] = job.Phase.STOPPED.value
-        elif request.after == job.AfterCheckpoint.EXIT:
+        elif after == job.AfterCheckpoint.EXIT:
             fields |= {"phase": job.Phase.SUCCEEDED.value, "exitCode": 0, "completionTime": meta.now_rfc3339(),
                        "message": f"checkpointed to {path} and exited"}
         self._patch(key, index, fields)

@@ -187,6 +187,17 @@ class CheckpointRequest(meta.Model):
     )
 
 
+class ProcessRequest(meta.Model):
+    """migrate {id}.{index} ...: the user's requests to one process of a gang (-P) or commands file (-S)."""
+
+    migration: MigrationRequest | None = Field(
+        default=None, description="migrate {id}.{index} {node|home}: move this process alone."
+    )
+    frozen: bool = Field(
+        default=False, description="Keep this process frozen (migrate {id}.{index} freeze; false: continue)."
+    )
+
+
 class SignalRequest(meta.Model):
     """moskillall: deliver a signal to the job's processes, once per serial."""
 
@@ -279,6 +290,12 @@ class MosixJobSpec(meta.Model):
         default=None, description="A migrate checkpoint/checkstop/exit request."
     )
     signal: SignalRequest | None = Field(default=None, description="A moskillall request.")
+    processes: dict[str, ProcessRequest] = Field(
+        default_factory=dict,
+        max_length=1000,
+        description="With -P or -S: requests to single processes, by the index status.processes gives them "
+        "(migrate {id}.{index} {node|home|freeze|continue}).",
+    )
 
     __cel__: ClassVar[list[dict[str, str]]] = [
         {
@@ -309,6 +326,23 @@ class MosixJobSpec(meta.Model):
             "rule": "!has(self.parallel) || self.parallel == 1 || has(self.queue)",
             "message": "parallel (-P) jobs must be queued (-q)",
             "fieldPath": ".parallel",
+        },
+        {
+            "rule": "!has(self.processes) || size(self.processes) == 0 || (has(self.parallel) && self.parallel > 1)"
+            " || has(self.commands)",
+            "message": "processes (requests to single processes) are only for a gang (-P) or a commands file (-S)",
+            "fieldPath": ".processes",
+        },
+        {
+            "rule": "!has(self.processes) || self.processes.all(i, i.matches('^(0|[1-9][0-9]{0,5})$'))",
+            "message": "processes are keyed by their index: 0, 1, 2, ...",
+            "fieldPath": ".processes",
+        },
+        {
+            "rule": "!has(self.processes) || self.processes.all(i, !i.matches('^[0-9]{1,6}$') || "
+            "int(i) < (has(self.commands) ? size(self.commands.lines) : has(self.parallel) ? self.parallel : 1))",
+            "message": "no such process: the index must be below the gang's size (-P) or the number of lines (-S)",
+            "fieldPath": ".processes",
         },
         {
             "rule": "!(has(self.batch) && self.batch == 'Native' && self.gridClass > 0)",
@@ -349,7 +383,21 @@ class ProcessStatus(meta.Model):
     completion_time: str | None = Field(default=None, description="When it finished.")
     observed_signal_serial: int = Field(default=0, description="Last moskillall request carried out on it.")
     observed_checkpoint_serial: int = Field(default=0, description="Last checkpoint request carried out on it.")
+    observed_migration_serial: int = Field(
+        default=0, description="Last migrate {id}.{index} request (spec.processes) turned into a targetNode."
+    )
     checkpoint: str | None = Field(default=None, description="Its newest checkpoint set.")
+    checkpoints: list[CheckpointSet] = Field(
+        default_factory=list, description="Its checkpoint sets, newest last (recovery restarts from the newest)."
+    )
+    target_node: str | None = Field(
+        default=None, description="Where the control plane wants this process; its agent migrates it, then clears it."
+    )
+    restore_from: str | None = Field(
+        default=None, description="Checkpoint set its next start restores from (recovery after its node died)."
+    )
+    last_migration_time: str | None = Field(default=None, description="When this process last moved.")
+    last_freeze_ms: float | None = Field(default=None, description="How long its last migration froze it.")
     message: str | None = Field(default=None, description="The last thing worth saying about it.")
 
 

@@ -58,9 +58,10 @@ def requests(jobs: dict[str, job.MosixJob], plan: Plan) -> None:
         if req is not None and req.serial > st.observed_migration_serial:
             patch: Patch = {"observedMigrationSerial": req.serial}
             to = st.home_node or s.home_node if req.to == "home" else req.to
-            if job.multi(s):  # a gang or commands file moves process by process, by the balancer only
+            if job.multi(s):  # a gang or commands file moves process by process (spec.processes)
                 plan.add(key, patch, Event(key, "MigrationRefused", "migrate: a job of several processes "
-                                                                    "cannot be moved as one", warning=True))
+                                                                    "moves process by process ({id}.{index})",
+                                           warning=True))
             elif not st.migratable:
                 why = f"cannot migrate: {st.unsupported_reason or 'unsupported'}"
                 plan.add(key, patch | {"message": why}, Event(key, "MigrationRefused", why, warning=True))
@@ -74,6 +75,10 @@ def requests(jobs: dict[str, job.MosixJob], plan: Plan) -> None:
                      Event(key, "FreezeRequested", "freeze (requested)"))
         if not s.frozen and st.frozen == job.FreezeReason.MANUAL:
             plan.add(key, {"frozen": None}, Event(key, "ContinueRequested", "continue (requested)"))
+        if s.processes and job.multi(s):
+            for r in processes.requests(j):
+                plan.add(key, {"processes": {r.index: r.patch}},
+                         None if r.reason is None else Event(key, r.reason, r.message, warning=r.warning))
 
 
 def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Plan) -> None:
@@ -92,8 +97,9 @@ def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Pl
                          "where": a.nodes[0], "queuePosition": None, "message": None},
                  Event(a.job, "Placed", f"placed on {', '.join(a.nodes)} ({a.reason.value})"))
     for m in result.migrations:
-        plan.add(m.job, {"targetNode": m.target},
-                 Event(m.job, "MigrationDecided", f"migrate {m.source} → {m.target} ({m.reason.value})"))
+        key, index = snapshot.split_unit(m.job)
+        plan.add(key, _process(index, {"targetNode": m.target}),
+                 Event(key, "MigrationDecided", f"migrate{_which(index)} {m.source} → {m.target} ({m.reason.value})"))
     for f in result.freezes:
         key, index = snapshot.split_unit(f.job)
         plan.add(key, _frozen(index, f.reason.value),
@@ -102,9 +108,12 @@ def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Pl
         key, index = snapshot.split_unit(c.job)
         plan.add(key, _frozen(index, None), Event(key, "ContinueDecided", f"continue{_which(index)} on {c.node}"))
     for r in result.recoveries:
-        plan.add(r.job, {"phase": job.Phase.PENDING.value, "node": r.target, "where": r.target,
-                         "restoreFrom": r.checkpoint, "targetNode": None},
-                 Event(r.job, "Recovering", f"node {r.source} died; restarting on {r.target} from {r.checkpoint}",
+        key, index = snapshot.split_unit(r.job)
+        fields: Patch = {"phase": job.Phase.PENDING.value, "node": r.target, "restoreFrom": r.checkpoint,
+                         "targetNode": None}
+        plan.add(key, _process(index, fields | {"where": r.target} if index is None else fields),
+                 Event(key, "Recovering", f"node {r.source} died; restarting{_which(index)} on {r.target} "
+                                          f"{'afresh' if r.checkpoint is None else 'from ' + r.checkpoint}",
                        warning=True))
     for lost in result.failures:
         plan.add(lost.job, {"phase": job.Phase.FAILED.value, "where": "failed", "message": lost.message},
@@ -118,7 +127,12 @@ def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Pl
 
 def _frozen(index: int | None, reason: str | None) -> Patch:
     """The freeze (reason) or continue (None) of a whole job, or of its process `index` alone."""
-    return {"frozen": reason} if index is None else {"processes": {str(index): {"frozen": reason}}}
+    return _process(index, {"frozen": reason})
+
+
+def _process(index: int | None, fields: Patch) -> Patch:
+    """`fields` for the whole job, or for its process `index` alone."""
+    return fields if index is None else {"processes": {str(index): fields}}
 
 
 def _which(index: int | None) -> str:

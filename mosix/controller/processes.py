@@ -2,13 +2,15 @@
 the job-level summary (phase, WHERE, exit code, line counts) that `kubectl get mj` and mosq show.
 
 Each process is its own unit in `status.processes`, keyed by index: the control plane adds entries
-(node + Pending) when the policy admits them; the agent on that node starts, freezes and finishes
-them. The job succeeds when every process did (and, with -S, every line ran); otherwise it fails
-with the exit code of the first process that failed, naming it.
+(node + Pending) when the policy admits them, and sets a process's `targetNode` and `frozen` for the
+policy and for the user's requests to that process (`spec.processes`); the agent on that node starts,
+freezes, migrates and finishes them. The job succeeds when every process did (and, with -S, every
+line ran); otherwise it fails with the exit code of the first process that failed, naming it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from mosix.api import job, meta
@@ -78,3 +80,47 @@ def summary(j: job.MosixJob) -> Patch:
             want["observedCheckpointSerial"] = observed
     current = j.status.model_dump(by_alias=True, mode="json")
     return {k: v for k, v in want.items() if current.get(k) != v and v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """The desired state one request in `spec.processes` makes of process `index`, and its Event (if any)."""
+
+    index: str
+    patch: Patch
+    reason: str | None = None
+    message: str = ""
+    warning: bool = False
+
+
+def requests(j: job.MosixJob) -> list[Request]:
+    """migrate {id}.{index} {node|home|freeze|continue} (spec.processes) as the process's desired status.
+
+    A move is done once per serial (`observedMigrationSerial` on the process); a request for a process
+    not started yet waits until it runs; a process that finished meanwhile only marks the request done."""
+    out: list[Request] = []
+    st = j.status
+    for index, want in sorted(j.spec.processes.items(), key=lambda iw: int(iw[0])):
+        proc = st.processes.get(index)
+        if proc is None:
+            continue
+        req = want.migration
+        if req is not None and req.serial > proc.observed_migration_serial and proc.phase != job.Phase.PENDING:
+            patch: Patch = {"observedMigrationSerial": req.serial}
+            to = st.home_node or j.spec.home_node if req.to == "home" else req.to
+            live = proc.phase in (job.Phase.RUNNING, job.Phase.FROZEN)
+            if not st.migratable and live:
+                why = f"cannot migrate: {st.unsupported_reason or 'unsupported'}"
+                out.append(Request(index, patch | {"message": why}, "MigrationRefused",
+                                   f"process {index} {why}", True))
+            elif live and to and to != proc.node:
+                out.append(Request(index, patch | {"targetNode": to}, "MigrationRequested",
+                                   f"migrate process {index} to {to} (requested)"))
+            else:
+                out.append(Request(index, patch))
+        if want.frozen and proc.frozen is None and proc.phase == job.Phase.RUNNING and st.migratable:
+            out.append(Request(index, {"frozen": job.FreezeReason.MANUAL.value}, "FreezeRequested",
+                               f"freeze process {index} (requested)"))
+        if not want.frozen and proc.frozen == job.FreezeReason.MANUAL:
+            out.append(Request(index, {"frozen": None}, "ContinueRequested", f"continue process {index} (requested)"))
+    return out

@@ -28,8 +28,14 @@ def process_views(j: job.MosixJob) -> tuple[snapshot.ProcessView, ...]:
     procs = sorted(((int(i), p) for i, p in j.status.processes.items()), key=lambda ip: ip[0])
     return tuple(snapshot.ProcessView(index=i, node=p.node, state=snapshot.JobState(p.phase.value),
                                       frozen_reason=snapshot.FreezeReason(p.frozen.value) if p.frozen else None,
-                                      started_at=meta.seconds(p.start_time))
+                                      started_at=meta.seconds(p.start_time),
+                                      last_migration=meta.seconds(p.last_migration_time),
+                                      checkpoints=_checkpoints(p.checkpoints))
                  for i, p in procs)
+
+
+def _checkpoints(sets: list[job.CheckpointSet]) -> tuple[snapshot.CheckpointView, ...]:
+    return tuple(snapshot.CheckpointView(name=c.name, time=meta.seconds(c.time) or 0.0, node=c.node) for c in sets)
 
 
 def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
@@ -67,8 +73,7 @@ def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
         frozen_reason=snapshot.FreezeReason(st.frozen.value) if st.frozen else None,
         io_rate_kbps=st.io_rate_kbps or 0.0,
         stay_on_syscalls=s.stay_on_syscalls,
-        checkpoints=tuple(snapshot.CheckpointView(name=c.name, time=meta.seconds(c.time) or 0.0, node=c.node)
-                          for c in st.checkpoints),
+        checkpoints=_checkpoints(st.checkpoints),
         processes=procs,
     )
 
@@ -94,9 +99,11 @@ def _map(j: job.MosixJob, key: str) -> _Mapped:
     came = 0.0
     if not st.phase.finished and not st.target_node:  # only then does `arrivals` look at the times
         came = max(meta.seconds(st.start_time) or 0.0, meta.seconds(st.last_migration_time) or 0.0)
-    procs = () if st.phase.finished else tuple(
-        (p.node, p.phase == job.Phase.PENDING, meta.seconds(p.start_time) or 0.0)
-        for p in st.processes.values() if p.node and p.phase in (job.Phase.PENDING, job.Phase.RUNNING))
+    procs = () if st.phase.finished else tuple(  # a process about to move counts where it goes, as a job does
+        (p.target_node or p.node, p.phase == job.Phase.PENDING or bool(p.target_node),
+         max(meta.seconds(p.start_time) or 0.0, meta.seconds(p.last_migration_time) or 0.0))
+        for p in st.processes.values()
+        if p.node and p.phase in (job.Phase.PENDING, job.Phase.RUNNING, job.Phase.MIGRATING))
     return _Mapped(job_view(j, key), st.phase.finished, st.target_node or None, st.node,
                    st.phase == job.Phase.PENDING, came, procs)
 

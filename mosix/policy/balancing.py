@@ -5,13 +5,16 @@ A move must pay for itself: the mover must run more than `min_gain` faster on th
 those it leaves, minus those it joins; each job's expected remaining time is its age, as
 MOSIX assumes, unless a hint is given) must exceed the migration's cost. Each move strictly
 lowers that total, so a round cannot undo itself, and a job that moved stays put for
-`hysteresis_s`, so nothing ping-pongs across rounds. An I/O-bound job at home stays there:
+`hysteresis_s`, so nothing ping-pongs across rounds. Each process of a gang (-P) or commands file
+(-S) is weighed and moved on its own, as MOSIX moves each of its processes. An I/O-bound job at home stays there:
 `mosix.policy.homing` would only bring it back.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import heapq
+import itertools
 import math
 from typing import NamedTuple
 
@@ -222,9 +225,12 @@ def _pool(led: ledger.Ledger, hold_io: bool = False) -> tuple[dict[str, list[sna
     pending: dict[str, float] = {}
     decided, now, hysteresis = led.decided, led.now, led.cluster.hysteresis_s
     up = led.up
-    for job in led.in_state(snapshot.JobState.RUNNING):
+    # A gang's or commands file's processes are units of their own (each on its node, with its own
+    # hysteresis), in place of their job; a unit whose whole job was decided this round stays.
+    units = [u for u in led.units[snapshot.JobState.RUNNING] if snapshot.split_unit(u.name)[0] not in decided]
+    for job in itertools.chain(led.in_state(snapshot.JobState.RUNNING), units):
         node = job.node
-        if node is None:
+        if node is None or job.processes:
             continue
         hint, started = job.expected_remaining_s, job.started_at
         left = hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
@@ -249,6 +255,7 @@ class _PoolOf(dict[str, list[snapshot.JobView]]):
     def __init__(self, led: ledger.Ledger, hold_io: bool, pending: _PendingOf) -> None:
         super().__init__()
         self._led, self._hold_io, self._pending = led, hold_io, pending
+        self._units = pending.units
 
     def __missing__(self, node: str) -> list[snapshot.JobView]:
         led = self._led
@@ -258,6 +265,8 @@ class _PoolOf(dict[str, list[snapshot.JobView]]):
         keyed: list[tuple[float, str, snapshot.JobView]] = []
         total = 0.0
         for _, name, job, could in led.index.entries_on(snapshot.JobState.RUNNING, node):  # `_pool`'s loop
+            if job.processes:
+                continue  # counted by its processes, below
             hint, started = job.expected_remaining_s, job.started_at
             left = hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
             total += left
@@ -266,6 +275,15 @@ class _PoolOf(dict[str, list[snapshot.JobView]]):
                     and name not in decided
                     and not (hold_io and node == job.home and io_bound(job, cluster))):
                 keyed.append((-left, name, job))  # `_order`: names are unique, so jobs are never compared
+        for job in _undecided(led, self._units.get(node, ())):  # then gang processes and -S lines, as `_pool`
+            hint, started = job.expected_remaining_s, job.started_at
+            left = hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
+            total += left
+            if (usable and job.migratable and not job.locked
+                    and (job.last_migration is None or now - job.last_migration >= hysteresis)
+                    and job.name not in decided
+                    and not (hold_io and node == job.home and io_bound(job, cluster))):
+                keyed.append((-left, job.name, job))
         if node not in self._pending:
             for each in led.index.entries_on(snapshot.JobState.MIGRATING, node):
                 total += remaining(each[2], now)
@@ -284,14 +302,22 @@ class _PendingOf(dict[str, float]):
     def __init__(self, led: ledger.Ledger) -> None:
         super().__init__()
         self._led = led
+        self.units: dict[str | None, list[snapshot.JobView]] = {}
+        """The running processes of gangs and commands files (`_pool`'s units) by node, in snapshot order."""
+        for u in led.units[snapshot.JobState.RUNNING]:
+            self.units.setdefault(u.node, []).append(u)
 
     def __missing__(self, node: str) -> float:
         index, now = self._led.index, self._led.now
         assert index is not None
         total = 0.0
-        for state in (snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING):
-            for job in index.on(state, node):
+        for job in index.on(snapshot.JobState.RUNNING, node):
+            if not job.processes:  # a gang's or commands file's work is its processes'
                 total += remaining(job, now)
+        for job in _undecided(self._led, self.units.get(node, ())):
+            total += remaining(job, now)
+        for job in index.on(snapshot.JobState.MIGRATING, node):
+            total += remaining(job, now)
         self[node] = total
         return total
 
@@ -307,8 +333,14 @@ def _pools(led: ledger.Ledger, hold_io: bool = False,
         pool, pending = _pool(led, hold_io)
         return pool, pending, list(pool), False
     up, pending = led.up, _PendingOf(led)
-    return _PoolOf(led, hold_io, pending), pending, [
-        n for n in led.index.nodes_with(snapshot.JobState.RUNNING) if n in up], True
+    nodes = dict.fromkeys(n for n in led.index.nodes_with(snapshot.JobState.RUNNING) if n in up)
+    nodes.update(dict.fromkeys(n for n in pending.units if n in up))
+    return _PoolOf(led, hold_io, pending), pending, [n for n in nodes if n is not None], True
+
+
+def _undecided(led: ledger.Ledger, units: collections.abc.Iterable[snapshot.JobView]) -> list[snapshot.JobView]:
+    """The units whose whole job this round has not decided (`_pool` leaves the others out)."""
+    return [u for u in units if snapshot.split_unit(u.name)[0] not in led.decided]
 
 
 def usher_into(led: ledger.Ledger) -> list[decisions.Migration]:

@@ -99,10 +99,11 @@ class Continue:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Recovery:
-    """Restart `job`, lost with dead node `source`, from `checkpoint` on `target`."""
+    """Restart `job`, lost with dead node `source`, from `checkpoint` on `target` (None: a process
+    of a gang or commands file that had not started yet starts afresh)."""
 
     job: str
-    checkpoint: str
+    checkpoint: str | None
     source: str
     target: str
 

@@ -26,12 +26,13 @@ def unit_time(node: snapshot.NodeView, load: float) -> float:
 
 def unit(job: snapshot.JobView, proc: snapshot.ProcessView) -> snapshot.JobView:
     """One running or frozen process of a gang or commands file, as a job of one process, so the
-    per-process decisions (freezing) treat it like any other; named by `snapshot.unit_name`."""
+    per-process decisions (freezing, balancing, recovery) treat it like any other; named by `snapshot.unit_name`."""
     return snapshot.JobView(
         name=snapshot.unit_name(job.name, proc.index), state=proc.state, priority=job.priority, queued=False,
         node=proc.node, home=job.home, grid_class=job.grid_class, memory_mb=job.memory_mb, locked=job.locked,
-        migratable=job.migratable, started_at=proc.started_at, frozen_reason=proc.frozen_reason,
-        cpu_demand=job.cpu_demand, stay_on_syscalls=job.stay_on_syscalls)
+        migratable=job.migratable, started_at=proc.started_at, last_migration=proc.last_migration,
+        frozen_reason=proc.frozen_reason, cpu_demand=job.cpu_demand, stay_on_syscalls=job.stay_on_syscalls,
+        checkpoints=proc.checkpoints)
 
 
 def rank(node: snapshot.NodeView, load: float, free_mb: int, demand: float, slot: bool) -> Rank:

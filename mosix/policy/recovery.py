@@ -2,7 +2,9 @@
 
 Without a checkpoint it fails, saying so; with checkpoints only on dead nodes it fails too,
 since waiting for a dead node would leave it hanging with no owner. A gang or commands file
-that lost a process fails as a whole, naming the process.
+recovers process by process: each process lost with its node restarts from its own newest
+checkpoint elsewhere (one that had not started yet simply starts elsewhere); a started process
+without one fails the whole job, naming the process.
 """
 
 from __future__ import annotations
@@ -52,10 +54,11 @@ def recover_into(led: ledger.Ledger) -> tuple[list[decisions.Recovery], list[dec
         if job.name in led.decided:
             continue
         led.decided.add(job.name)
-        proc = lost_process(led, job) if job.processes else None
-        if proc is not None:  # a process set is not restarted from checkpoints: it fails as a whole
-            failures.append(decisions.Failure(job.name, decisions.FailReason.NO_CHECKPOINT,
-                                              f"process {proc.index} was on node {proc.node}, which died"))
+        if job.processes:
+            done, failure, wait = _processes(led, job)
+            recoveries += done
+            failures += [failure] if failure is not None else []
+            waits += [wait] if wait is not None else []
             continue
         assert job.node is not None
         checkpoint = newest(led, job)
@@ -80,6 +83,34 @@ def recover_into(led: ledger.Ledger) -> tuple[list[decisions.Recovery], list[dec
         led.add(job, target.name)
         recoveries.append(decisions.Recovery(job.name, checkpoint.name, job.node, target.name))
     return recoveries, failures, waits, restarts
+
+
+def _processes(led: ledger.Ledger, job: snapshot.JobView) -> tuple[list[decisions.Recovery],
+                                                                   decisions.Failure | None, decisions.Wait | None]:
+    """The recoveries of a gang's or commands file's processes lost with their nodes, each from its own
+    newest reachable checkpoint onto the best node; or the job's failure, naming the first started process
+    that has none (then nothing of it restarts); or a wait when no node takes the rest this round."""
+    lost = [p for p in job.live_processes() if p.node is not None and not led.alive(p.node)]
+    plans: list[tuple[snapshot.ProcessView, snapshot.JobView, snapshot.CheckpointView | None]] = []
+    for proc in lost:
+        unit = ledger.unit(job, proc)
+        checkpoint = newest(led, unit)
+        if checkpoint is None and proc.state is not snapshot.JobState.PENDING:
+            reason = (decisions.FailReason.CHECKPOINT_LOST if proc.checkpoints
+                      else decisions.FailReason.NO_CHECKPOINT)
+            text = "its checkpoints were on dead nodes" if proc.checkpoints else "it had no checkpoint"
+            return [], decisions.Failure(job.name, reason,
+                                         f"process {proc.index} was on node {proc.node}, which died, and {text}"), None
+        plans.append((proc, unit, checkpoint))
+    done: list[decisions.Recovery] = []
+    for proc, unit, checkpoint in plans:
+        target = placement.best(led, unit, slot=True) or placement.best(led, unit, slot=False)
+        if target is None:
+            return done, None, decisions.Wait(job.name, decisions.WaitReason.NO_NODE)
+        led.add(unit, target.name)
+        assert proc.node is not None
+        done.append(decisions.Recovery(unit.name, checkpoint.name if checkpoint else None, proc.node, target.name))
+    return done, None, None
 
 
 def recover(snap: snapshot.Snapshot) -> list[decisions.Recovery]:

@@ -106,6 +106,8 @@ class ProcessView:
     state: JobState = JobState.PENDING
     frozen_reason: FreezeReason | None = None  # frozen on its own (not with its whole job)
     started_at: float | None = None
+    last_migration: float | None = None  # its own hysteresis: each process moves on its own
+    checkpoints: tuple[CheckpointView, ...] = ()  # its own sets, for recovery
 
 
 UNIT_SEPARATOR = "#"  # never in a job's key (Kubernetes names and namespaces cannot hold it)

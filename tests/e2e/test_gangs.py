@@ -5,7 +5,7 @@ is its own container, and its output is kept at home."""
 from __future__ import annotations
 
 from mosix.api import job, meta
-from tests.e2e import harness
+from tests.e2e import harness, test_iopolicy
 
 pytestmark = harness.RUNS_JOBS
 
@@ -126,3 +126,57 @@ def test_a_gang_freezes_continues_checkpoints_and_is_killed_process_by_process(c
     assert (done.phase, done.exit_code) == (job.Phase.FAILED, 128 + 9)
     assert done.message is not None and done.message.startswith("process ")
     assert {p.exit_code for p in done.processes.values()} == {128 + 9}
+
+
+def _where(cluster: harness.Cluster) -> dict[str, str]:
+    """mosps -A: each listed process's WHERE, by its id (1001.0, 1001.1, ...)."""
+    return {line.split()[0]: line.split()[1] for line in cluster.run("mosps", "-A").stdout.splitlines()[1:]}
+
+
+def test_migrate_one_process_of_a_gang_to_node_2(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=3)
+    with test_iopolicy.no_load_balancing(cluster):  # only the request moves a process (a noisy machine's load may not)
+        _migrate_process_1_to_node_2(cluster)
+
+
+def _migrate_process_1_to_node_2(cluster: harness.Cluster) -> None:
+    gang = cluster.submit("-q", "-P2", "-j1-1,3-3", "testload", "-d", "0.05")  # on nodes 1 and 3
+
+    def running(status: job.MosixJobStatus) -> bool:
+        return len(status.processes) == 2 and all(p.phase == job.Phase.RUNNING for p in status.processes.values())
+
+    cluster.wait_for("both processes to run", lambda: running(cluster.status(gang)))
+    before = cluster.status(gang).processes
+    assert sorted(p.node or "" for p in before.values()) == ["node1", "node3"]
+    cluster.run("migrate", f"{gang}.1", "2")
+    cluster.wait_for("process 1 on node 2", lambda: cluster.status(gang).processes["1"].node == "node2"
+                     and running(cluster.status(gang)), timeout=90)
+    after = cluster.status(gang).processes
+    assert (after["1"].migrations, after["0"].migrations, after["0"].node) == (1, 0, before["0"].node)
+    where = _where(cluster)
+    assert where[f"{gang}.1"] == "node2"
+    assert where[f"{gang}.0"] == ("here" if before["0"].node == "node1" else before["0"].node)
+    refused = cluster.run("migrate", f"{gang}.5", "2", check=False)
+    assert refused.returncode == 1 and "has no process 5" in refused.stderr
+    cluster.run("moskillall", "-9")
+    cluster.wait_for("the gang to end", lambda: _finished(cluster, gang))
+
+
+def test_a_gang_process_lost_with_its_node_resumes_from_its_own_checkpoint(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=3)
+    gang = cluster.submit("-q", "-P2", "-j1-2", f"-C{cluster.workdir}/ckpt", "testload", "-d", "0.05")
+    cluster.wait_for("both processes to run", lambda: len(cluster.status(gang).processes) == 2 and all(
+        p.phase == job.Phase.RUNNING for p in cluster.status(gang).processes.values()))
+    cluster.run("migrate", gang, "checkpoint")
+    cluster.wait_for("a checkpoint of each process", lambda: cluster.status(gang).observed_checkpoint_serial == 1)
+    procs = cluster.status(gang).processes
+    index = next(i for i, p in procs.items() if p.node == "node2")  # not the home node's
+    assert [c.name for c in procs[index].checkpoints] == [f"{cluster.workdir}/ckpt_{index}.1"]
+    cluster.kill_agent(2)
+    cluster.wait_for(f"process {index} to resume elsewhere", lambda: (p := cluster.status(gang).processes[index])
+                     .node in ("node1", "node3") and p.phase == job.Phase.RUNNING, timeout=120)
+    status = cluster.status(gang)
+    assert status.phase == job.Phase.RUNNING and status.processes[index].restore_from is None
+    assert status.processes[str(1 - int(index))].node == "node1"
+    cluster.run("moskillall", "-9")
+    cluster.wait_for("the gang to end", lambda: _finished(cluster, gang), timeout=90)

@@ -100,3 +100,36 @@ async def test_a_deleted_gang_waits_for_every_agent_to_stop_its_processes(cluste
         await k8s.until(lambda: k8s.get(emulator.JOBS, "8201", NS) is None)
     nodes = ", ".join(sorted(p["node"] for p in placed.values()))
     assert stopping[0]["message"] == f"waiting for the agents on {nodes} to stop the job's processes"
+
+
+async def test_requests_to_one_process_become_its_desired_state(cluster: emulator.Cluster) -> None:
+    """migrate {id}.1 {node} and migrate {id}.0 freeze/continue (spec.processes) through Kopf: the process's
+    targetNode and frozen, once per serial, with their Events; the job and the other process are left alone."""
+    await setup(cluster)
+    async with conftest.running(cluster) as k8s:
+        await k8s.create(emulator.JOBS, objects.job("8301", parallel=2, queue={}), NS)
+        placed = await k8s.until(lambda: len(processes(k8s, "8301")) == 2 and processes(k8s, "8301"))
+        for i in "01":
+            await report(k8s, "8301", i, "Running")
+        await k8s.until(lambda: status(k8s, "8301").get("phase") == "Running")
+        to = next(n for n in ("node1", "node2", "node3") if n not in {p["node"] for p in placed.values()})
+        await k8s.patch(emulator.JOBS, "8301", {"spec": {"processes": {
+            "1": {"migration": {"to": to, "serial": 1}}, "0": {"frozen": True}}}}, NS)
+        asked = await k8s.until(lambda: processes(k8s, "8301")["1"].get("targetNode") and processes(k8s, "8301"))
+        frozen = await k8s.until(lambda: processes(k8s, "8301")["0"].get("frozen") and processes(k8s, "8301"))
+        moved = await k8s.until(lambda: k8s.events("MigrationRequested", "8301"))
+        froze = await k8s.until(lambda: k8s.events("FreezeRequested", "8301"))
+        # what the agents write: process 1 runs on its target, process 0 is frozen
+        await k8s.patch(emulator.JOBS, "8301", {"status": {"processes": {
+            "1": {"node": to, "targetNode": None, "migrations": 1}, "0": {"phase": "Frozen"}}}}, NS, status=True)
+        await k8s.patch(emulator.JOBS, "8301", {"spec": {"processes": {"0": {"frozen": False}}}}, NS)
+        continued = await k8s.until(lambda: "frozen" not in processes(k8s, "8301")["0"] and processes(k8s, "8301"))
+        job_status = status(k8s, "8301")
+    assert (asked["1"]["targetNode"], asked["1"]["observedMigrationSerial"]) == (to, 1)
+    assert "targetNode" not in asked["0"] and "targetNode" not in status(k8s, "8301")
+    assert frozen["0"]["frozen"] == "Manual" and "frozen" not in frozen["1"]
+    assert moved[0]["message"] == f"migrate process 1 to {to} (requested)"
+    assert froze[0]["message"] == "freeze process 0 (requested)"
+    assert (continued["1"]["node"], continued["1"].get("targetNode")) == (to, None)
+    assert "frozen" not in job_status
+

@@ -26,6 +26,7 @@ BASE: dict[str, Any] = {
     "locked": False,
     "stdin": False,
     "frozen": False,
+    "processes": {},
 }
 
 # (the tutorial's exact line, the spec fields it must set beyond BASE)

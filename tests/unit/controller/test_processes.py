@@ -10,7 +10,7 @@ import pytest
 
 from mosix.api import job, meta, node
 from mosix.client import client, local
-from mosix.controller import round
+from mosix.controller import round, views
 
 
 @pytest.fixture
@@ -155,7 +155,8 @@ def test_moving_a_whole_gang_is_refused_and_a_dead_node_fails_it(api: client.Cli
     beat(api, int(lost.removeprefix("node")), age=3600)
     round.run_round(api)
     st = api.get_job(name).status
-    assert st.phase == job.Phase.FAILED and st.message == f"process 1 was on node {lost}, which died"
+    assert st.phase == job.Phase.FAILED
+    assert st.message == f"process 1 was on node {lost}, which died, and it had no checkpoint"
 
 
 def test_rounds_are_level_triggered(api: client.Client) -> None:
@@ -171,7 +172,7 @@ def test_rounds_are_level_triggered(api: client.Client) -> None:
 
 def test_an_overloaded_node_freezes_single_lines_and_continues_them(api: client.Client) -> None:
     name = commands(api, lines=6, most=6)
-    api.patch_job(name, {"placement": "Node", "node": "1"})
+    api.patch_job(name, {"placement": "Node", "node": "1", "locked": True})  # locked: the balancer cannot move them
     round.run_round(api)
     assert {p.node for p in api.get_job(name).status.processes.values()} == {"node1"}
     old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=100)
@@ -227,3 +228,137 @@ def test_a_line_that_ended_before_any_round_saw_it_run_still_lets_the_next_start
     assert st.phase == job.Phase.RUNNING and st.finished_lines == 1
     round.run_round(api)
     assert sorted(api.get_job(name).status.processes) == ["0", "1"]
+
+
+# --- one process at a time: requests (spec.processes), the balancer's moves, recovery -------------------------
+
+
+def running_gang(api: client.Client, n: int = 2) -> str:
+    name = gang(api, n=n)
+    round.run_round(api)
+    for i in range(n):
+        report(api, name, str(i), job.Phase.RUNNING)
+    round.run_round(api)
+    return name
+
+
+def test_migrate_one_process_sets_its_target_once_per_serial(api: client.Client) -> None:
+    name = running_gang(api)
+    where = api.get_job(name).status.processes["1"].node
+    to = next(n for n in ("node1", "node2", "node3") if n != where)
+    api.patch_job(name, {"processes": {"1": {"migration": {"to": to, "serial": 1}}}})
+    outcome = round.run_round(api)
+    st = api.get_job(name).status
+    assert (st.processes["1"].target_node, st.processes["1"].observed_migration_serial) == (to, 1)
+    assert (st.processes["0"].target_node, st.target_node) == (None, None)  # its sibling and the job stay
+    assert [e.message for e in outcome.plan.events if e.reason == "MigrationRequested"] == [
+        f"migrate process 1 to {to} (requested)"]
+    # what the agent writes once the process runs there; a later round does not ask again
+    api.patch_job_status(name, {"processes": {"1": {"node": to, "targetNode": None, "migrations": 1}}})
+    again = round.run_round(api)
+    assert api.get_job(name).status.processes["1"].target_node is None
+    assert "MigrationRequested" not in [e.reason for e in again.plan.events]
+    assert api.get_job(name).status.where == ",".join(sorted({st.processes["0"].node or "", to}))
+    # home: the job's home node; a process already there is only marked done
+    api.patch_job(name, {"processes": {"1": {"migration": {"to": "home", "serial": 2}}}})
+    round.run_round(api)
+    home = api.get_job(name).status.home_node
+    proc = api.get_job(name).status.processes["1"]
+    assert proc.observed_migration_serial == 2
+    assert proc.target_node == (home if home != to else None)
+
+
+def test_a_request_to_a_process_not_started_yet_waits_for_it(api: client.Client) -> None:
+    name = commands(api, lines=3, most=1)
+    round.run_round(api)
+    api.patch_job(name, {"processes": {"2": {"migration": {"to": "node3", "serial": 1}}}})
+    round.run_round(api)
+    assert "2" not in api.get_job(name).status.processes  # nothing written for a line not started
+    report(api, name, "0", job.Phase.RUNNING)
+    round.run_round(api)
+    assert api.get_job(name).status.processes["0"].observed_migration_serial == 0
+
+
+def test_a_process_that_finished_only_marks_the_request_done(api: client.Client) -> None:
+    name = running_gang(api)
+    report(api, name, "0", job.Phase.SUCCEEDED, 0)
+    api.patch_job(name, {"processes": {"0": {"migration": {"to": "node3", "serial": 1}}}})
+    round.run_round(api)
+    proc = api.get_job(name).status.processes["0"]
+    assert (proc.observed_migration_serial, proc.target_node) == (1, None)
+
+
+def test_an_unmigratable_gang_refuses_a_process_move(api: client.Client) -> None:
+    name = running_gang(api)
+    api.patch_job_status(name, {"migratable": False, "unsupportedReason": "perf_event"})
+    api.patch_job(name, {"processes": {"1": {"migration": {"to": "node3", "serial": 1}}}})
+    outcome = round.run_round(api)
+    proc = api.get_job(name).status.processes["1"]
+    assert (proc.target_node, proc.observed_migration_serial) == (None, 1)
+    assert proc.message == "cannot migrate: perf_event"
+    assert "MigrationRefused" in [e.reason for e in outcome.plan.events]
+
+
+def test_freeze_and_continue_one_process(api: client.Client) -> None:
+    name = running_gang(api)
+    api.patch_job(name, {"processes": {"0": {"frozen": True}}})
+    outcome = round.run_round(api)
+    st = api.get_job(name).status
+    assert (st.processes["0"].frozen, st.processes["1"].frozen, st.frozen) == (job.FreezeReason.MANUAL, None, None)
+    assert [e.message for e in outcome.plan.events if e.reason == "FreezeRequested"] == ["freeze process 0 (requested)"]
+    report(api, name, "0", job.Phase.FROZEN)
+    round.run_round(api)
+    assert api.get_job(name).status.processes["0"].frozen == job.FreezeReason.MANUAL  # the user's to continue
+    api.patch_job(name, {"processes": {"0": {"frozen": False}}})
+    outcome = round.run_round(api)
+    assert api.get_job(name).status.processes["0"].frozen is None
+    assert [e.message for e in outcome.plan.events if e.reason == "ContinueRequested"] == [
+        "continue process 0 (requested)"]
+
+
+def test_the_balancer_moves_a_single_process_off_a_crowded_node(api: client.Client) -> None:
+    name = commands(api, lines=2, most=2)
+    api.patch_job(name, {"placement": "Node", "node": "1"})
+    round.run_round(api)
+    assert {p.node for p in api.get_job(name).status.processes.values()} == {"node1"}
+    old = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=300)).isoformat()
+    api.patch_job_status(name, {"processes": {i: {"phase": "Running", "startTime": old} for i in "01"}})
+    beat(api, 1, load=2.0)
+    outcome = round.run_round(api)
+    st = api.get_job(name).status
+    moving = {i: p.target_node for i, p in st.processes.items() if p.target_node}
+    assert len(moving) == 1 and next(iter(moving.values())) in ("node2", "node3")  # one moves, its sibling stays
+    (index, to), = moving.items()
+    assert [e.message for e in outcome.plan.events if e.reason == "MigrationDecided"] == [
+        f"migrate process {index} node1 → {to} (Load)"]
+
+
+def test_a_process_lost_with_its_node_restarts_from_its_checkpoint_elsewhere(api: client.Client) -> None:
+    name = running_gang(api)
+    lost = api.get_job(name).status.processes["1"].node
+    assert lost is not None
+    sets = [{"name": "/c/g_1.1", "time": meta.now_rfc3339()}]  # on storage every node reads
+    api.patch_job_status(name, {"processes": {"1": {"checkpoints": sets, "checkpoint": "/c/g_1.1"}}})
+    beat(api, int(lost.removeprefix("node")), age=3600)
+    outcome = round.run_round(api)
+    st = api.get_job(name).status
+    proc = st.processes["1"]
+    assert st.phase != job.Phase.FAILED
+    assert (proc.phase, proc.restore_from) == (job.Phase.PENDING, "/c/g_1.1")
+    assert proc.node not in (None, lost)
+    assert [e.message for e in outcome.plan.events if e.reason == "Recovering"] == [
+        f"node {lost} died; restarting process 1 on {proc.node} from /c/g_1.1"]
+    assert st.processes["0"].phase == job.Phase.RUNNING
+
+
+def test_a_process_about_to_move_counts_on_its_target_and_a_moved_one_as_arrived() -> None:
+    """Until the nodes' reported load shows them, a process moving (targetNode) counts where it goes, and one
+    that just moved counts where it arrived, so consecutive rounds do not send everything to one idle node."""
+    now = datetime.datetime.now(datetime.UTC)
+    old, recent = (now - datetime.timedelta(seconds=300)).isoformat(), (now - datetime.timedelta(seconds=2)).isoformat()
+    spec = job.MosixJobSpec.model_validate({"command": ["testload"], "parallel": 3, "queue": {}})
+    j = job.MosixJob(spec=spec, status=job.MosixJobStatus.model_validate({"phase": "Running", "processes": {
+        "0": {"node": "node1", "phase": "Running", "startTime": old, "targetNode": "node2"},
+        "1": {"node": "node3", "phase": "Running", "startTime": old, "lastMigrationTime": recent},
+        "2": {"node": "node1", "phase": "Running", "startTime": old}}}))
+    assert views.arrivals({"g": j}, now.timestamp()) == {"node2": 1, "node3": 1}

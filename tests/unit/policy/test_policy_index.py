@@ -6,6 +6,7 @@ round's decisions carried out; and its orders and groupings are the plain ones."
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,15 +58,25 @@ class World:
             else:
                 self.put(dataclasses.replace(job, state=S.PENDING, node=a.nodes[0]))
         for m in out.migrations:
-            self.put(dataclasses.replace(self.jobs[m.job], node=m.target, last_migration=self.now))
+            self._change(m.job, node=m.target, last_migration=self.now)
         for f in out.freezes:
             self._unit(f.job, S.FROZEN, f.node, f.reason)
         for c in out.continues:
             self._unit(c.job, S.RUNNING, c.node, None)
         for r in out.recoveries:
-            self.put(dataclasses.replace(self.jobs[r.job], state=S.PENDING, node=r.target))
+            self._change(r.job, state=S.PENDING, node=r.target)
         for lost in out.failures:
             self.drop(lost.job)
+
+    def _change(self, name: str, **changes: Any) -> None:
+        """Change a job, or one process of a gang or commands file when `name` names one (`snapshot.unit_name`)."""
+        key, at = snapshot.split_unit(name)
+        job = self.jobs[key]
+        if at is None:
+            self.put(dataclasses.replace(job, **changes))
+            return
+        procs = tuple(dataclasses.replace(p, **changes) if p.index == at else p for p in job.processes)
+        self.put(dataclasses.replace(job, processes=procs))
 
     def _unit(self, name: str, state: S, node: str, reason: snapshot.FreezeReason | None) -> None:
         key, at = snapshot.split_unit(name)

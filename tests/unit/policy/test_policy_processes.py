@@ -1,5 +1,6 @@
-"""Gangs and commands files as per-process units: their started processes load their own nodes, and a
-process lost with its node fails the job, naming it."""
+"""Gangs and commands files as per-process units: their started processes load their own nodes, freeze
+on their own, and a process lost with its node fails the job, naming it, unless it can restart from a
+checkpoint of its own (tests/unit/policy/test_policy_gang_units.py: balancing and recovery per process)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def test_a_gang_that_lost_a_process_with_its_node_fails_naming_it() -> None:
                             processes=(P(0, "n1", S.RUNNING), P(1, "n2", S.RUNNING)))
     out = decide.decide(snap([node(1), node(2, alive=False), node(3)], gang))
     assert [(f.job, f.reason) for f in out.failures] == [("g", decisions.FailReason.NO_CHECKPOINT)]
-    assert out.failures[0].message == "process 1 was on node n2, which died"
+    assert out.failures[0].message == "process 1 was on node n2, which died, and it had no checkpoint"
     assert out.recoveries == () and out.admissions == ()
 
 
@@ -61,10 +62,10 @@ def _lines_on_n1(*states: snapshot.JobState, frozen: snapshot.FreezeReason | Non
 
 def test_an_overloaded_node_freezes_single_processes_newest_first() -> None:
     lines = _lines_on_n1(*[S.RUNNING] * 6)
-    out = decide.decide(snap([node(1, load=6.0), node(2)], lines))  # limit 4 per CPU: 2 too many
+    out = decide.decide(snap([node(1, load=6.0)], lines))  # limit 4 per CPU: 2 too many, and nowhere to go
     assert out.freezes == (decisions.Freeze("s#5", "n1", snapshot.FreezeReason.AUTO),
                            decisions.Freeze("s#4", "n1", snapshot.FreezeReason.AUTO))
-    assert out.migrations == ()  # a process of a gang or commands file is not moved
+    assert out.migrations == ()
 
 
 def test_auto_frozen_processes_continue_where_they_are_when_load_drops() -> None:
