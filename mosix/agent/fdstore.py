@@ -75,8 +75,7 @@ class FdStore:
                     socket.send_fds(self._sock, [keeper.encode(message)], fds)
                 else:
                     self._sock.send(keeper.encode(message))
-                data, got, _, _ = socket.recv_fds(self._sock, keeper.MAX_MESSAGE, keeper.MAX_FDS,
-                                                  socket.MSG_CMSG_CLOEXEC)
+                data, got = keeper.receive(self._sock)
             except OSError as e:
                 raise KeeperError(f"the keeper did not answer: {e}") from e
         if not data:

@@ -24,6 +24,7 @@ Protocol: one JSON object per datagram, fds attached with SCM_RIGHTS; every requ
 from __future__ import annotations
 
 import argparse
+import array
 import contextlib
 import ctypes
 import json
@@ -58,6 +59,17 @@ def decode(data: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ValueError("a message is a JSON object")
     return message
+
+
+def receive(sock: socket.socket, flags: int = 0) -> tuple[bytes, list[int]]:
+    """One datagram and the fds it carries (received close-on-exec). Not socket.recv_fds: it drops `flags`."""
+    fds = array.array("i")
+    data, ancillary, _, _ = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(MAX_FDS * fds.itemsize),
+                                         flags | socket.MSG_CMSG_CLOEXEC)
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
 
 
 def exit_code(status: int) -> int:
@@ -117,7 +129,7 @@ def serve_requests(sock: socket.socket, store: Store) -> bool:
     """Answer every request waiting on the agent's socket; False once the agent's end is closed."""
     while True:
         try:
-            data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS, socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+            data, fds = receive(sock, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return True
         except OSError:

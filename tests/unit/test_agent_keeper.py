@@ -100,26 +100,32 @@ AGENT = textwrap.dedent("""
         os.close(r)
         if os.fork() == 0:  # an orphan-to-be that outlives this agent, as a container does
             if os.fork() == 0:
+                (out / "orphan").write_text(str(os.getpid()))
                 os.write(w, b"from the orphan\\n")
-                time.sleep(0.5)
+                time.sleep(3)  # it ends while the next agent runs: the keeper must reap it then
                 os._exit(7)
             os._exit(0)
         os.wait()
-        (out / "orphan").write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGKILL)
     back = store.get("job")
     data = os.read(back["stdout"], 100)
     store.drop("job")
     (out / "second").write_bytes(data)
+    orphan = int((out / "orphan").read_text())
+    deadline = time.monotonic() + 30
+    while (code := fdstore.read_exit(pathlib.Path(sys.argv[2]), orphan)) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (out / "code").write_text(str(code))
     sys.exit(int(os.environ.get("SECOND_EXIT", "0")))
 """)
+
 
 
 def run_keeper(tmp_path: pathlib.Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "agent.py"
     script.write_text(AGENT)
     return subprocess.run([sys.executable, "-m", "mosix.agent.keeper", "--state-dir", str(tmp_path / "state"),
-                           "--", sys.executable, str(script), str(tmp_path)],
+                           "--", sys.executable, str(script), str(tmp_path), str(tmp_path / "state")],
                           capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}, check=False)
 
 
@@ -129,6 +135,7 @@ def test_the_keeper_restarts_a_killed_agent_which_gets_its_pipes_back_and_the_or
     assert done.returncode == 0, done.stderr
     assert "starting it again" in done.stderr
     assert (tmp_path / "second").read_bytes() == b"from the orphan\n"
+    assert (tmp_path / "code").read_text() == "7"  # recorded while the agent ran, which read it
     exits = keeper.exits_dir(tmp_path / "state")
     records = [json.loads(p.read_text()) for p in exits.iterdir()]
     assert [r["code"] for r in records] == [7]

@@ -195,3 +195,19 @@ async def test_periodic_checkpoints_go_on_after_a_crash(agents: dict[str, Agent]
     assert status == 200, body
     got = numbers(a.state / "jobs/every/stdout")
     assert got == list(range(len(got)))
+
+
+@pytest.mark.root
+async def test_an_adopted_job_that_ends_later_gets_its_real_exit_code(agents: dict[str, Agent],
+                                                                      control: ssl.SSLContext) -> None:
+    a = agents["2"]
+    script = "i=0; while [ $i -lt 200 ]; do echo $i; i=$((i+1)); sleep 0.05; done; exit 6"
+    status, body = await call(control, "POST", f"{a.url}/jobs", {"name": "later", "args": ["sh", "-c", script]})
+    assert status == 201, body
+    out = a.state / "jobs/later/stdout"
+    await wait_lines(out, 5)
+    await crash(a)
+    assert len(numbers(out)) < 200, "the job ended before the agent came back: this tests nothing"
+    body = await wait_state(control, f"{a.url}/jobs/later", "Exited")
+    assert body["exit_code"] == 6  # recorded by the keeper, its parent now
+    assert numbers(out) == list(range(200))
