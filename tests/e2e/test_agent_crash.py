@@ -4,12 +4,22 @@ lost or repeated. The same on the local cluster and on a real API server."""
 
 from __future__ import annotations
 
+import os
 import pathlib
+import subprocess
+
+import pytest
 
 from mosix.api import job
 from tests.e2e import harness
 
 pytestmark = harness.RUNS_JOBS
+
+ECHO_SLOWLY = 'while read -r l; do echo "$l"; sleep 0.05; done; echo END'
+
+
+def numbered(n: int, start: int = 0) -> str:
+    return "".join(f"{i}\n" for i in range(start, start + n))
 
 
 def home_output(cluster: harness.Cluster, home: int, name: str) -> str:
@@ -50,3 +60,27 @@ def test_a_job_that_ends_while_its_agent_is_down_reports_its_exit_code(cluster: 
     status = cluster.status(name)
     assert (status.phase, status.exit_code) == (job.Phase.FAILED, 3), status.message
     assert home_output(cluster, 1, name) == "".join(f"{i}\n" for i in range(40))
+
+
+@pytest.mark.skipif(bool(os.environ.get("MOSIX_E2E_KUBECONFIG")),
+                    reason="foreground mosrun reads output in the home node's agent pod on Kubernetes, and these "
+                           "agents run as local processes, not pods")
+def test_input_goes_on_through_a_crash_of_the_agent_feeding_it(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    mosrun = subprocess.Popen(["mosrun", "-i", "-2", "sh", "-c", ECHO_SLOWLY], env=cluster.env, cwd=cluster.workdir,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert mosrun.stdin is not None
+        mosrun.stdin.write(numbered(100).encode())
+        mosrun.stdin.flush()
+        cluster.wait_for("the job", lambda: len(cluster.api().jobs()) == 1)
+        name = cluster.api().jobs()[0].name
+        cluster.wait_for("the job to echo its input", lambda: lines(cluster, name) >= 10)
+        cluster.crash_agent(2)  # its feeder dies mid-input; the restarted agent feeds on from the persisted offset
+        out, err = mosrun.communicate(numbered(50, start=100).encode(), timeout=120)  # then EOF
+    finally:
+        if mosrun.poll() is None:
+            mosrun.kill()
+            mosrun.wait()
+    assert mosrun.returncode == 0, err
+    assert out.decode() == numbered(150) + "END\n"
