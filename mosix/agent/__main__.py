@@ -3,6 +3,10 @@
 `python -m mosix.agent --node-name node2 --address 127.0.0.2 --local-store DIR --tls-dir DIR`
 (the local cluster), or `--kubeconfig FILE` / in-cluster (Kubernetes), or `--no-store` (the API
 alone). TLS files in --tls-dir: ca.crt, and tls.crt/tls.key or <node>.crt/<node>.key.
+
+The agent runs under its keeper (`mosix.agent.keeper`): this entry point execs the keeper, which
+runs the agent (this same command line) as its child, restarts it if it dies, and keeps its jobs'
+pipes open meanwhile; the restarted agent adopts its running jobs. --no-keeper runs the agent alone.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import pathlib
 import signal
 import ssl
@@ -25,9 +30,11 @@ from mosix.agent import (
     containers,
     criu,
     daemon,
+    fdstore,
     gangs,
     homeio,
     images,
+    keeper,
     metrics,
     migration,
     nodestatus,
@@ -71,6 +78,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="migrate jobs with more resident memory than this by post-copy (default 256)")
     p.add_argument("--tls-dir", type=pathlib.Path, required=True, help="ca.crt and this agent's certificate and key")
     p.add_argument("--issue-from", type=pathlib.Path, help="cluster CA folder (ca.crt, ca.key) to issue our pair from")
+    p.add_argument("--no-keeper", action="store_true",
+                   help="run the agent alone, without the keeper (its jobs then die with it)")
     return p.parse_args(argv)
 
 
@@ -177,8 +186,22 @@ def migrator(api: client.Client, manager: containers.Manager, loop: Loop, contex
     return migrate
 
 
+def state_dir(args: argparse.Namespace) -> pathlib.Path:
+    return pathlib.Path(args.state_dir or pathlib.Path("/var/lib/mosix/agent") / args.node_name)
+
+
+def exec_keeper(args: argparse.Namespace, argv: list[str]) -> None:
+    """Become the keeper, which runs this same command line as its child (the agent)."""
+    command = [sys.executable, "-m", "mosix.agent", *argv]
+    os.execv(sys.executable, [sys.executable, "-m", "mosix.agent.keeper", "--state-dir", str(state_dir(args)),
+                              "--", *command])
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
+    if not args.no_keeper and keeper.ENV_FD not in os.environ:
+        exec_keeper(args, argv)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.node_name} %(levelname)s %(message)s")
     try:
         criu.check()
@@ -188,10 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     raise_pipe_max_size()
     ident = identity(args)
     client_ctx = tls.client_context(ident)
-    state = args.state_dir or pathlib.Path("/var/lib/mosix/agent") / args.node_name
+    state = state_dir(args)
     homedirs = mounts.Mounter(url=f"https://{args.address}:{args.port}", identity=ident)
     manager = containers.Manager(state, images.Cache(args.image_cache, frozenset(args.insecure_registry)),
-                                  node=args.node_name, homefs=homedirs)
+                                  node=args.node_name, homefs=homedirs, keeper=fdstore.FdStore.from_environment())
+    adopted = manager.adopt()
+    if adopted:
+        log.info("agent %s adopted %d job(s) it had before a restart: %s", args.node_name, len(adopted),
+                 ", ".join(adopted))
     served = exports.Exports()
     loop = Loop()
     postcopy.enable(manager, ident, args.address)

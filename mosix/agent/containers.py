@@ -4,7 +4,9 @@ Layout under the agent's state directory:
     runc/                      runc --root (this agent's containers only)
     jobs/<name>/               job.json, bundle/config.json, upper/ work/ rootfs/ (the overlay),
                                stdout, stderr (appended, kept apart), exit_code,
-                               mosix/ (the job's /run/mosix, see procfiles)
+                               mosix/ (the job's /run/mosix, see procfiles),
+                               run.json (the running container's pid), stdin.offset (input fed so far),
+                               owner.json (whose job it is, for the daemon)
     frozen/<name>/             the freeze set of a frozen job (a checkpoint set)
     checkpoints/<name>/ckpt.N  checkpoint sets, unless the caller names another base
 Everything but the job's writable layer and output is root-only.
@@ -13,6 +15,11 @@ A dump always pauses the container first (cgroup freezer), drains its stdout/std
 copies its writable layer, then checkpoints: the set's memory, files and output offsets all
 describe the same instant, which is what lets a restore continue the output with no line lost
 or repeated.
+
+The agent may die at any instant (kill -9) and its keeper starts it again (`mosix.agent.keeper`):
+the keeper holds a dup of every job's pipe ends and reaps the containers the dead agent left, and
+`adopt` takes back from the state dir, runc and the keeper what this agent had: running jobs go on
+untouched (pumps and feeder on the same pipes), jobs that ended meanwhile get their exit codes.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from mosix.agent import (
     checkpoints,
     criu,
     errors,
+    fdstore,
     images,
     jobs,
     output,
@@ -50,6 +58,8 @@ from mosix.agent.homefs import mounts
 log = logging.getLogger(__name__)
 
 PR_SET_CHILD_SUBREAPER = 36
+STDIN_OFFSET = "stdin.offset"
+RECORD_WAIT = 10.0  # seconds an adopted container's exit may take to be recorded by the keeper, once it is gone
 
 InputSource = collections.abc.Callable[[str, int], tuple[bytes, bool]]  # (job, offset) -> (input, ended)
 
@@ -82,7 +92,8 @@ class Manager:
     """All job containers of one agent."""
 
     def __init__(self, state_dir: pathlib.Path, cache: images.Cache, node: str = "local",
-                 runtime: runc.Runtime | None = None, homefs: mounts.Mounter | None = None) -> None:
+                 runtime: runc.Runtime | None = None, homefs: mounts.Mounter | None = None, *,
+                 keeper: fdstore.FdStore | None = None) -> None:
         self.state_dir = checkpoints.secure_dir(state_dir)
         self.homefs = homefs or mounts.Mounter()
         self.cache = cache
@@ -90,6 +101,7 @@ class Manager:
         self.runtime = runtime or runc.Runtime(self.state_dir / "runc")
         self._entries: dict[str, _Entry] = {}
         self.input_source: InputSource | None = None  # where jobs with stdin read their input (the daemon sets it)
+        self.keeper = keeper  # holds the jobs' pipes across a restart of this agent (None: no keeper)
         self._lock = threading.Lock()
         become_subreaper()
 
@@ -151,7 +163,7 @@ class Manager:
             image = self.cache.resolve(job.image)
             e.image_digest = image.identity
             self._teardown_layer(e)
-            for p in ("stdout", "stderr", "exit_code", "stream.json"):
+            for p in ("stdout", "stderr", "exit_code", "stream.json", "run.json", STDIN_OFFSET):
                 (e.dir / p).unlink(missing_ok=True)
             self._prepare(e, image.rootfs, upper_from=None)
             e.stdin_start = 0
@@ -430,7 +442,8 @@ class Manager:
             shutil.rmtree(e.dir / d, ignore_errors=True)
 
     def _start(self, e: _Entry, launch: collections.abc.Callable[[runc.Stdio], int]) -> None:
-        """Give the container fresh pipes, launch it (run or restore), pump its output, reap it."""
+        """Give the container fresh pipes, launch it (run or restore), hand the keeper dups of the pipes'
+        ends, pump its output, reap it."""
         with contextlib.suppress(runc.Refused):
             self.runtime.delete(e.job.name, force=True)  # a stale record from an earlier life
         out_r, out_w = os.pipe()
@@ -445,14 +458,26 @@ class Manager:
         finally:
             os.close(out_w)
             os.close(err_w)
+        (e.dir / "run.json").write_text(json.dumps({"pid": pid}))
+        self._keep(e.job.name, {"stdout": out_r, "stderr": err_r}
+                   | ({"stdin": in_w, "stdin_r": in_r} if e.job.stdin else {}))
+        own_r = -1
         if e.job.stdin:  # the agent keeps a read end of its own too, to take back unread input at a dump
             try:
                 own_r = stdin.reopen_reader(in_r)
             finally:
                 os.close(in_r)
-            e.feeder = stdin.Feeder(in_w, own_r, self._input_of(e.job.name), e.stdin_start)
+        self._run_pipes(e, pid, (out_r, err_r), in_w, own_r)
+
+    def _run_pipes(self, e: _Entry, pid: int, outputs: tuple[int, int], in_w: int, own_r: int) -> None:
+        """The running job's pumps, feeder (in_w >= 0: mosrun -i) and watching threads."""
+        if in_w >= 0:
+            self._persist_input(e.dir, e.stdin_start)
+            e.feeder = stdin.Feeder(in_w, own_r, self._input_of(e.job.name), e.stdin_start,
+                                    on_offset=lambda n: self._persist_input(e.dir, n),
+                                    on_eof=lambda: self._let_go(e.job.name, "stdin"))
             e.feeder.start()
-        e.pumps = [output.Pump(out_r, e.dir / "stdout"), output.Pump(err_r, e.dir / "stderr")]
+        e.pumps = [output.Pump(outputs[0], e.dir / "stdout"), output.Pump(outputs[1], e.dir / "stderr")]
         for p in e.pumps:
             p.start()
         e.generation += 1
@@ -469,7 +494,7 @@ class Manager:
     def _reap(self, e: _Entry, pid: int, generation: int, exited: threading.Event) -> None:
         """Wait for the container's init to end; if nobody dumped it, it exited: record how."""
         try:
-            code = _wait_exit(pid)
+            code = _wait_exit(pid, lambda: self._recorded_exit(pid))
             for p in list(e.pumps):
                 p.wait(5)
             with e.lock:
@@ -508,6 +533,188 @@ class Manager:
         if e.feeder is not None:
             e.feeder.release()
 
+    # --- the keeper and adoption -------------------------------------------------------------
+
+    def _keep(self, name: str, fds: dict[str, int]) -> None:
+        """Hand the keeper dups of the job's pipe ends (it keeps them open while this agent is down)."""
+        if self.keeper is None:
+            return
+        try:
+            self.keeper.put(name, fds)
+        except fdstore.KeeperError as err:
+            log.warning("job %s: its pipes are not kept across an agent restart: %s", name, err)
+
+    def _let_go(self, name: str, fd_name: str | None = None) -> None:
+        """The keeper closes its dups of the job's pipe ends (all, or the one named)."""
+        if self.keeper is None:
+            return
+        try:
+            if fd_name is None:
+                self.keeper.drop(name)
+            else:
+                self.keeper.close(name, fd_name)
+        except fdstore.KeeperError as err:
+            log.warning("job %s: the keeper did not let go of its pipes: %s", name, err)
+
+    @staticmethod
+    def _persist_input(job_dir: pathlib.Path, offset: int) -> None:
+        """Record the input offset fed so far, in place (one small write: a kill leaves it whole)."""
+        fd = os.open(job_dir / STDIN_OFFSET, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.pwrite(fd, f"{offset:020d}\n".encode(), 0)
+        finally:
+            os.close(fd)
+
+    def _recorded_exit(self, pid: int) -> int | None:
+        return fdstore.read_exit(self.state_dir, pid)
+
+    def set_owner(self, name: str, owner: dict[str, str]) -> None:
+        """Keep with the job who it belongs to (the daemon's job key and home node), for after a restart."""
+        e = self._get(name)
+        with e.lock:
+            (e.dir / "owner.json").write_text(json.dumps(owner))
+
+    def owner(self, name: str) -> dict[str, str]:
+        """What `set_owner` kept ({} if nothing)."""
+        try:
+            return {str(k): str(v) for k, v in json.loads((self._job_dir(name) / "owner.json").read_text()).items()}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def adopt(self) -> list[str]:
+        """After a restart of this agent: take back every job its state dir, runc root and keeper say it had.
+
+        A container still running is Running again, on the same pipes (fetched back from the keeper),
+        untouched; one that ended meanwhile is Exited with the code the keeper recorded, its output
+        pumped in to the end; a frozen job is Frozen; any other job dir is Stopped (it left). A running
+        container whose pipes nobody kept (no keeper) cannot go on: it is killed, and the job is not
+        adopted (the daemon restores it from a checkpoint, as after the loss of a node).
+        """
+        try:
+            listed = {c.id: c for c in self.runtime.list()}
+        except runc.RuncError as err:
+            log.warning("adoption: runc list failed: %s", err)
+            listed = {}
+        held = set(self._keeper_keys())
+        adopted: list[str] = []
+        keep_records: set[int] = set()
+        for path in sorted((self.state_dir / "jobs").glob("*/job.json")):
+            name = path.parent.name
+            try:
+                job = jobs.Job.from_dict(json.loads(path.read_text()))
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                log.warning("adoption: %s unreadable: %s", path, err)
+                continue
+            with self._lock:
+                if name in self._entries:
+                    continue
+            e = _Entry(job=dataclasses.replace(job, name=name), dir=path.parent)
+            pid = self._recorded_pid(e)
+            if pid is not None:
+                keep_records.add(pid)
+            if not self._adopt_one(e, listed.get(name), name in held, pid):
+                continue
+            with self._lock:
+                self._entries[name] = e
+            adopted.append(name)
+            log.info("adopted job %s: %s%s", name, e.state.value,
+                     f" (pid {e.pid})" if e.state == jobs.State.RUNNING else
+                     f" (exit code {e.exit_code})" if e.state == jobs.State.EXITED else "")
+        for key in held - set(adopted):
+            self._let_go(key)
+        fdstore.forget_exits(self.state_dir, keep_records)
+        return adopted
+
+    def _keeper_keys(self) -> list[str]:
+        if self.keeper is None:
+            return []
+        try:
+            return self.keeper.keys()
+        except fdstore.KeeperError as err:
+            log.warning("adoption: %s", err)
+            return []
+
+    @staticmethod
+    def _recorded_pid(e: _Entry) -> int | None:
+        try:
+            return int(json.loads((e.dir / "run.json").read_text())["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _adopt_one(self, e: _Entry, container: runc.State | None, held: bool, pid: int | None) -> bool:
+        """Set the adopted entry's state; False if the job cannot be adopted."""
+        name = e.job.name
+        with contextlib.suppress(OSError, ValueError):
+            e.image_digest = self.cache.resolve(e.job.image).identity
+        code_file = e.dir / "exit_code"
+        if code_file.exists():
+            text = code_file.read_text().strip()
+            e.state, e.exit_code = jobs.State.EXITED, int(text) if text.lstrip("-").isdigit() else None
+            e.exited.set()
+            self._finish_container(e)
+            return True
+        if container is not None and container.status in ("running", "paused", "created"):
+            fds = self._fetch(name) if held else {}
+            if "stdout" not in fds or "stderr" not in fds:
+                for fd in fds.values():
+                    os.close(fd)
+                log.warning("job %s: its pipes were not kept: it cannot go on (killed)", name)
+                with contextlib.suppress(runc.RuncError):
+                    self.runtime.delete(name, force=True)
+                return False
+            if container.status == "paused":  # the agent died in the middle of a dump
+                with contextlib.suppress(runc.RuncError):
+                    self.runtime.resume(name)
+            e.stdin_start = self._read_input_offset(e.dir)
+            own_r = -1
+            if "stdin" in fds and "stdin_r" in fds:
+                own_r = stdin.reopen_reader(fds["stdin_r"])
+            if "stdin_r" in fds:
+                os.close(fds.pop("stdin_r"))
+            self._run_pipes(e, container.pid, (fds["stdout"], fds["stderr"]), fds.get("stdin", -1), own_r)
+            return True
+        if container is not None and pid is not None and (code := self._recorded_exit(pid)) is not None:
+            fds = self._fetch(name) if held else {}  # it ended while the agent was away: take its last output in
+            for stream in ("stdout", "stderr"):
+                if stream in fds:
+                    pump = output.Pump(fds.pop(stream), e.dir / stream)
+                    pump.stop()
+            for fd in fds.values():
+                os.close(fd)
+            e.state, e.exit_code = jobs.State.EXITED, code
+            code_file.write_text("" if code is None else f"{code}\n")
+            e.exited.set()
+            self._finish_container(e)
+            return True
+        frozen = self.state_dir / "frozen" / name
+        if (frozen / checkpoints.META).exists():
+            e.state = jobs.State.FROZEN
+            with contextlib.suppress(errors.AgentError, OSError, ValueError):
+                e.freeze_reason = checkpoints.read_meta(frozen).reason.removeprefix("freeze:")
+            return True
+        e.state = jobs.State.STOPPED
+        e.exited.set()
+        if container is not None:
+            with contextlib.suppress(runc.RuncError):
+                self.runtime.delete(name, force=True)
+        return True
+
+    def _fetch(self, name: str) -> dict[str, int]:
+        if self.keeper is None:
+            return {}
+        try:
+            return self.keeper.get(name)
+        except fdstore.KeeperError as err:
+            log.warning("job %s: its pipes could not be fetched back: %s", name, err)
+            return {}
+
+    @staticmethod
+    def _read_input_offset(job_dir: pathlib.Path) -> int:
+        try:
+            return int((job_dir / STDIN_OFFSET).read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
     def _finish_container(self, e: _Entry) -> None:
         """After the process is gone: flush output, stop feeding input, forget the runc record."""
         for p in e.pumps:
@@ -518,6 +725,8 @@ class Manager:
             e.feeder = None
         with contextlib.suppress(runc.Refused):
             self.runtime.delete(e.job.name, force=True)
+        self._let_go(e.job.name)
+        (e.dir / "run.json").unlink(missing_ok=True)
         self.homefs.release(e.dir)  # the FUSE mount of its home directory ends with the process
 
     def _dump(self, e: _Entry, final: pathlib.Path, serial: int, leave_running: bool, reason: str) -> None:
@@ -566,13 +775,17 @@ class Manager:
         checkpoints.publish(staging, final, meta)
 
 
-def _wait_exit(pid: int) -> int | None:
-    """The exit status of pid as a shell reports it; None if it is not our child (no status)."""
+def _wait_exit(pid: int, recorded: collections.abc.Callable[[], int | None] = lambda: None) -> int | None:
+    """The exit status of pid as a shell reports it. If it is not our child (a container adopted after a
+    restart: the keeper is its parent), what `recorded` finds once it is gone; None if nothing does."""
     try:
         _, status = os.waitpid(pid, 0)
     except ChildProcessError:
         _wait_foreign(pid)
-        return None
+        deadline = time.monotonic() + RECORD_WAIT
+        while (code := recorded()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return code
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 

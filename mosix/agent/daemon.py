@@ -106,6 +106,42 @@ class Agent:
         self.gangs = gangs.Runner(self, container_name, job_record)  # -P and -S jobs' processes
         self.remote_input = remote_input
         manager.input_source = self.read_input
+        self._begun: dict[str, str] = {}  # container name → the output stretches whose first push home was made
+        self._adopt()
+
+    # --- after a restart ---------------------------------------------------------------
+
+    def _adopt(self) -> None:
+        """The jobs the manager adopted after a restart of this agent: whose they are, and which stretches of
+        their output were already begun at home (pushed on from where home is, not cut and sent again)."""
+        for name in self.manager.names():
+            owner = self.manager.owner(name)
+            if not owner.get("key") or not owner.get("home"):
+                continue
+            self._ran[name] = (owner["key"], owner["home"])
+            self._begun[name] = owner.get("begun", "")
+            begun = set(self._begun[name].split(","))
+            for stream in homeio.STREAMS:
+                logical_start = self.manager.output_stretch(name, stream)[0]
+                if f"{stream}:{logical_start}" in begun:
+                    self.forwarder.sent.setdefault((name, stream, logical_start), logical_start)
+
+    def _own(self, name: str, key: str, home: str) -> None:
+        """Remember whose output a job run here is, here and in the job's dir (for a restarted agent)."""
+        if self._ran.get(name) == (key, home):
+            return
+        self._ran[name] = (key, home)
+        self._begun.pop(name, None)
+        self._keep_owner(name)
+
+    def _keep_owner(self, name: str) -> None:
+        key, home = self._ran[name]
+        begun = ",".join(sorted(f"{m[1]}:{m[2]}" for m in self.forwarder.sent if m[0] == name))
+        if self._begun.get(name) == begun:
+            return
+        with contextlib.suppress(errors.AgentError, OSError):
+            self.manager.set_owner(name, {"key": key, "home": home, "begun": begun})
+            self._begun[name] = begun
 
     # --- the node -----------------------------------------------------------------------
 
@@ -200,6 +236,8 @@ class Agent:
         except (errors.AgentError, OSError, store.StoreError) as e:
             log.warning("output of %s not sent to %s yet: %s", key, home, e)
             return False
+        finally:
+            self._keep_owner(name)
 
     def _send_all(self, placed_here: set[str]) -> None:
         """Output of every job run here goes home; a job that left for another node is forgotten once
@@ -214,6 +252,7 @@ class Agent:
                 if not self.manager.remove_stopped(name):
                     continue  # it came back here meanwhile (a migration home): keep it
                 self.forwarder.forget(name)
+                self._begun.pop(name, None)
                 self.iostats.forget(name)
                 self._io_published.pop(name, None)
                 del self._ran[name]
@@ -309,7 +348,8 @@ class Agent:
         if here.state == jobs.State.EXITED:
             # A job migrated here may end before its source records it here, so before this agent ever saw
             # it running: its output goes home all the same.
-            self._ran.setdefault(name, (key, j.status.home_node or self.me.name))
+            if name not in self._ran:
+                self._own(name, key, j.status.home_node or self.me.name)
             if not self.send_output(name):
                 return  # finished only once home has every line
             namespace, _, plain = key.rpartition("/")
@@ -321,7 +361,8 @@ class Agent:
                               "completionTime": meta.now_rfc3339(), "targetNode": None})
             return
         if here.state == jobs.State.RUNNING:
-            self._ran.setdefault(name, (key, j.status.home_node or self.me.name))
+            if name not in self._ran:
+                self._own(name, key, j.status.home_node or self.me.name)
             if here.pid:
                 self._measure_io(key, name, j, here.pid)
             self._running(key, name, j)
@@ -361,7 +402,8 @@ class Agent:
         self._last_checkpoint[name] = time.monotonic()
         with contextlib.suppress(OSError):  # the next pass publishes again
             self.manager.procdir(name).publish(self._view(j))
-        self._ran[name] = (key, j.status.home_node or self.me.name)
+        self._ran.pop(name, None)
+        self._own(name, key, j.status.home_node or self.me.name)
         self._patch(key, {"phase": job.Phase.RUNNING.value, "where": self.me.name, "origPid": started.pid,
                           "startTime": j.status.start_time or meta.now_rfc3339(), "restoreFrom": None,
                           "homeNode": j.status.home_node or self.me.name, "message": None})

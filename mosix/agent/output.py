@@ -1,9 +1,14 @@
-"""Stdio pumps: the agent reads a job's stdout/stderr pipes continuously into per-job files.
+"""Stdio pumps: the agent moves a job's stdout/stderr pipes continuously into per-job files.
 
 The job writes to pipes the agent owns, never to host files (CRIU cannot dump those), and the
 agent appends what it reads, so nothing is lost when the job is checkpointed and killed: the
 pump reads to EOF. `drain` gives an exact file offset while the job is paused, which the
 checkpoint records so a restore can cut the file back to the moment of the dump.
+
+Bytes move with splice(2), pipe to file inside the kernel, never through a buffer of ours: a
+kill of the agent at any instant leaves each byte either still in the pipe (which the keeper
+holds open, and the restarted agent pumps on) or already in the file, never in both or neither.
+The file is written at its end by offset: splice refuses files opened O_APPEND.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ class Pump:
         self.path = path
         self._fd = read_fd
         os.set_blocking(read_fd, False)
-        self._out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self._lock = threading.Lock()
         self._eof = threading.Event()
         self._stop = threading.Event()
@@ -45,11 +50,11 @@ class Pump:
         with self._lock:
             if not self._eof.is_set():
                 self._copy_available()
-            fd = self._out if self._out >= 0 else os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            fd = self._out if self._out >= 0 else os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.pwrite(fd, view, os.fstat(fd).st_size):]
             finally:
                 if fd != self._out:
                     os.close(fd)
@@ -84,15 +89,13 @@ class Pump:
     def _copy_available(self) -> None:
         while True:
             try:
-                data = os.read(self._fd, CHUNK)
+                moved = os.splice(self._fd, self._out, CHUNK, offset_dst=os.fstat(self._out).st_size,
+                                  flags=os.SPLICE_F_NONBLOCK)
             except BlockingIOError:
                 return
-            if not data:
+            if not moved:
                 self._eof.set()
                 return
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._out, view):]
 
     def _close(self) -> None:
         if self._fd >= 0:

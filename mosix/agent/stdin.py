@@ -10,6 +10,10 @@ job goes on here, the bytes read back are written again first, in order.
 
 The write end is closed (EOF for the job) only once the home has said the input ended and the
 pipe is empty, so an EOF never has input behind it that a later hold would have to put back.
+
+`on_offset` hears every new offset (the agent persists it, so a restarted agent feeds on from
+where the pipe's input ends); `on_eof` hears, just before the write end is closed, that the job
+gets EOF now (the keeper must let go of its copy of the write end too).
 """
 
 from __future__ import annotations
@@ -49,12 +53,15 @@ def reopen_reader(read_fd: int) -> int:
 class Feeder:
     """Copies a job's input from its source into the write end of its stdin pipe, in a thread."""
 
-    def __init__(self, write_fd: int, read_fd: int, source: Source, offset: int = 0) -> None:
+    def __init__(self, write_fd: int, read_fd: int, source: Source, offset: int = 0, *,
+                 on_offset: Callable[[int], None] | None = None, on_eof: Callable[[], None] | None = None) -> None:
         self._w = write_fd
         self._r = read_fd
         os.set_blocking(write_fd, False)  # the job never shares this description
         os.set_blocking(read_fd, False)  # nor this one: see reopen_reader
         self._source = source
+        self._on_offset = on_offset or (lambda _: None)
+        self._on_eof = on_eof or (lambda: None)
         self._offset = offset  # logical offset of the next byte to enter the pipe (= of _buf[0])
         self._buf = b""  # fetched, not yet in the pipe
         self._ended = False  # the source said no input follows _buf
@@ -86,6 +93,8 @@ class Feeder:
                 back += data
             self._offset -= len(back)
             self._buf = back + self._buf
+            if back:
+                self._on_offset(self._offset)
             return self._offset
 
     def release(self) -> None:
@@ -134,9 +143,11 @@ class Feeder:
                     self._ended = True
                     return False
                 self._buf, self._offset = self._buf[n:], self._offset + n
+                self._on_offset(self._offset)
                 return True
             if self._ended:
                 if pipe_pending(self._r) == 0:
+                    self._on_eof()
                     os.close(self._w)
                     self._w = -1
                 return False

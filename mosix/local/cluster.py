@@ -3,6 +3,10 @@
 Node N's agent listens on 127.0.0.N (as MOSIX numbers nodes); the control loop runs beside
 them. Their pids and logs live in the state folder, so `down`, a second `up` and the tests
 find them; the SQLite store keeps the jobs across restarts.
+
+An agent's pid is its keeper's (`mosix.agent.keeper`): `python -m mosix.agent` becomes the keeper,
+which runs the agent as its child, in its process group, and starts it again if it crashes. `down`
+signals the whole group, so the agent stops (and its jobs with it), then its keeper.
 """
 
 from __future__ import annotations

@@ -119,6 +119,27 @@ class Cluster:
         os.killpg(proc.pid, sig)
         proc.wait(timeout=30)
 
+    def agent_process(self, number: int) -> int | None:
+        """The pid of node `number`'s agent itself: the child of its keeper (the process we started) that
+        runs mosix.agent (the keeper's other children are job containers it adopted)."""
+        keeper = self.agents[number].pid
+        for child in pathlib.Path(f"/proc/{keeper}/task/{keeper}/children").read_text().split():
+            try:
+                if b"mosix.agent" in pathlib.Path(f"/proc/{child}/cmdline").read_bytes():
+                    return int(child)
+            except OSError:
+                continue
+        return None
+
+    def crash_agent(self, number: int) -> None:
+        """kill -9 node `number`'s agent (not its keeper, which starts it again), as a crash would;
+        returns once the new agent process runs."""
+        old = self.agent_process(number)
+        assert old is not None, f"no agent process under node{number}'s keeper"
+        os.kill(old, signal.SIGKILL)
+        self.wait_for(f"node{number}'s keeper to start its agent again",
+                      lambda: self.agent_process(number) not in (None, old))
+
     def up(self, nodes: int) -> None:
         """Agents on nodes 1..N and the control plane; returns when every node has reported."""
         for number in range(1, nodes + 1):
