@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
-import datetime
 import pathlib
-import time
 
 import pytest
 
 from mosix.agent import __main__ as agent_main
 from mosix.agent import daemon, gangs, homeio, metrics, nodestatus
 from mosix.api import cluster as mcluster
-from mosix.api import job, meta, node
+from mosix.api import job, meta
 from mosix.cli import migrate
 from mosix.client import client, local
-from mosix.controller import round as control
+from tests.integration.agent import test_procfiles
 from tests.integration.agent.test_procfiles import Peer, loop, peers  # noqa: F401  (the fixtures)
 
 LINES = 120
@@ -29,36 +27,8 @@ COUNT = f'i=0; while [ $i -lt {LINES} ]; do echo "$MOSIX_PROCESS $i"; i=$((i+1))
 
 
 @dataclasses.dataclass
-class Cluster:
-    api: client.Client
-    agents: list[daemon.Agent]
-    home: homeio.HomeOutput  # what the jobs' home node keeps
-    dead: set[str] = dataclasses.field(default_factory=set)  # nodes whose agents no longer run
-
-    def round(self) -> None:
-        """What the agents and the control plane do in one pass, in the order they may happen."""
-        alive = [a for a in self.agents if a.me.name not in self.dead]
-        for agent in alive:
-            agent.report()
-        control.run_round(self.api)
-        for agent in alive:
-            agent.reconcile()
-
-    def kill(self, agent: daemon.Agent) -> None:
-        """The node dies: its agent stops (its last report long past); its containers are beyond reach."""
-        self.dead.add(agent.me.name)
-        long_ago = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)).isoformat()
-        self.api.store.patch(node.MosixNode, agent.me.name, {"status": {"heartbeat": long_ago}}, status=True)
-
-    def until(self, what: str, check: collections.abc.Callable[[], bool], timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.round()
-            if check():
-                return
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}")
-            time.sleep(0.1)
+class Cluster(test_procfiles.Cluster):
+    home: homeio.HomeOutput = dataclasses.field(kw_only=True)  # what the jobs' home node keeps
 
 
 @pytest.fixture
@@ -79,7 +49,7 @@ def cluster(peers: list[Peer], loop: agent_main.Loop,  # noqa: F811
                              shared_checkpoints=True)  # one machine: every node reads the sets
         agent.register()
         agents.append(agent)
-    yield Cluster(api, agents, home)
+    yield Cluster(api, agents, home=home)
     for j in api.jobs():
         metrics.forget_job(api.store.namespace, j.name)
 

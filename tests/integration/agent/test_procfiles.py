@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import datetime
 import pathlib
 import ssl
 import time
@@ -17,7 +18,7 @@ import pytest
 
 from mosix.agent import __main__ as agent_main
 from mosix.agent import containers, daemon, homeio, jobs, metrics, migration, nodestatus, procfiles, server, tls
-from mosix.api import job
+from mosix.api import job, node
 from mosix.client import client, local
 from mosix.controller import round as control
 from tests.ports import free_port
@@ -153,16 +154,24 @@ def stat_mode(path: pathlib.Path) -> int:
 class Cluster:
     api: client.Client
     agents: list[daemon.Agent]
+    dead: set[str] = dataclasses.field(default_factory=set)  # nodes whose agents no longer run
 
     def round(self) -> None:
         """What the agents and the control plane do in one pass, in the order they may happen."""
-        for agent in self.agents:
+        alive = [a for a in self.agents if a.me.name not in self.dead]
+        for agent in alive:
             agent.report()
         control.run_round(self.api)
-        for agent in self.agents:
+        for agent in alive:
             agent.reconcile()
 
-    def until(self, what: str, check: collections.abc.Callable[[], bool], timeout: float = 90) -> None:
+    def kill(self, agent: daemon.Agent) -> None:
+        """The node dies: its agent stops (its last report long past); its containers are beyond reach."""
+        self.dead.add(agent.me.name)
+        long_ago = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)).isoformat()
+        self.api.store.patch(node.MosixNode, agent.me.name, {"status": {"heartbeat": long_ago}}, status=True)
+
+    def until(self, what: str, check: collections.abc.Callable[[], bool], timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while True:
             self.round()
