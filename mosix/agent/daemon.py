@@ -36,6 +36,7 @@ from mosix.client import client, store
 log = logging.getLogger("mosix.agent")
 
 IO_PUBLISH_EVERY = 2.0  # seconds between a job's I/O rate updates in its status: the policy needs no more
+SEND_TRIES = 20  # pushes of output home (a chunk per stream each) before a new set is listed
 
 
 
@@ -238,6 +239,14 @@ class Agent:
             return False
         finally:
             self._keep_owner(name)
+
+    def output_home(self, name: str) -> None:
+        """Home gets the output a new set recorded before the set is listed: a restore from it after this
+        node died continues the output from the set's offsets, and what came before them could never arrive."""
+        for _ in range(SEND_TRIES):
+            if name not in self._ran or self.send_output(name):
+                return
+        log.warning("%s: output not all home yet; its newest set is listed all the same", name)
 
     def _send_all(self, placed_here: set[str]) -> None:
         """Output of every job run here goes home; a job that left for another node is forgotten once
@@ -492,6 +501,7 @@ class Agent:
         started = time.monotonic()
         path = self.manager.checkpoint(name, keep_running=keep, reason=after.value.lower())
         metrics.CHECKPOINT.observe(time.monotonic() - started)
+        self.output_home(name)
         self._last_checkpoint[name] = time.monotonic()
         sets = [c.wire() for c in j.status.checkpoints if c.name != str(path)]
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

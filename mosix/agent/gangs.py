@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("mosix.agent")
 
 MAX_SETS_LISTED = 50  # a process's checkpoint sets kept in its status, newest last (as a job's)
-SEND_TRIES = 20  # pushes of output home (a chunk per stream each) before a new set is listed
 
 
 def container(job_container: str, index: str) -> str:
@@ -180,21 +179,13 @@ class Runner:
                                  "startTime": proc.start_time or meta.now_rfc3339(), "restoreFrom": None,
                                  "message": None})
 
-    def _send_home(self, name: str) -> None:
-        """Home gets the output the set recorded before the set is listed: a restore from it after this node
-        died continues the output from the set's offsets, and what came before them could never arrive."""
-        for _ in range(SEND_TRIES):
-            if name not in self.agent._ran or self.agent.send_output(name):
-                return
-        log.warning("%s: output not all home yet; its newest set is listed all the same", name)
-
     def _checkpoint(self, key: str, index: str, name: str, proc: job.ProcessStatus, *, after: job.AfterCheckpoint,
                     serial: int | None) -> None:
         """A set of this process's own (migrate checkpoint/checkstop/exit with `serial`, or -A), then go on,
         stop or end; the sets are listed on the process, newest last, for its recovery."""
         path = self.agent.manager.checkpoint(name, keep_running=after == job.AfterCheckpoint.CONTINUE,
                                              reason=after.value.lower() if serial is not None else "periodic")
-        self._send_home(name)
+        self.agent.output_home(name)
         self._last_checkpoint[name] = time.monotonic()
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
         made = {"name": str(path), "time": meta.now_rfc3339(), "sizeBytes": size}
