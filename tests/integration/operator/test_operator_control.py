@@ -31,21 +31,20 @@ def api(cluster: emulator.Cluster) -> client.Client:
     return client.Client(kube.KubeStore(namespace=kube.ALL_NAMESPACES, api_client=connection))
 
 
-@pytest.mark.parametrize(("status", "node", "waits"), [
-    pytest.param(None, objects.node(1), False, id="never-placed"),
-    pytest.param(objects.running_on("node1"), objects.node(1), True, id="running-on-a-live-node"),
-    pytest.param({**objects.running_on("node1"), "phase": "Pending"}, objects.node(1), True, id="placed-not-started"),
-    pytest.param({**objects.running_on("node1"), "conditions": [objects.CLEANED]}, objects.node(1), False,
-                 id="cleaned"),
-    pytest.param({**objects.running_on("node1"), "phase": "Succeeded"}, objects.node(1), False, id="finished"),
-    pytest.param(objects.running_on("node1"), objects.node(1, alive=False), False, id="node-dead"),
+@pytest.mark.parametrize(("status", "node_alive", "waits"), [
+    pytest.param(None, True, False, id="never-placed"),
+    pytest.param(objects.running_on("node1"), True, True, id="running-on-a-live-node"),
+    pytest.param({**objects.running_on("node1"), "phase": "Pending"}, True, True, id="placed-not-started"),
+    pytest.param({**objects.running_on("node1"), "conditions": [objects.CLEANED]}, True, False, id="cleaned"),
+    pytest.param({**objects.running_on("node1"), "phase": "Succeeded"}, True, False, id="finished"),
+    pytest.param(objects.running_on("node1"), False, False, id="node-dead"),
     pytest.param(objects.running_on("node1"), None, False, id="node-gone"),
 ])
 async def test_when_a_deleted_job_may_go(cluster: emulator.Cluster, api: client.Client, status: dict[str, Any] | None,
-                                         node: dict[str, Any] | None, waits: bool) -> None:
+                                         node_alive: bool | None, waits: bool) -> None:
     await cluster.create(emulator.CLUSTERS, objects.mosix_cluster())
-    if node is not None:
-        await cluster.create(emulator.NODES, node)
+    if node_alive is not None:  # its heartbeat stamped now, not when the tests were collected
+        await cluster.create(emulator.NODES, objects.node(1, alive=node_alive))
     body = await cluster.create(emulator.JOBS, objects.job("9001", status=status), NS)
     why = await asyncio.to_thread(control.release, api, body)
     assert why == ("waiting for the agent on node1 to stop the job and clean its checkpoints" if waits else None)
