@@ -16,7 +16,6 @@ import asyncio
 import logging
 import os
 import pathlib
-import signal
 import ssl
 import sys
 import threading
@@ -26,6 +25,7 @@ from typing import Any, TypeVar
 
 import prometheus_client
 
+from mosix import stopping
 from mosix.agent import (
     containers,
     criu,
@@ -234,8 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         prometheus_client.start_http_server(args.metrics_port, addr=args.address)
     stop = threading.Event()
     users = None
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stopping.stop_on_signals(stop)
     try:
         if args.no_store:
             while not stop.wait(1):

@@ -6,11 +6,11 @@ import argparse
 import json
 import logging
 import pathlib
-import signal
 import threading
 
 import prometheus_client
 
+from mosix import stopping
 from mosix.api import meta
 from mosix.client import client, local
 from mosix.controller import plan, round
@@ -53,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port, addr="127.0.0.1")
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stopping.stop_on_signals(stop)
     log.info("control loop on %s, every %.1f s", state, args.interval)
     serve(state, args.interval, stop)
     return 0
