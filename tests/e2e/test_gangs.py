@@ -177,6 +177,7 @@ def test_a_gang_process_lost_with_its_node_resumes_from_its_own_checkpoint(clust
                      .node in ("node1", "node3") and p.phase == job.Phase.RUNNING, timeout=120)
     status = cluster.status(gang)
     assert status.phase == job.Phase.RUNNING and status.processes[index].restore_from is None
-    assert status.processes[str(1 - int(index))].node == "node1"
+    sibling = status.processes[str(1 - int(index))]  # it ran on; the balancer may have moved it off a shared node
+    assert sibling.phase == job.Phase.RUNNING and sibling.node in ("node1", "node3") and sibling.restore_from is None
     cluster.run("moskillall", "-9")
     cluster.wait_for("the gang to end", lambda: _finished(cluster, gang), timeout=90)
