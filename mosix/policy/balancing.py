@@ -227,7 +227,7 @@ def _pool(led: ledger.Ledger, hold_io: bool = False) -> tuple[dict[str, list[sna
     up = led.up
     # A gang's or commands file's processes are units of their own (each on its node, with its own
     # hysteresis), in place of their job; a unit whose whole job was decided this round stays.
-    units = [u for u in led.units[snapshot.JobState.RUNNING] if snapshot.split_unit(u.name)[0] not in decided]
+    units = _undecided(led, led.units[snapshot.JobState.RUNNING])
     for job in itertools.chain(led.in_state(snapshot.JobState.RUNNING), units):
         node = job.node
         if node is None or job.processes:
@@ -264,9 +264,10 @@ class _PoolOf(dict[str, list[snapshot.JobView]]):
         usable, hold_io = node in led.up, self._hold_io
         keyed: list[tuple[float, str, snapshot.JobView]] = []
         total = 0.0
-        for _, name, job, could in led.index.entries_on(snapshot.JobState.RUNNING, node):  # `_pool`'s loop
-            if job.processes:
-                continue  # counted by its processes, below
+        running = ((name, job, could) for _, name, job, could in led.index.entries_on(snapshot.JobState.RUNNING, node)
+                   if not job.processes)  # a gang's or commands file's work is its processes', which follow
+        units = ((u.name, u, u.migratable and not u.locked) for u in _undecided(led, self._units.get(node, ())))
+        for name, job, could in itertools.chain(running, units):  # `_pool`'s loop
             hint, started = job.expected_remaining_s, job.started_at
             left = hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
             total += left
@@ -275,15 +276,6 @@ class _PoolOf(dict[str, list[snapshot.JobView]]):
                     and name not in decided
                     and not (hold_io and node == job.home and io_bound(job, cluster))):
                 keyed.append((-left, name, job))  # `_order`: names are unique, so jobs are never compared
-        for job in _undecided(led, self._units.get(node, ())):  # then gang processes and -S lines, as `_pool`
-            hint, started = job.expected_remaining_s, job.started_at
-            left = hint if hint is not None else 0.0 if started is None else max(0.0, now - started)
-            total += left
-            if (usable and job.migratable and not job.locked
-                    and (job.last_migration is None or now - job.last_migration >= hysteresis)
-                    and job.name not in decided
-                    and not (hold_io and node == job.home and io_bound(job, cluster))):
-                keyed.append((-left, job.name, job))
         if node not in self._pending:
             for each in led.index.entries_on(snapshot.JobState.MIGRATING, node):
                 total += remaining(each[2], now)
