@@ -31,9 +31,14 @@ install_system() {
   apt-get update -q >/dev/null
   apt-get install -y -q -t trixie -o Dpkg::Options::=--force-confold "${trixie_packages[@]}" >/dev/null
   apt-get install -y -q -o Dpkg::Options::=--force-confold "${plain_packages[@]}" >/dev/null
-  # Debian's services must not start by themselves: tests start their own instances.
-  for svc in etcd prometheus containerd docker docker-registry; do
-    pkill -x "$svc" 2>/dev/null || true
+  # Debian's services must not start by themselves: tests start their own instances. Where no
+  # policy-rc.d stops them, the packages' scripts have started them: stop them (dockerd before its
+  # containerd, or it hangs waiting for it) and wait until they are gone.
+  local svc
+  for svc in dockerd docker-registry prometheus etcd containerd; do
+    pkill -x "$svc" 2>/dev/null || continue
+    for _ in $(seq 1 100); do pgrep -x "$svc" >/dev/null || break; sleep 0.2; done
+    pkill -9 -x "$svc" 2>/dev/null || true
   done
 }
 

@@ -45,6 +45,7 @@ CLUSTER_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler
 CLUSTER_TOOLS = ("containerd", "ctr", "iptables", "ip", "xz", "openssl", "curl")
 CLUSTER_LOCK = pathlib.Path("/tmp/mosix-test-cluster.lock")
 CLUSTER_ETCD_PORT = 17379  # fixed in shared/k8s/cluster; in use means a cluster is up already
+CLUSTER_BRIDGE = "kt0"  # fixed in shared/k8s/cluster
 FIXTURES = ("kube_apiserver", "kube_cluster", "kube_crds")
 
 _kube_bin_key = pytest.StashKey["pathlib.Path | Unavailable"]()
@@ -275,6 +276,12 @@ def cluster(folder: pathlib.Path, kube_bin: pathlib.Path, scripts: pathlib.Path,
     env = {**os.environ, "KUBE_BIN": str(kube_bin)}
     start = time.monotonic()
     try:
+        if pathlib.Path(f"/sys/class/net/{CLUSTER_BRIDGE}").exists():
+            # Left by a cluster that was killed (the caller holds the lock and its etcd port is free).
+            # `up` would trip on the bridge's address (grep -q under pipefail), so clear it first.
+            _script(script, "down", str(folder), env=env, timeout=180)
+            if tier is not None:
+                tier.notes.append(f"cleared a killed cluster's leftovers (bridge {CLUSTER_BRIDGE}) before up")
         try:
             up = _script(script, "up", str(folder), env=env, timeout=240)
         except subprocess.TimeoutExpired:

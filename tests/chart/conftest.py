@@ -7,6 +7,8 @@
     the engine at ``$DOCKER_HOST`` or /var/run/docker.sock; when none answers and dockerd is installed, one is
     started for the session (``dockerd --exec-opt native.cgroupdriver=cgroupfs --storage-driver overlay2``, the
     default data root so its build cache serves later sessions) and stopped at its end, with its containerd.
+    A socket file nobody listens on (left by a killed dockerd) is removed first; an engine that takes
+    connections but is still starting is waited for.
 
 Where a tool is missing, the tests that need it are skipped with a reason naming it; with ``CI`` set in the
 environment they fail instead.
@@ -20,9 +22,11 @@ import os
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import NoReturn
 
 import docker
 import docker.errors
@@ -37,7 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: needs a Docker engine (started by the session if installed)")
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skips the test, or fails it when CI is set: nothing is silently skipped in CI."""
     if os.environ.get("CI"):
         pytest.fail(f"unavailable in CI: {reason}", pytrace=False)
@@ -87,6 +91,27 @@ def _ping(timeout: float = 5) -> docker.DockerClient | None:
     return docker.from_env(timeout=900)
 
 
+def _listening(path: pathlib.Path) -> bool:
+    """Whether a process accepts connections on the Unix socket at path (a killed dockerd leaves the file)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+    return True
+
+
+def _answering_within(seconds: float) -> docker.DockerClient | None:
+    """The engine once it answers (a dockerd that is still starting), or None after seconds."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        client = _ping()
+        if client is not None:
+            return client
+        time.sleep(1)
+    return None
+
+
 @contextlib.contextmanager
 def started_dockerd(folder: pathlib.Path) -> Iterator[docker.DockerClient]:
     """dockerd on the default socket for the duration; stopped (with its containerd) on exit, whatever happened."""
@@ -134,6 +159,14 @@ def docker_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[docker.D
     if os.geteuid() != 0:
         unavailable(f"no Docker engine at {DOCKER_SOCKET}, and starting dockerd needs root")
     if DOCKER_SOCKET.exists():
-        unavailable(f"{DOCKER_SOCKET} exists but does not answer: another dockerd is starting or stuck")
+        if _listening(DOCKER_SOCKET):
+            client = _answering_within(60)
+            if client is None:
+                unavailable(f"{DOCKER_SOCKET} takes connections but its engine did not answer within 60 s: "
+                            "another dockerd is stuck (stop it)")
+            yield client
+            client.close()
+            return
+        DOCKER_SOCKET.unlink()  # left by a dockerd that was killed: nothing listens on it
     with started_dockerd(tmp_path_factory.mktemp("dockerd")) as started:
         yield started
