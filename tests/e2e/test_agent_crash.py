@@ -4,11 +4,8 @@ lost or repeated. The same on the local cluster and on a real API server."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
-
-import pytest
 
 from mosix.api import job
 from tests.e2e import harness
@@ -62,9 +59,6 @@ def test_a_job_that_ends_while_its_agent_is_down_reports_its_exit_code(cluster: 
     assert home_output(cluster, 1, name) == "".join(f"{i}\n" for i in range(40))
 
 
-@pytest.mark.skipif(bool(os.environ.get("MOSIX_E2E_KUBECONFIG")),
-                    reason="foreground mosrun reads output in the home node's agent pod on Kubernetes, and these "
-                           "agents run as local processes, not pods")
 def test_input_goes_on_through_a_crash_of_the_agent_feeding_it(cluster: harness.Cluster) -> None:
     cluster.up(nodes=2)
     mosrun = subprocess.Popen(["mosrun", "-i", "-2", "sh", "-c", ECHO_SLOWLY], env=cluster.env, cwd=cluster.workdir,
