@@ -6,7 +6,8 @@ the source pauses the job and dumps it with `--leave-running --page-server`, so 
 over mutual TLS (pagerelay) into the peer's restore directory while the job stays here, frozen
 and whole. Then the small images and the job's writable layer (read in place, not copied) go over the mutual-TLS API
 as one tar with its SHA-256 (`POST /migrations`, naming the page server); the peer restores. Only
-when the peer answers that the job runs there is it killed here and its layer torn down; any
+when the peer answers that the job runs there is it killed here and its layer torn down (after
+the answer, the job's lock held until it is done); any
 failure before (peer refusing, page stream or transfer cut) thaws it here: the rollback is a resume.
 
 Without page streams (an agent not enabled, or a peer without the endpoint) the whole set, memory
@@ -127,14 +128,22 @@ async def _streamed(manager: containers.Manager, name: str, peer_url: str, conte
     finally:
         sender.close()
     confirmed_at = time.monotonic()
+    # The peer runs the job: the migration is done. Ending the frozen copy here and tearing down its
+    # layer happen after the answer, in the dump's thread, which holds the job's lock until they are
+    # over (so anything else asking about the job here waits for them).
     dump.decide(True)
-    await asyncio.wrap_future(dump.done)
-    shutil.rmtree(work, ignore_errors=True)
-    phases = {"page_server": dump.paused_at - started, **dump.phases, "send_and_restore": confirmed_at - sent_at,
-              "let_go": time.monotonic() - confirmed_at}
+    dump.done.add_done_callback(lambda done: _released(name, work, done))
+    phases = {"page_server": dump.paused_at - started, **dump.phases, "send_and_restore": confirmed_at - sent_at}
     log.info("migrated %s to %s: %s", name, peer_url, " ".join(f"{k}={v:.3f}" for k, v in phases.items()))
     return Result(peer_status=body, frozen_seconds=confirmed_at - dump.paused_at, bytes_sent=sender.sent,
                   phases=phases)
+
+
+def _released(name: str, work: pathlib.Path, done: concurrent.futures.Future[None]) -> None:
+    """After the source let a migrated job go: its outgoing set goes too; a failed teardown is logged."""
+    shutil.rmtree(work, ignore_errors=True)
+    if (err := done.exception()) is not None:
+        log.warning("migrated %s, but its teardown here failed: %s", name, err)
 
 
 class FrozenDump:
