@@ -444,8 +444,9 @@ class Manager:
     def _start(self, e: _Entry, launch: collections.abc.Callable[[runc.Stdio], int]) -> None:
         """Give the container fresh pipes, launch it (run or restore), hand the keeper dups of the pipes'
         ends, pump its output, reap it."""
-        with contextlib.suppress(runc.Refused):
-            self.runtime.delete(e.job.name, force=True)  # a stale record from an earlier life
+        if self.runtime.knows(e.job.name):
+            with contextlib.suppress(runc.Refused):
+                self.runtime.delete(e.job.name, force=True)  # a stale record from an earlier life
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         in_r, in_w = os.pipe() if e.job.stdin else (runc.DEVNULL, -1)

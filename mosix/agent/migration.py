@@ -6,7 +6,8 @@ the source pauses the job and dumps it with `--leave-running --page-server`, so 
 over mutual TLS (pagerelay) into the peer's restore directory while the job stays here, frozen
 and whole. Then the small images and the job's writable layer (read in place, not copied) go over the mutual-TLS API
 as one tar with its SHA-256 (`POST /migrations`, naming the page server); the peer restores. Only
-when the peer answers that the job runs there is it killed here and its layer torn down; any
+when the peer answers that the job runs there is it killed here and its layer torn down (after
+the answer, the job's lock held until it is done); any
 failure before (peer refusing, page stream or transfer cut) thaws it here: the rollback is a resume.
 
 Without page streams (an agent not enabled, or a peer without the endpoint) the whole set, memory
@@ -68,10 +69,7 @@ async def migrate(manager: containers.Manager, name: str, peer_url: str, context
 
         return await postcopy.migrate(manager, name, peer_url, context)
     if pageserver.enabled(manager):
-        started = time.monotonic()
-        sink = await _open_sink(peer_url, name, context)
-        if sink is not None:
-            return await _streamed(manager, name, peer_url, context, sink=sink, started=started)
+        return await _streamed(manager, name, peer_url, context)
     return await _by_set(manager, name, peer_url, context)
 
 
@@ -101,10 +99,28 @@ async def _drop_sink(peer_url: str, sink_id: str, context: ssl.SSLContext) -> No
             await resp.read()
 
 
-async def _streamed(manager: containers.Manager, name: str, peer_url: str, context: ssl.SSLContext,
-                    *, sink: dict[str, str], started: float) -> Result:
+async def _streamed(manager: containers.Manager, name: str, peer_url: str, context: ssl.SSLContext) -> Result:
+    """The dump starts at once, while the peer opens its page server: CRIU's page connection waits in
+    the relay for the server's address. A peer without page servers gets the whole set instead."""
+    started = time.monotonic()
     work = checkpoints.secure_dir(manager.state_dir / "outgoing") / f"{name}-{time.monotonic_ns()}"
-    dump = FrozenDump(manager, name, work / "set", sink["page_server"])
+    page_server: concurrent.futures.Future[tuple[str, int]] = concurrent.futures.Future()
+    dump = FrozenDump(manager, name, work / "set", page_server)
+    try:
+        sink = await _open_sink(peer_url, name, context)
+    except BaseException:
+        page_server.set_exception(MigrationFailed(f"{peer_url} opened no page server"))
+        await _settle(dump)
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    opened_at = time.monotonic()
+    if sink is None:
+        page_server.set_exception(MigrationFailed(f"{peer_url} has no page servers"))
+        await _settle(dump)
+        shutil.rmtree(work, ignore_errors=True)
+        return await _by_set(manager, name, peer_url, context)
+    host, _, port = sink["page_server"].rpartition(":")
+    page_server.set_result((host, int(port)))
     try:
         await asyncio.wrap_future(dump.ready)
     except errors.AgentError as e:
@@ -127,14 +143,32 @@ async def _streamed(manager: containers.Manager, name: str, peer_url: str, conte
     finally:
         sender.close()
     confirmed_at = time.monotonic()
+    # The peer runs the job: the migration is done. Ending the frozen copy here and tearing down its
+    # layer happen after the answer, in the dump's thread, which holds the job's lock until they are
+    # over (so anything else asking about the job here waits for them).
     dump.decide(True)
-    await asyncio.wrap_future(dump.done)
-    shutil.rmtree(work, ignore_errors=True)
-    phases = {"page_server": dump.paused_at - started, **dump.phases, "send_and_restore": confirmed_at - sent_at,
-              "let_go": time.monotonic() - confirmed_at}
+    dump.done.add_done_callback(lambda done: _released(name, work, done))
+    phases = {"page_server": opened_at - started, **dump.phases, "send_and_restore": confirmed_at - sent_at}
     log.info("migrated %s to %s: %s", name, peer_url, " ".join(f"{k}={v:.3f}" for k, v in phases.items()))
     return Result(peer_status=body, frozen_seconds=confirmed_at - dump.paused_at, bytes_sent=sender.sent,
                   phases=phases)
+
+
+async def _settle(dump: FrozenDump) -> None:
+    """Wait for a dump that can no longer be used to end, with the job thawed here."""
+    try:
+        await asyncio.wrap_future(dump.ready)
+    except Exception:  # it failed, so it thawed the job: all that was waited for
+        return
+    dump.decide(False)
+    await asyncio.wrap_future(dump.done)
+
+
+def _released(name: str, work: pathlib.Path, done: concurrent.futures.Future[None]) -> None:
+    """After the source let a migrated job go: its outgoing set goes too; a failed teardown is logged."""
+    shutil.rmtree(work, ignore_errors=True)
+    if (err := done.exception()) is not None:
+        log.warning("migrated %s, but its teardown here failed: %s", name, err)
 
 
 class FrozenDump:
@@ -142,7 +176,8 @@ class FrozenDump:
     frozen, until `decide(True)` (the peer runs it: kill it, tear down its layer) or `decide(False)`
     (thaw it). A thread of its own holds the job's lock throughout, so nothing else touches the job."""
 
-    def __init__(self, manager: containers.Manager, name: str, set_dir: pathlib.Path, page_server: str) -> None:
+    def __init__(self, manager: containers.Manager, name: str, set_dir: pathlib.Path,
+                 page_server: pagerelay.Peer) -> None:
         self.manager = manager
         self.name = name
         self.set_dir = set_dir
@@ -188,8 +223,7 @@ class FrozenDump:
         staging = checkpoints.staging_for(self.set_dir)
         work = m._scratch(f"migrate-{self.name}")
         try:
-            host, _, port = self.page_server.rpartition(":")
-            relay = pagerelay.Outbound(self.node.address, (host, int(port)), tls.client_context(self.node.identity))
+            relay = pagerelay.Outbound(self.node.address, self.page_server, tls.client_context(self.node.identity))
             self.paused_at = time.monotonic()
             m.runtime.pause(self.name)
             offsets = m._logical_offsets(e, [p.drain() for p in e.pumps])
@@ -203,7 +237,7 @@ class FrozenDump:
             finally:
                 relay.close()
             if not relay.done.wait(RELAY_TIMEOUT) or not relay.ok:
-                raise MigrationFailed(f"the page stream to {self.page_server} failed: {relay.error or 'unfinished'}")
+                raise MigrationFailed(f"the page stream to the peer's page server failed: {relay.error or 'cut'}")
             dumped_at = time.monotonic()
             meta = checkpoints.Meta(
                 job=e.job.to_dict(), serial=1, time=datetime.datetime.now(datetime.UTC).isoformat(),

@@ -350,22 +350,24 @@ def restore(manager: containers.Manager, name: str, set_dir: pathlib.Path, page_
 
 def _restore_lazily(manager: containers.Manager, name: str, *, lazy_dir: pathlib.Path, work: pathlib.Path,
                     daemon: subprocess.Popen[bytes]) -> jobs.Status:
-    """Manager.restore, with `runc restore --lazy-pages` against the daemon's socket in `work`."""
+    """Manager.restore, with `runc restore --lazy-pages` against the daemon's socket in `work`. The job's
+    layer and bundle are prepared while the daemon starts (it takes longer)."""
     socket_path = work / "lazy-pages.socket"
     started = time.monotonic()
-    deadline = started + 30
-    while not socket_path.exists():
-        if daemon.poll() is not None or time.monotonic() > deadline:
-            raise errors.CheckpointError(f"criu lazy-pages did not start: {_tail(work / 'lazy-pages.log')}")
-        time.sleep(0.005)
-    daemon_up = time.monotonic()
     m = manager
     with m.restoring(name, lazy_dir, take_layer=True) as e:
+        prepared = time.monotonic()
+        deadline = started + 30
+        while not socket_path.exists():
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                raise errors.CheckpointError(f"criu lazy-pages did not start: {_tail(work / 'lazy-pages.log')}")
+            time.sleep(0.005)
+        daemon_up = time.monotonic()
         images_dir = lazy_dir / checkpoints.IMAGES
         m._start(e, lambda stdio: _runc_restore_lazy(m.runtime, name, e.dir / "bundle", images_dir=images_dir,
                                                            work=work, stdio=stdio))
-    log.info("lazy restore of %s: lazy-pages daemon up in %.3f s, restored in %.3f s", name,
-             daemon_up - started, time.monotonic() - daemon_up)
+    log.info("lazy restore of %s: prepared in %.3f s, lazy-pages daemon up in %.3f s, restored in %.3f s", name,
+             prepared - started, daemon_up - started, time.monotonic() - daemon_up)
     return m.status(name)
 
 

@@ -90,6 +90,11 @@ class Runtime:
         """The container's state; `Refused` if runc does not know it."""
         return State.from_json(json.loads(self._call(["state", container_id])))
 
+    def knows(self, container_id: str) -> bool:
+        """Whether runc keeps a record of this container under our root (its state directory),
+        without running runc."""
+        return (self.root / container_id).is_dir()
+
     def list(self) -> builtins.list[State]:
         """Every container under this root."""
         out = self._call(["list", "--format", "json"])

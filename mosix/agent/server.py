@@ -7,6 +7,7 @@ migration's memory arrives beside it, in a page server opened by `POST /migratio
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import dataclasses
 import logging
 import pathlib
@@ -225,6 +226,7 @@ async def _receive_migration(request: web.Request) -> web.Response:
     tar_path = incoming / f"{stamp}.tar"
     set_dir = incoming / stamp
     started = time.monotonic()
+    answered = False
     try:
         receiver = transfer.Receiver(tar_path)
         async for chunk in request.content.iter_chunked(transfer.CHUNK):
@@ -255,12 +257,26 @@ async def _receive_migration(request: web.Request) -> web.Response:
         log.info("restored %s migrated from %s: receive=%.3f unpack=%.3f pages=%.3f restore=%.3f", name,
                  _peer(request), received - started, unpacked - received, collected - unpacked,
                  time.monotonic() - collected)
+        # The job runs here: answer now; the used set (its memory: up to GiBs to delete) goes after.
+        _later(_discard, sink, set_dir)
+        answered = True
         return web.json_response(status.to_dict())
     finally:
-        if sink is not None:
-            await asyncio.to_thread(sink.close)
         tar_path.unlink(missing_ok=True)
-        shutil.rmtree(set_dir, ignore_errors=True)
+        if not answered:
+            await asyncio.to_thread(_discard, sink, set_dir)
+
+
+def _discard(sink: pageserver.Sink | None, set_dir: pathlib.Path) -> None:
+    """Close a migration's page server (if any) and delete its received set."""
+    if sink is not None:
+        sink.close()
+    shutil.rmtree(set_dir, ignore_errors=True)
+
+
+def _later(work: collections.abc.Callable[..., None], *args: Any) -> None:
+    """Run blocking clean-up work in the loop's thread pool, without waiting for it (the pool holds it)."""
+    asyncio.get_running_loop().run_in_executor(None, work, *args)
 
 
 async def _open_page_server(request: web.Request) -> web.Response:

@@ -98,6 +98,7 @@ async def test_working_dir_follows_the_job_away_and_back(cluster: dict[str, Node
     await wait_for(numbers, before + 20)  # written away, arriving in home's real directory
 
     await migration.migrate(away.manager, "wd", home.url, away.client)
+    assert away.manager.status("wd").state == jobs.State.STOPPED  # waits for the let-go (it holds the job's lock)
     assert not mounts.is_mounted(fuse)  # the job left: its FUSE mount is gone
     assert not (away.manager.state_dir / "jobs" / "wd" / "home").exists()
     before = len(lines_of(numbers))

@@ -296,6 +296,32 @@ async def test_stop_and_copy_streams_memory_to_the_peer_not_the_disk(cluster: di
     assert merged == list(range(len(merged)))
 
 
+@pytest.mark.root
+async def test_a_peer_without_page_servers_gets_the_whole_set(cluster: dict[str, Node], make_agent: MakeAgent,
+                                                              ca: tls.Identity, tmp_path: pathlib.Path,
+                                                              wait_lines: WaitLines) -> None:
+    """The source starts its dump while the peer opens a page server; a peer that has none (404) makes it
+    thaw the job and send the whole set, memory included, instead."""
+    a = cluster["2"]
+    old = make_agent("node4")  # page streams never enabled: no page servers
+    ident = tls.issue(ca, tmp_path / "tls4", "node4", ("127.0.0.4",))
+    port = free_port("127.0.0.4")
+    runner = await server.serve(old, "127.0.0.4", port, tls.server_context(ident))
+    try:
+        a.manager.run(jobs.Job(name="plain", args=COUNT))
+        await asyncio.to_thread(wait_lines, a.manager.stdout_path("plain"), 10)
+        result = await migration.migrate(a.manager, "plain", f"https://127.0.0.4:{port}", a.client)
+        assert result.peer_status["state"] == "Running"
+        assert a.manager.status("plain").state == jobs.State.STOPPED
+        assert a.manager.runtime.list() == []
+        await asyncio.to_thread(wait_lines, old.stdout_path("plain"), 10)
+        old.kill("plain")
+    finally:
+        await runner.cleanup()
+    merged = all_numbers(a.manager.stdout_path("plain"), old.stdout_path("plain"))
+    assert merged == list(range(len(merged)))
+
+
 async def _open_sink(node: Node, job: str) -> dict[str, str]:
     async with aiohttp.ClientSession() as session, session.post(
             f"{node.url}/migrations/page-servers", json={"job": job}, ssl=node.client) as resp:
