@@ -20,7 +20,6 @@ import collections.abc
 import concurrent.futures
 import contextlib
 import dataclasses
-import datetime
 import logging
 import pathlib
 import queue
@@ -182,8 +181,7 @@ class FrozenDump:
 
     def _dump(self, e: Any) -> None:
         m = self.manager
-        if e.state != jobs.State.RUNNING:
-            raise errors.JobError(f"job {self.name} is {e.state.value.lower()}, not running")
+        m._require(e, jobs.State.RUNNING)
         checkpoints.secure_dir(self.set_dir.parent)
         staging = checkpoints.staging_for(self.set_dir)
         work = m._scratch(f"migrate-{self.name}")
@@ -191,9 +189,7 @@ class FrozenDump:
             host, _, port = self.page_server.rpartition(":")
             relay = pagerelay.Outbound(self.node.address, (host, int(port)), tls.client_context(self.node.identity))
             self.paused_at = time.monotonic()
-            m.runtime.pause(self.name)
-            offsets = m._logical_offsets(e, [p.drain() for p in e.pumps])
-            stdin_offset = m._hold_input(e)  # unread input taken back: the set records what was consumed
+            held = m._pause_for_dump(e)
             dump_at = time.monotonic()
             try:
                 m.runtime.checkpoint(self.name, staging / checkpoints.IMAGES, work, leave_running=True,
@@ -205,10 +201,7 @@ class FrozenDump:
             if not relay.done.wait(RELAY_TIMEOUT) or not relay.ok:
                 raise MigrationFailed(f"the page stream to {self.page_server} failed: {relay.error or 'unfinished'}")
             dumped_at = time.monotonic()
-            meta = checkpoints.Meta(
-                job=e.job.to_dict(), serial=1, time=datetime.datetime.now(datetime.UTC).isoformat(),
-                node=m.node, reason="migration", stdout_offset=offsets[0], stderr_offset=offsets[1],
-                stdin_offset=stdin_offset, image_digest=e.image_digest, dump_seconds=round(dumped_at - dump_at, 4))
+            meta = m._meta(e, held, serial=1, reason="migration", dump_seconds=dumped_at - dump_at)
             checkpoints.publish(staging, self.set_dir, meta)
             self.phases = {"pause": dump_at - self.paused_at, "dump": dumped_at - dump_at}
         except BaseException:
@@ -219,21 +212,12 @@ class FrozenDump:
 
     def _let_go(self, e: Any) -> None:
         """The peer runs the job: end the frozen processes here and tear down the layer."""
-        m = self.manager
-        e.state = jobs.State.STOPPED  # before the reaper may look: not an exit
-        e.generation += 1
         with contextlib.suppress(runc.Refused):
-            m.runtime.delete(self.name, force=True)  # runc freezes, kills and thaws a paused container
-        for p in e.pumps:
-            p.wait(10)
-        m._finish_container(e)  # output flushed, input feeder and home-directory mount ended
-        m._teardown_layer(e)
+            self.manager.runtime.delete(self.name, force=True)  # runc freezes, kills and thaws a paused container
+        self.manager._end_dumped(e)
 
     def _resume(self) -> None:
-        self.manager._release_input(self._entry)
-        with contextlib.suppress(runc.RuncError):
-            if self.manager.runtime.state(self.name).status == "paused":
-                self.manager.runtime.resume(self.name)
+        self.manager._thaw(self._entry)
 
 
 # --- the whole set in one tar ---------------------------------------------------------------------------

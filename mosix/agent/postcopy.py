@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import datetime
 import ipaddress
 import logging
 import os
@@ -135,16 +134,13 @@ class LazyDump:
 
     def _start(self, e: Any) -> None:
         m = self.manager
-        if e.state != jobs.State.RUNNING:
-            raise errors.JobError(f"job {self.name} is {e.state.value.lower()}, not running")
+        m._require(e, jobs.State.RUNNING)
         checkpoints.secure_dir(self.set_dir.parent)
         staging = checkpoints.staging_for(self.set_dir)
         self._work = m._scratch(f"lazy-dump-{self.name}")
         config = write_criu_config(self._work / "criu-tls.conf", self.node.identity)
         paused_at = time.monotonic()
-        m.runtime.pause(self.name)
-        offsets = m._logical_offsets(e, [p.drain() for p in e.pumps])
-        stdin_offset = m._hold_input(e)
+        held = m._pause_for_dump(e)
         # The writable layer is not copied: it goes into the tar in place (`upper`), the job frozen meanwhile.
         status_r, status_w = os.pipe()
         started = time.monotonic()
@@ -167,11 +163,7 @@ class LazyDump:
             refused = runc.Refused(["checkpoint", "--lazy-pages", self.name], self._proc.returncode or -1,
                                    err.decode(errors="replace") + self._criu_log())
             raise unsupported.classify(refused, self._work / "dump.log")
-        meta = checkpoints.Meta(
-            job=e.job.to_dict(), serial=1, time=datetime.datetime.now(datetime.UTC).isoformat(),
-            node=m.node, reason="migration:post-copy", stdout_offset=offsets[0], stderr_offset=offsets[1],
-            image_digest=e.image_digest, dump_seconds=round(time.monotonic() - started, 4),
-            stdin_offset=stdin_offset)
+        meta = m._meta(e, held, serial=1, reason="migration:post-copy", dump_seconds=time.monotonic() - started)
         checkpoints.publish(staging, self.set_dir, meta)
         self.phases = {"pause": started - paused_at, "lazy_dump": time.monotonic() - started}
 
@@ -216,19 +208,10 @@ class LazyDump:
 
     def _let_go(self) -> None:
         """Every page crossed and CRIU ended the processes here: forget the container."""
-        e = self._entry
-        e.state = jobs.State.STOPPED  # before the reaper may look: not an exit
-        e.generation += 1
-        for p in e.pumps:
-            p.wait(10)
-        self.manager._finish_container(e)
-        self.manager._teardown_layer(e)
+        self.manager._end_dumped(self._entry)
 
     def _resume(self) -> None:
-        self.manager._release_input(self._entry)
-        with contextlib.suppress(runc.RuncError):
-            if self.manager.runtime.state(self.name).status == "paused":
-                self.manager.runtime.resume(self.name)
+        self.manager._thaw(self._entry)
 
     def _criu_log(self) -> str:
         if self._work is None:
