@@ -28,7 +28,7 @@ USAGE = (
        mosrun -S{max} commands-file      mosrun -I{checkpoint}      mosrun -R{checkpoint} [-O{fd}={file},...]
 where to start:  -r{host}  -{n}  -{a.b.c.d}  -h (home)  -b (best)  -j{n1-n2[,n3-n4...]}
 where it may go: -G[{class}]  -m{MB}  -L (no automatic migration)
-queue:           -q[{pri}]  -P{n} (gang of n)  -J{job-id}
+queue:           -q[{pri}] or -Q[{pri}]  -P{n} (gang of n)  -J{job-id}
 batch:           -E[/dir] (native Linux)  -M[/dir] (MOSIX, home elsewhere)
 unsupported:     -e (continue)  -w (continue and warn)
 checkpoints:     -C{base}  -A{minutes}  -N{max}   files: -X{dir} (private, migrate with the job)
@@ -212,7 +212,7 @@ def parse(
             if not value:
                 raise usage.UsageError(flag, "needs a job id attached, e.g. -J20")
             once(flag, "job_id", _int(flag, value, "job id", 0, 2147483647))
-        elif letter == "q":
+        elif letter in "qQ":  # the tutorial's "-q / -Q": both queue the job
             priority = _int(flag, value, "priority", 0, job.MAX_PRIORITY) if value else None
             once(flag, "queue", job.Queue(priority=priority))
         elif letter == "P":
@@ -294,7 +294,7 @@ def parse(
     elif not program:
         raise usage.UsageError("", "no program given")
     if fields.get("parallel", 1) != 1 and "queue" not in fields:
-        raise usage.UsageError("-P", "parallel jobs are released by the queue: add -q")
+        raise usage.UsageError("-P", "parallel jobs are released by the queue: add -q (or -Q)")
     if fields.get("batch") == job.BatchMode.NATIVE and int(str(fields.get("grid_class", 0))) > 0:
         raise usage.UsageError("-G", "a native batch job (-E) cannot go to the grid")
     if ckpt:

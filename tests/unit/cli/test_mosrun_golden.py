@@ -121,6 +121,9 @@ TUTORIAL: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     ("mosrun -P4 -q myprog", {"command": ["myprog"], "parallel": 4, "queue": {"runNow": False}}),
+    # "mosrun -P{n} -q / -Q": -Q queues like -q, with or without a priority.
+    ("mosrun -P4 -Q myprog", {"command": ["myprog"], "parallel": 4, "queue": {"runNow": False}}),
+    ("mosrun -Q30 myprog", {"command": ["myprog"], "queue": {"priority": 30, "runNow": False}}),
     ("mosrun -t -c -d myprog", {"command": ["myprog"], "hostTime": True, "stayOnSyscalls": True, "ioDecay": 0}),
     ("mosrun -d5000 myprog", {"command": ["myprog"], "ioDecay": 5000}),
     ("mosrun -i myprog", {"command": ["myprog"], "stdin": True}),
@@ -202,6 +205,8 @@ BAD: list[tuple[str, str, str]] = [
     ("mosrun -q99999 myprog", "-q", "priority must be 0-65535"),
     ("mosrun -qhigh myprog", "-q", "priority must be a whole number"),
     ("mosrun -q -q60 myprog", "-q", "given twice"),
+    ("mosrun -q -Q60 myprog", "-Q", "given twice"),
+    ("mosrun -Q99999 myprog", "-Q", "priority must be 0-65535"),
     ("mosrun -P myprog", "-P", "number of processes"),
     ("mosrun -P4 myprog", "-P", "add -q"),
     ("mosrun -S myprog", "-S", "most lines"),
