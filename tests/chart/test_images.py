@@ -128,9 +128,12 @@ def test_the_dockerfile_takes_the_base_and_labels_each_image() -> None:
     text = (REPO / images.DOCKERFILE).read_text()
     assert text.count("ARG BASE=debian:trixie-slim") == 1 and "FROM ${BASE} AS python" in text
     stages = text.split("\nFROM ")
+    [shared] = [s for s in stages if s.startswith("${BASE} AS python\n")]
+    for label in ("version", "licenses", "base.name"):
+        assert f"org.opencontainers.image.{label}=" in shared, label
     for name in images.NAMES:
         [stage] = [s for s in stages if s.startswith(f"python AS {name}\n")]
-        for label in ("version", "revision", "created", "title", "licenses"):
+        for label in ("revision", "created", "title"):
             assert f"org.opencontainers.image.{label}=" in stage, (name, label)
         assert f'org.opencontainers.image.title="mosix-{name}"' in stage
 
