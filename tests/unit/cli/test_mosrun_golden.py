@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import pathlib
 import shlex
 from typing import Any
@@ -142,6 +143,14 @@ def test_tutorial_line_parses_into_the_expected_job(line: str, expected: dict[st
     assert req.spec.wire() == {**BASE, **expected}
 
 
+def test_expected_duration_is_kept_as_the_minute_the_job_is_due() -> None:
+    at = datetime.datetime(2026, 12, 2, 11, 20, 42, tzinfo=datetime.UTC)
+    for flag, due in (("-D90", "2026-12-02T12:50Z"), ("-D01:30", "2026-12-02T12:50Z"),
+                      ("-D2:01:00", "2026-12-04T12:20Z")):
+        req = mosrun.parse([flag, "myprog"], cwd="/home/me", user="me", now=lambda: at)
+        assert req.spec is not None and req.spec.wire()["due"] == due, flag
+
+
 def test_commands_file_lines_become_the_command_set(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "commands-file").write_text(
         "my_program -a1 -if1 -of1\nmy_program -a2 -if2 -of2\n\nmy_program -a3 -if3 -of3\n"
@@ -230,6 +239,10 @@ BAD: list[tuple[str, str, str]] = [
     ("mosrun -hL myprog", "-h", "takes no value"),
     ("mosrun -bq myprog", "-b", "takes no value"),
     ("mosrun -d20000 myprog", "-d", "decay must be 0-10000"),
+    ("mosrun -D myprog", "-D", "expected duration"),
+    ("mosrun -D1:2:3:4 myprog", "-D", "DD:HH:MM"),
+    ("mosrun -D2h myprog", "-D", "DD:HH:MM"),
+    ("mosrun -D5 -D6 myprog", "-D", "given twice"),
     ("mosrun -L -L myprog", "-L", "given twice"),
     ("mosrun --image myprog", "", "no program"),
     ("mosrun --env NOEQUALS myprog", "--env", "KEY=VALUE"),
