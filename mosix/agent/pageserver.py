@@ -173,10 +173,7 @@ class Sink:
 
     def log_tail(self, lines: int = 10) -> str:
         """The end of CRIU's log, for error messages."""
-        try:
-            return " / ".join((self.dir / "page-server.log").read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return " / ".join(errors.log_tail(self.dir / "page-server.log", lines))
 
 
 def _wait_byte(fd: int, timeout: float) -> bool:

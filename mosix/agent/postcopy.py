@@ -172,12 +172,7 @@ class LazyDump(migration.HeldDump):
         self.manager._end_dumped(self._entry)
 
     def _criu_log(self) -> str:
-        if self._work is None:
-            return ""
-        path = self._work / "dump.log"
-        with contextlib.suppress(OSError):
-            return "\n" + "\n".join(path.read_text(errors="replace").splitlines()[-15:])
-        return ""
+        return "" if self._work is None else _tail(self._work / "dump.log", "\n")
 
     def _cleanup(self) -> None:
         if self._work is not None:
@@ -346,8 +341,7 @@ def _await_pages(name: str, daemon: subprocess.Popen[bytes], lazy_dir: pathlib.P
         shutil.rmtree(lazy_dir, ignore_errors=True)
 
 
-def _tail(path: pathlib.Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+def _tail(path: pathlib.Path, before: str = "") -> str:
+    """The end of a CRIU or runc log, after `before`; "" if there is none."""
+    lines = errors.log_tail(path)
+    return before + "\n".join(lines) if lines else ""
