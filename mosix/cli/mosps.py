@@ -10,9 +10,10 @@ from mosix.api import job
 from mosix.cli import columns, common, output, usage
 
 USAGE = (
-    """usage: mosps [-AeIhMLOnVPD] [-J{job-id}]
+    """usage: mosps [-AeIhMLOnVPD] [-J{job-id}] [-u user[,user...]] [-p pid[,pid...]]
   -A, -e  every user's processes (default: only yours); on Kubernetes, of every namespace
           unless --namespace names one
+  -u      only these users' processes    -p  only these processes (1001: all of job 1001; 1001.2: one)
   -I      nodes as IP addresses          -h  nodes as host names
   -M      only the last component of host names
   -L      only local processes           -O  only local processes that are away
@@ -35,18 +36,33 @@ class Options:
     origpid: bool = False
     due: bool = False
     job_id: int | None = None
+    users: tuple[str, ...] = ()
+    pids: tuple[str, ...] = ()
     common: common.Common = dataclasses.field(default_factory=common.Common)
 
 
 def parse(argv: list[str]) -> Options:
-    """ps-style: letters may be grouped (-AMn); -J takes the rest of its word (-J20)."""
+    """ps-style: letters may be grouped (-AMn); -J takes the rest of its word (-J20); -u and -p take
+    the rest of their word or the next word, a comma-separated list (-u llor,ann; -p1001)."""
     opts = Options()
-    for word in common.rest(argv, opts.common):
+    words = common.rest(argv, opts.common)
+    while words:
+        word = words.pop(0)
         if not word.startswith("-") or word == "-" or word.startswith("--"):
             raise usage.UsageError(word, "unknown option" if word.startswith("-") else "unexpected argument")
         letters = word[1:]
         for k, letter in enumerate(letters):
             flag = f"-{letter}"
+            if letter in "up":
+                listed = letters[k + 1 :] or (words.pop(0) if words else "")
+                items = tuple(i for i in listed.split(",") if i)
+                if not items:
+                    raise usage.UsageError(flag, f"needs a list of {'users' if letter == 'u' else 'process ids'}")
+                if letter == "u":
+                    opts.users = items
+                else:
+                    opts.pids = items
+                break
             if letter == "J":
                 value = letters[k + 1 :]
                 if not value.isdigit():
@@ -120,7 +136,9 @@ def select(jobs: list[job.MosixJob], opts: Options, names: columns.NodeNames, me
     for j in jobs:
         if j.status.phase.finished:
             continue
-        if not opts.all_users and j.spec.user not in (None, me):
+        if opts.users and j.spec.user not in opts.users:
+            continue
+        if not (opts.all_users or opts.users or opts.pids) and j.spec.user not in (None, me):
             continue
         if opts.job_id is not None and j.spec.job_id != opts.job_id:
             continue
@@ -132,6 +150,8 @@ def select(jobs: list[job.MosixJob], opts: Options, names: columns.NodeNames, me
             if opts.away_only and (not home_here or running_here or row.node is None):
                 continue
             if opts.guests_only and (home_here or not running_here):
+                continue
+            if opts.pids and row.pid not in opts.pids and (row.key or j.name) not in opts.pids:
                 continue
             chosen.append(row)
     return sorted(chosen, key=lambda r: (r.j.metadata.namespace or "", r.j.name.zfill(20), int(r.index or 0)))

@@ -55,6 +55,14 @@ def test_mosps_filters_processes_by_their_own_node(gangs: client.Client, capsys:
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["500.1", "500.2", "501.1"]
 
 
+def test_mosps_p_names_a_job_or_one_of_its_processes(gangs: client.Client,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert mosps.main(["-p", "500"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["500.0", "500.1", "500.2"]
+    assert mosps.main(["-p", "500.1,501.2"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["500.1", "501.2"]
+
+
 def test_mosq_lists_a_gang_once(gangs: client.Client, capsys: pytest.CaptureFixture[str]) -> None:
     assert mosq.main(["listall"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["500", "502"]
