@@ -59,7 +59,7 @@ from aiohttp import web
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from bench import agentproc
-from mosix.agent import containers, images, jobs, overlay, server, spec, tls
+from mosix.agent import containers, images, jobs, overlay, pageserver, server, spec, tls
 from tests.ports import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -550,14 +550,6 @@ def check_requirements() -> None:
         raise SystemExit(f"bench/migration.py needs {', '.join(missing)}")
 
 
-def raise_pipe_max_size() -> None:
-    """CRIU's page server wants 4 MiB pipes (post-copy); the agent does the same at start."""
-    path = pathlib.Path("/proc/sys/fs/pipe-max-size")
-    with contextlib.suppress(OSError, ValueError):
-        if int(path.read_text()) < 4194304:
-            path.write_text("4194304")
-
-
 async def main_async(sizes: list[int], reps: int, methods: set[str]) -> Results:
     """Run every method for every size in one temp folder; clean everything up."""
     results: Results = {}
@@ -628,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown methods {sorted(unknown)}")
     check_requirements()
-    raise_pipe_max_size()
+    pageserver.raise_pipe_max_size()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     started = time.monotonic()
