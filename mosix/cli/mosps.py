@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import getpass
+import os
 
 from mosix.api import job
 from mosix.cli import columns, common, output, usage
@@ -12,7 +13,7 @@ from mosix.cli import columns, common, output, usage
 USAGE = (
     """usage: mosps [-AeIhMLOnVPD] [-J{job-id}] [-u user[,user...]] [-p pid[,pid...]]
   -A, -e  every user's processes (default: only yours); on Kubernetes, of every namespace
-          unless --namespace names one
+          unless --namespace or $MOSIX_NAMESPACE names one
   -u      only these users' processes    -p  only these processes (1001: all of job 1001; 1001.2: one)
   -I      nodes as IP addresses          -h  nodes as host names
   -M      only the last component of host names
@@ -186,7 +187,7 @@ def _main(argv: list[str]) -> int:
     if opts.common.help:
         print(USAGE)
         return 0
-    if opts.all_users and not opts.common.namespace:
+    if opts.all_users and not (opts.common.namespace or os.environ.get("MOSIX_NAMESPACE")):
         opts.common.all_namespaces = True  # -A: every user's, and on Kubernetes users keep to namespaces
     api = opts.common.connect()
     names = columns.NodeNames(tuple(api.nodes()), common.here(), opts.style)

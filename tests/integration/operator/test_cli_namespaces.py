@@ -1,5 +1,5 @@
 """mosps on Kubernetes: `-A` (every user's processes) lists the jobs of every namespace, named
-NAMESPACE/NAME, unless --namespace names one; without it, only the kubeconfig's namespace.
+NAMESPACE/NAME, unless --namespace or $MOSIX_NAMESPACE names one; without it, only the kubeconfig's namespace.
 
 The commands use the synchronous Kubernetes client, so they run in a thread while the emulator
 serves from this test's loop."""
@@ -34,4 +34,7 @@ async def test_mosps_all_lists_every_namespace(cluster: emulator.Cluster, tmp_pa
     assert await pids("-A") == ["team-a/1001", "team-b/1001"]
     assert await pids("-AMn") == ["team-a/1001", "team-b/1001"]
     assert await pids("-A", "--namespace", "team-b") == ["1001"]
+    monkeypatch.setenv("MOSIX_NAMESPACE", "team-a")  # named in the environment: that one only
+    assert await pids("-A") == ["1001"]
+    monkeypatch.delenv("MOSIX_NAMESPACE")
     assert await pids() == []  # the kubeconfig's namespace (default) holds none, and none is ours
