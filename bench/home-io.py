@@ -24,37 +24,32 @@ directory with the agent's own FUSE mount (homefs.mounts.Mounter → homefs.fs) 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import os
 import pathlib
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from aiohttp import web
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from bench import agentproc
 from mosix.agent import containers, homeio, images, jobs, server, tls
 from mosix.agent.homefs import exports, mounts
+from tests.ports import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 JOB = "bench-io"
 KiB, MiB = 1 << 10, 1 << 20
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
+log = agentproc.log
 
 
 # --- the home agent (a process of its own) ---------------------------------------------------------
@@ -62,26 +57,16 @@ def free_port(address: str) -> int:
 
 def home_main(port: int, state: pathlib.Path, cache: pathlib.Path, tls_dir: pathlib.Path, export: pathlib.Path) -> int:
     """`--home`: the home node's agent API (homefs exports and home output), says "ready" on stdout."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ident = tls.Identity(ca=tls_dir / "ca.crt", cert=tls_dir / "home.crt", key=tls_dir / "home.key")
 
-    async def serve() -> None:
-        manager = containers.Manager(state, images.Cache(cache), node=f"bench-io-{os.getppid()}-home")
+    async def start(manager: containers.Manager) -> web.AppRunner:
         served = exports.Exports()
         served.export(JOB, export)
-        runner = await server.serve(manager, "127.0.0.2", port, tls.server_context(ident),
-                                    home=homeio.HomeOutput(state / "home"), homefs=served)
-        try:
-            stop = asyncio.Event()
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-            print("ready", flush=True)
-            await stop.wait()
-        finally:
-            await runner.cleanup()
-            await asyncio.to_thread(manager.close)
+        return await server.serve(manager, "127.0.0.2", port, tls.server_context(ident),
+                                  home=homeio.HomeOutput(state / "home"), homefs=served)
 
-    asyncio.run(serve())
-    return 0
+    return agentproc.serve(
+        lambda: containers.Manager(state, images.Cache(cache), node=f"bench-io-{os.getppid()}-home"), start)
 
 
 # --- file throughput --------------------------------------------------------------------------------
@@ -206,13 +191,10 @@ def run(sizes: dict[int, int], rounds: int, lines: int) -> None:
         local.mkdir()
         port = free_port("127.0.0.2")
         url = f"https://127.0.0.2:{port}"
-        home_proc = subprocess.Popen(
+        home_proc = agentproc.spawn(
             [sys.executable, __file__, "--home", "--port", str(port), "--state", str(tmp / "home-state"),
              "--cache", str(tmp / "images"), "--tls-dir", str(home_ident.cert.parent), "--export", str(home_dir)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        assert home_proc.stdout is not None
-        if home_proc.stdout.readline().strip() != "ready":
-            raise RuntimeError(f"home agent did not start (exit {home_proc.poll()})")
+            "home agent", str(ROOT))
         mounter = mounts.Mounter(url="https://127.0.0.3:1", identity=away_ident)
         job_dir = tmp / "away-job"
         job_dir.mkdir()
@@ -242,12 +224,7 @@ def run(sizes: dict[int, int], rounds: int, lines: int) -> None:
         if mounter is not None:
             mounter.close()
         if home_proc is not None:
-            home_proc.terminate()
-            try:
-                home_proc.wait(60)
-            except subprocess.TimeoutExpired:
-                home_proc.kill()
-                home_proc.wait()
+            agentproc.stop([home_proc])
         with contextlib.suppress(OSError):
             shutil.rmtree(tmp)
 

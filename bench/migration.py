@@ -44,7 +44,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -55,8 +54,13 @@ import time
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
-from mosix.agent import containers, images, jobs, overlay, server, spec, tls
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from bench import agentproc
+from mosix.agent import containers, images, jobs, overlay, pageserver, server, spec, tls
+from tests.ports import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -107,9 +111,7 @@ def check_stop() -> None:
         raise Interrupted("interrupted")
 
 
-def log(msg: str) -> None:
-    """Progress on stderr, the table on stdout."""
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+log = agentproc.log
 
 
 def run(cmd: list[str], **kw: Any) -> str:
@@ -125,14 +127,6 @@ def timed(cmd: list[str], **kw: Any) -> float:
     t = time.monotonic()
     run(cmd, **kw)
     return time.monotonic() - t
-
-
-def free_port(address: str) -> int:
-    """A free TCP port on address."""
-    with socket.socket() as s:
-        s.bind((address, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_for(predicate: collections.abc.Callable[[], bool], what: str, timeout: float = LINE_TIMEOUT) -> None:
@@ -194,33 +188,26 @@ async def start_agents(tmp: pathlib.Path, cache: pathlib.Path) -> tuple[list[Age
     ca = tls.make_ca(tmp / "ca")
     control = tls.client_context(tls.issue(ca, tmp / "tls-control", "control-plane"))
     agents: list[Agent] = []
-    for n in (2, 3):
-        address = f"127.0.0.{n}"
-        tls.issue(ca, tmp / f"tls{n}", f"node{n}", (address,))
-        port = free_port(address)
-        state = tmp / f"node{n}"
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--agent", str(n), "--port", str(port), "--state", str(state),
-             "--cache", str(cache), "--tls-dir", str(tmp / f"tls{n}")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        agents.append(Agent(f"https://{address}:{port}", state, proc))
-        assert proc.stdout is not None
-        if (await asyncio.to_thread(proc.stdout.readline)).strip() != "ready":
-            raise RuntimeError(f"agent {n} did not start (exit {proc.poll()})")
+    try:
+        for n in (2, 3):
+            address = f"127.0.0.{n}"
+            tls.issue(ca, tmp / f"tls{n}", f"node{n}", (address,))
+            port = free_port(address)
+            state = tmp / f"node{n}"
+            proc = await asyncio.to_thread(
+                agentproc.spawn, [sys.executable, __file__, "--agent", str(n), "--port", str(port), "--state",
+                                  str(state), "--cache", str(cache), "--tls-dir", str(tmp / f"tls{n}")],
+                f"agent {n}", str(ROOT))
+            agents.append(Agent(f"https://{address}:{port}", state, proc))
+    except BaseException:
+        stop_agents(agents)
+        raise
     return agents, control
 
 
 def stop_agents(agents: list[Agent]) -> None:
     """SIGTERM: each agent kills its jobs and unmounts their layers; then it is gone."""
-    for a in agents:
-        if a.proc.poll() is None:
-            a.proc.terminate()
-    for a in agents:
-        try:
-            a.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            a.proc.kill()
-            a.proc.wait()
+    agentproc.stop(a.proc for a in agents)
 
 
 async def call(session: aiohttp.ClientSession, ctx: ssl.SSLContext, method: str, url: str,
@@ -269,28 +256,18 @@ async def bench_ours(agents: list[Agent], ctx: ssl.SSLContext, mb: int,
 def agent_main(n: int, port: int, state: pathlib.Path, cache: pathlib.Path, tls_dir: pathlib.Path) -> int:
     """`--agent N`: one node agent (container manager + API), as the agent process runs it without a
     control plane; says "ready" on stdout, and on SIGTERM kills its jobs and unmounts their layers."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the benchmark, which then stops us
     address = f"127.0.0.{n}"
     ident = tls.Identity(ca=tls_dir / "ca.crt", cert=tls_dir / f"node{n}.crt", key=tls_dir / f"node{n}.key")
 
-    async def serve() -> None:
-        manager = containers.Manager(state, images.Cache(cache), node=f"bench-{os.getppid()}-{n}")
-        runner = await server.serve(manager, address, port, tls.server_context(ident), tls.client_context(ident))
-        try:
-            if has_postcopy():
-                from mosix.agent import postcopy
+    async def start(manager: containers.Manager) -> web.AppRunner:
+        if has_postcopy():
+            from mosix.agent import postcopy
 
-                postcopy.enable(manager, ident, address)
-            stop = asyncio.Event()
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-            print("ready", flush=True)
-            await stop.wait()
-        finally:
-            await runner.cleanup()
-            await asyncio.to_thread(manager.close)
+            postcopy.enable(manager, ident, address)
+        return await server.serve(manager, address, port, tls.server_context(ident), tls.client_context(ident))
 
-    asyncio.run(serve())
-    return 0
+    return agentproc.serve(
+        lambda: containers.Manager(state, images.Cache(cache), node=f"bench-{os.getppid()}-{n}"), start)
 
 
 # --- raw runc --------------------------------------------------------------------------------------
@@ -573,14 +550,6 @@ def check_requirements() -> None:
         raise SystemExit(f"bench/migration.py needs {', '.join(missing)}")
 
 
-def raise_pipe_max_size() -> None:
-    """CRIU's page server wants 4 MiB pipes (post-copy); the agent does the same at start."""
-    path = pathlib.Path("/proc/sys/fs/pipe-max-size")
-    with contextlib.suppress(OSError, ValueError):
-        if int(path.read_text()) < 4194304:
-            path.write_text("4194304")
-
-
 async def main_async(sizes: list[int], reps: int, methods: set[str]) -> Results:
     """Run every method for every size in one temp folder; clean everything up."""
     results: Results = {}
@@ -651,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown methods {sorted(unknown)}")
     check_requirements()
-    raise_pipe_max_size()
+    pageserver.raise_pipe_max_size()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     started = time.monotonic()

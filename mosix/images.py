@@ -2,7 +2,8 @@
 
 ``mosix-images [--base IMAGE | --local-base] [--mirror URL] [--tag TAG] [--prefix mosix] [--only NAME] [--no-cache]``
 
-The Dockerfiles (``images/operator/Dockerfile``, ``images/agent/Dockerfile``) take ``ARG BASE``
+``images/Dockerfile`` has a final stage per image (``--target operator``, ``--target agent``) over
+shared ones (Python, the site's CAs, the package's venv), and takes ``ARG BASE``
 (default ``debian:trixie-slim``). The base is chosen in this order: ``--base`` if given; else
 ``debian:trixie-slim`` if the engine has it or can pull it; else ``local/debian:trixie``, made here
 when missing with ``debootstrap --variant=minbase trixie DIR MIRROR`` + ``docker import`` (where no
@@ -34,7 +35,8 @@ import docker
 import docker.errors
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-NAMES = ("operator", "agent")
+NAMES = ("operator", "agent")  # the final stages of DOCKERFILE; the classic builder builds the stages before one too
+DOCKERFILE = "images/Dockerfile"
 DEFAULT_BASE = "debian:trixie-slim"
 LOCAL_BASE = "local/debian:trixie"
 CONTEXT = ("pyproject.toml", "README.md", "mosix", "operator", "nodeagent")
@@ -121,7 +123,7 @@ def extra_ca_certs(folder: pathlib.Path | None = HOST_EXTRA_CA) -> list[pathlib.
 
 
 def context_tar(root: pathlib.Path = REPO, extra_ca: Iterable[pathlib.Path] = ()) -> bytes:
-    """The build context as a tar: CONTEXT, images/*/Dockerfile and images/extra-ca/ (plus the extra CA
+    """The build context as a tar: CONTEXT, images/Dockerfile and images/extra-ca/ (plus the extra CA
     certificates given), without caches or bytecode."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -138,8 +140,7 @@ def context_tar(root: pathlib.Path = REPO, extra_ca: Iterable[pathlib.Path] = ()
             if not path.exists():
                 raise ImageError(f"build context: {path} is missing")
             tar.add(path, arcname=name, filter=keep)
-        for name in NAMES:
-            tar.add(root / "images" / name / "Dockerfile", arcname=f"images/{name}/Dockerfile", filter=keep)
+        tar.add(root / DOCKERFILE, arcname=DOCKERFILE, filter=keep)
         tar.add(root / "images" / "extra-ca", arcname="images/extra-ca", filter=keep)
         for i, cert in enumerate(extra_ca):
             tar.add(cert, arcname=f"images/extra-ca/host-{i}-{cert.name}", filter=keep)
@@ -215,7 +216,8 @@ def resolve_base(client: docker.DockerClient, base: str | None = None, *, local_
 
 def build(client: docker.DockerClient, name: str, *, base: str, tag: str, prefix: str = "mosix",
           nocache: bool = False, context: bytes | None = None, say: Say = _quiet) -> Built:
-    """Builds images/NAME/Dockerfile from base as PREFIX/NAME:TAG; ImageError with the log's tail on failure."""
+    """Builds the stage NAME of images/Dockerfile from base as PREFIX/NAME:TAG; ImageError with the log's tail
+    on failure."""
     if name not in NAMES:
         raise ImageError(f"unknown image {name!r} (one of {', '.join(NAMES)})")
     ref = f"{prefix}/{name}:{tag}"
@@ -225,7 +227,7 @@ def build(client: docker.DockerClient, name: str, *, base: str, tag: str, prefix
     image_id: str | None = None
     stream = client.api.build(
         fileobj=io.BytesIO(context if context is not None else context_tar()), custom_context=True,
-        dockerfile=f"images/{name}/Dockerfile", tag=ref, buildargs={"BASE": base, **oci_build_args()},
+        dockerfile=DOCKERFILE, target=name, tag=ref, buildargs={"BASE": base, **oci_build_args()},
         rm=True, forcerm=True, pull=False, nocache=nocache, decode=True)
     for chunk in stream:
         if "error" in chunk:

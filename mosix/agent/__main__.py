@@ -38,6 +38,7 @@ from mosix.agent import (
     metrics,
     migration,
     nodestatus,
+    pageserver,
     postcopy,
     server,
     tls,
@@ -47,7 +48,6 @@ from mosix.agent.homefs import exports, mounts
 from mosix.api import job, meta, node
 from mosix.client import client, local
 
-PIPE_MAX_SIZE = 4194304
 T = TypeVar("T")
 log = logging.getLogger("mosix.agent")
 
@@ -88,16 +88,6 @@ def number_of(name: str) -> int:
     if not digits:
         raise SystemExit(f"mosix-agent: --node-number: cannot derive a node number from {name!r}")
     return int(digits)
-
-
-def raise_pipe_max_size() -> None:
-    """CRIU's page server needs 4 MiB pipes for post-copy, and this machine lacks CAP_SYS_RESOURCE."""
-    path = pathlib.Path("/proc/sys/fs/pipe-max-size")
-    try:
-        if int(path.read_text()) < PIPE_MAX_SIZE:
-            path.write_text(str(PIPE_MAX_SIZE))
-    except OSError as e:
-        log.warning("could not raise fs.pipe-max-size: %s (post-copy migration will fail)", e)
 
 
 def identity(args: argparse.Namespace) -> tls.Identity:
@@ -208,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     except criu.CriuError as e:
         log.error("%s", e)
         return 1
-    raise_pipe_max_size()
+    pageserver.raise_pipe_max_size()
     ident = identity(args)
     client_ctx = tls.client_context(ident)
     state = state_dir(args)

@@ -88,6 +88,15 @@ class _Entry:
     exited: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """A paused job's stdio as its dump records it: logical output offsets and the input it consumed."""
+
+    stdout_offset: int
+    stderr_offset: int
+    stdin_offset: int
+
+
 class Manager:
     """All job containers of one agent."""
 
@@ -526,13 +535,41 @@ class Manager:
 
         return read
 
-    def _hold_input(self, e: _Entry) -> int:
-        """With the job paused for a dump: the input its process consumed (unread input taken back)."""
-        return e.feeder.hold() if e.feeder is not None else e.stdin_start
+    # --- what every dump does before CRIU runs, and its two endings ---------------------------
 
-    def _release_input(self, e: _Entry) -> None:
+    def _pause_for_dump(self, e: _Entry) -> Held:
+        """Pause the job and make what its dump records whole and of one instant: writes behind through
+        its FUSE mount at home, its output pumped to the end, its unread input taken back. It ends in
+        `_thaw` (the job goes on here) or `_end_dumped` (it went on elsewhere or into a set)."""
+        self.runtime.pause(e.job.name)
+        self.homefs.drain(e.dir)
+        stdout_offset, stderr_offset = self._logical_offsets(e, [p.drain() for p in e.pumps])
+        stdin_offset = e.feeder.hold() if e.feeder is not None else e.stdin_start
+        return Held(stdout_offset, stderr_offset, stdin_offset)
+
+    def _thaw(self, e: _Entry) -> None:
+        """The dumped job goes on here: feed its input again and resume it if it is paused."""
         if e.feeder is not None:
             e.feeder.release()
+        with contextlib.suppress(runc.RuncError):
+            if self.runtime.state(e.job.name).status == "paused":
+                self.runtime.resume(e.job.name)
+
+    def _end_dumped(self, e: _Entry) -> None:
+        """The dumped job's processes are gone (or going): its output to the end, then forget the container."""
+        e.state = jobs.State.STOPPED  # before the reaper sees the death: not an exit
+        e.generation += 1
+        for p in e.pumps:
+            p.wait(10)
+        self._finish_container(e)
+        self._teardown_layer(e)
+
+    def _meta(self, e: _Entry, held: Held, *, serial: int, reason: str, dump_seconds: float) -> checkpoints.Meta:
+        """The record of a set dumped from e while held."""
+        return checkpoints.Meta(
+            job=e.job.to_dict(), serial=serial, time=datetime.datetime.now(datetime.UTC).isoformat(),
+            node=self.node, reason=reason, stdout_offset=held.stdout_offset, stderr_offset=held.stderr_offset,
+            stdin_offset=held.stdin_offset, image_digest=e.image_digest, dump_seconds=round(dump_seconds, 4))
 
     # --- the keeper and adoption -------------------------------------------------------------
 
@@ -732,48 +769,28 @@ class Manager:
 
     def _dump(self, e: _Entry, final: pathlib.Path, serial: int, leave_running: bool, reason: str) -> None:
         """Pause, drain output, copy the writable layer, checkpoint; publish the set."""
-        name = e.job.name
         staging = checkpoints.staging_for(final)
-        work = self._scratch(f"dump-{name}")
-        self.runtime.pause(name)
+        work = self._scratch(f"dump-{e.job.name}")
         try:
-            self.homefs.drain(e.dir)  # writes behind through its FUSE mount are home before the dump
-            offsets = self._logical_offsets(e, [p.drain() for p in e.pumps])
-            stdin_offset = self._hold_input(e)
+            held = self._pause_for_dump(e)
             checkpoints.copy_tree(e.dir / "upper", staging / checkpoints.UPPER)
             started = time.monotonic()
             try:
-                self.runtime.checkpoint(name, staging / checkpoints.IMAGES, work, leave_running=leave_running)
+                self.runtime.checkpoint(e.job.name, staging / checkpoints.IMAGES, work, leave_running=leave_running)
             except runc.Refused as refused:
                 raise unsupported.classify(refused, work / "dump.log") from refused
             seconds = time.monotonic() - started
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-            self._release_input(e)
-            with contextlib.suppress(runc.RuncError):
-                if self.runtime.state(name).status == "paused":
-                    self.runtime.resume(name)
+            self._thaw(e)
             raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
         if leave_running:
-            self._release_input(e)
-            with contextlib.suppress(runc.RuncError):
-                if self.runtime.state(name).status == "paused":
-                    self.runtime.resume(name)
+            self._thaw(e)
         else:
-            e.state = jobs.State.STOPPED  # before the reaper sees the death: not an exit
-            e.generation += 1
-            for p in e.pumps:
-                p.wait(10)
-            self._finish_container(e)
-            self._teardown_layer(e)
-        meta = checkpoints.Meta(
-            job=e.job.to_dict(), serial=serial, time=datetime.datetime.now(datetime.UTC).isoformat(),
-            node=self.node, reason=reason, stdout_offset=offsets[0],
-            stderr_offset=offsets[1], image_digest=e.image_digest,
-            dump_seconds=round(seconds, 4), stdin_offset=stdin_offset)
-        checkpoints.publish(staging, final, meta)
+            self._end_dumped(e)
+        checkpoints.publish(staging, final, self._meta(e, held, serial=serial, reason=reason, dump_seconds=seconds))
 
 
 def _wait_exit(pid: int, recorded: collections.abc.Callable[[], int | None] = lambda: None) -> int | None:

@@ -68,9 +68,8 @@ def check(binary: str = "criu") -> None:
         finally:
             os.close(dir_fd)
         if not resp.success:
-            log = pathlib.Path(tmp, "check.log")
-            tail = log.read_text(errors="replace").splitlines()[-5:] if log.exists() else []
-            raise Refused(f"criu check refused (errno {resp.cr_errno}): {' / '.join(tail)}", resp.cr_errno)
+            tail = " / ".join(errors.log_tail(pathlib.Path(tmp, "check.log"), 5))
+            raise Refused(f"criu check refused (errno {resp.cr_errno}): {tail}", resp.cr_errno)
 
 
 STD_NAMES = {0: "Standard Input (0)", 1: "Standard Output(1)", 2: "Standard Error (2)"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 
 class AgentError(Exception):
     """Anything the agent could not do."""
@@ -17,3 +19,11 @@ class JobError(AgentError):
 
 class CheckpointError(AgentError):
     """A checkpoint set is missing, incomplete or does not match what was asked."""
+
+
+def log_tail(path: pathlib.Path, lines: int = 15) -> list[str]:
+    """The last lines of a tool's log (CRIU, runc, a FUSE process) for an error message; none if unreadable."""
+    try:
+        return path.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return []

@@ -21,7 +21,6 @@ import collections.abc
 import concurrent.futures
 import contextlib
 import dataclasses
-import datetime
 import logging
 import pathlib
 import queue
@@ -164,33 +163,32 @@ async def _settle(dump: FrozenDump) -> None:
     await asyncio.wrap_future(dump.done)
 
 
-def _released(name: str, work: pathlib.Path, done: concurrent.futures.Future[None]) -> None:
+def _released(name: str, work: pathlib.Path, done: concurrent.futures.Future[bool]) -> None:
     """After the source let a migrated job go: its outgoing set goes too; a failed teardown is logged."""
     shutil.rmtree(work, ignore_errors=True)
     if (err := done.exception()) is not None:
         log.warning("migrated %s, but its teardown here failed: %s", name, err)
 
 
-class FrozenDump:
-    """One job's dump into a peer's page server, `--leave-running` while paused: the job stays here,
-    frozen, until `decide(True)` (the peer runs it: kill it, tear down its layer) or `decide(False)`
-    (thaw it). A thread of its own holds the job's lock throughout, so nothing else touches the job."""
+class HeldDump:
+    """One job dumped for a migration and held here, paused, until the peer answers: `decide(True)` (it
+    runs there: `_proceed`) or `decide(False)` (`_abort`: thaw it here). A thread of its own holds the
+    job's lock from the dump to the end, so nothing else (not the reaper either) touches the job. `ready`
+    is set once the set is written (an error: the dump failed and the job runs on here); `done` says
+    whether the job left this node (True) or runs on here (False). Subclasses set their own attributes
+    before calling this __init__ (it starts the thread) and write `_dump` and `_proceed`."""
 
-    def __init__(self, manager: containers.Manager, name: str, set_dir: pathlib.Path,
-                 page_server: pagerelay.Peer) -> None:
+    def __init__(self, manager: containers.Manager, name: str, set_dir: pathlib.Path, thread_name: str) -> None:
         self.manager = manager
         self.name = name
         self.set_dir = set_dir
-        self.page_server = page_server
-        self.node = pageserver.node_of(manager)
         self._entry = manager._get(name)
         self.upper = self._entry.dir / "upper"  # sent in place: the job is frozen until decided
-        self.paused_at = time.monotonic()
         self.phases: dict[str, float] = {}
         self._decision: queue.SimpleQueue[bool] = queue.SimpleQueue()
         self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self.done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        threading.Thread(target=self._run, name=f"migrate {name}", daemon=True).start()
+        self.done: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        threading.Thread(target=self._run, name=thread_name, daemon=True).start()
 
     def decide(self, proceed: bool) -> None:
         """The peer runs the job (True) or will not (False)."""
@@ -202,32 +200,59 @@ class FrozenDump:
             try:
                 self._dump(e)
             except BaseException as err:
-                self._resume()
+                self._thaw()
+                self._cleanup()
                 self.ready.set_exception(err)
                 return
             self.ready.set_result(None)
             try:
-                if self._decision.get():
-                    self._let_go(e)
-                else:
-                    self._resume()
-                self.done.set_result(None)
+                self.done.set_result(self._proceed() if self._decision.get() else self._abort())
             except BaseException as err:
                 self.done.set_exception(err)
+            finally:
+                self._cleanup()
+
+    def _dump(self, e: Any) -> None:
+        """Pause the job (Manager._pause_for_dump) and write the set into set_dir."""
+        raise NotImplementedError
+
+    def _proceed(self) -> bool:
+        """The peer runs the job: whether it left this node (False: it runs on here after all)."""
+        raise NotImplementedError
+
+    def _abort(self) -> bool:
+        """The peer will not run the job: thaw it here."""
+        self._thaw()
+        return False
+
+    def _thaw(self) -> None:
+        self.manager._thaw(self._entry)
+
+    def _cleanup(self) -> None:
+        """What the dump left behind, once the outcome is known."""
+
+
+class FrozenDump(HeldDump):
+    """The stop-and-copy dump into a peer's page server, `--leave-running` while paused: on `decide(True)`
+    the frozen processes here are killed and the layer torn down."""
+
+    def __init__(self, manager: containers.Manager, name: str, set_dir: pathlib.Path,
+                 page_server: pagerelay.Peer) -> None:
+        self.page_server = page_server
+        self.node = pageserver.node_of(manager)
+        self.paused_at = time.monotonic()
+        super().__init__(manager, name, set_dir, f"migrate {name}")
 
     def _dump(self, e: Any) -> None:
         m = self.manager
-        if e.state != jobs.State.RUNNING:
-            raise errors.JobError(f"job {self.name} is {e.state.value.lower()}, not running")
+        m._require(e, jobs.State.RUNNING)
         checkpoints.secure_dir(self.set_dir.parent)
         staging = checkpoints.staging_for(self.set_dir)
         work = m._scratch(f"migrate-{self.name}")
         try:
             relay = pagerelay.Outbound(self.node.address, self.page_server, tls.client_context(self.node.identity))
             self.paused_at = time.monotonic()
-            m.runtime.pause(self.name)
-            offsets = m._logical_offsets(e, [p.drain() for p in e.pumps])
-            stdin_offset = m._hold_input(e)  # unread input taken back: the set records what was consumed
+            held = m._pause_for_dump(e)
             dump_at = time.monotonic()
             try:
                 m.runtime.checkpoint(self.name, staging / checkpoints.IMAGES, work, leave_running=True,
@@ -239,10 +264,7 @@ class FrozenDump:
             if not relay.done.wait(RELAY_TIMEOUT) or not relay.ok:
                 raise MigrationFailed(f"the page stream to the peer's page server failed: {relay.error or 'cut'}")
             dumped_at = time.monotonic()
-            meta = checkpoints.Meta(
-                job=e.job.to_dict(), serial=1, time=datetime.datetime.now(datetime.UTC).isoformat(),
-                node=m.node, reason="migration", stdout_offset=offsets[0], stderr_offset=offsets[1],
-                stdin_offset=stdin_offset, image_digest=e.image_digest, dump_seconds=round(dumped_at - dump_at, 4))
+            meta = m._meta(e, held, serial=1, reason="migration", dump_seconds=dumped_at - dump_at)
             checkpoints.publish(staging, self.set_dir, meta)
             self.phases = {"pause": dump_at - self.paused_at, "dump": dumped_at - dump_at}
         except BaseException:
@@ -251,23 +273,12 @@ class FrozenDump:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _let_go(self, e: Any) -> None:
+    def _proceed(self) -> bool:
         """The peer runs the job: end the frozen processes here and tear down the layer."""
-        m = self.manager
-        e.state = jobs.State.STOPPED  # before the reaper may look: not an exit
-        e.generation += 1
         with contextlib.suppress(runc.Refused):
-            m.runtime.delete(self.name, force=True)  # runc freezes, kills and thaws a paused container
-        for p in e.pumps:
-            p.wait(10)
-        m._finish_container(e)  # output flushed, input feeder and home-directory mount ended
-        m._teardown_layer(e)
-
-    def _resume(self) -> None:
-        self.manager._release_input(self._entry)
-        with contextlib.suppress(runc.RuncError):
-            if self.manager.runtime.state(self.name).status == "paused":
-                self.manager.runtime.resume(self.name)
+            self.manager.runtime.delete(self.name, force=True)  # runc freezes, kills and thaws a paused container
+        self.manager._end_dumped(self._entry)
+        return True
 
 
 # --- the whole set in one tar ---------------------------------------------------------------------------

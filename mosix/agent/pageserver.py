@@ -31,6 +31,7 @@ from mosix.agent import checkpoints, containers, errors, pagerelay, tls
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 30.0  # for a page server to listen
+PIPE_MAX_SIZE = 4194304  # the pipes CRIU's page server grows (F_SETPIPE_SZ)
 PAGE_IMAGES = ("pagemap-", "pages-")  # what a page server writes: the memory, nothing else
 
 
@@ -43,6 +44,16 @@ class Node:
 
 
 _nodes: weakref.WeakKeyDictionary[containers.Manager, Node] = weakref.WeakKeyDictionary()
+
+
+def raise_pipe_max_size(path: pathlib.Path = pathlib.Path("/proc/sys/fs/pipe-max-size")) -> None:
+    """Let CRIU's page server grow its pipes to 4 MiB: above fs.pipe-max-size that needs CAP_SYS_RESOURCE,
+    which the agents lack here, and CRIU then fails mid-stream (ENVIRONMENT.md). The agent does it at start."""
+    try:
+        if int(path.read_text()) < PIPE_MAX_SIZE:
+            path.write_text(str(PIPE_MAX_SIZE))
+    except (OSError, ValueError) as e:
+        log.warning("could not raise fs.pipe-max-size: %s (page streams and post-copy migration will fail)", e)
 
 
 def enable(manager: containers.Manager, identity: tls.Identity, address: str) -> None:
@@ -173,10 +184,7 @@ class Sink:
 
     def log_tail(self, lines: int = 10) -> str:
         """The end of CRIU's log, for error messages."""
-        try:
-            return " / ".join((self.dir / "page-server.log").read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return " / ".join(errors.log_tail(self.dir / "page-server.log", lines))
 
 
 def _wait_byte(fd: int, timeout: float) -> bool:

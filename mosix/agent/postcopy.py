@@ -26,14 +26,11 @@ Each agent must be `enable`d with its TLS files and address.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import datetime
 import ipaddress
 import logging
 import os
 import pathlib
-import queue
 import select
 import shutil
 import socket
@@ -80,71 +77,31 @@ free_port = pageserver.free_port
 # --- source ------------------------------------------------------------------------------------------
 
 
-class LazyDump:
-    """One job's lazy checkpoint on the source: holds the job's lock from `start` to `finish`/`abort`,
-    so nothing else (and not the reaper) touches the job while its frozen processes serve pages."""
+class LazyDump(migration.HeldDump):
+    """One job's lazy checkpoint on the source: its frozen processes serve their pages from here until
+    the peer's lazy-pages daemon has them all (`decide(True)`), or the dump is made to fail (`decide(False)`)."""
 
     def __init__(self, manager: containers.Manager, name: str, set_dir: pathlib.Path, node: Node) -> None:
-        self.manager = manager
-        self.name = name
-        self.set_dir = set_dir
         self.node = node
         self.port = free_port(node.address)
-        self._entry = manager._get(name)
         self._proc: subprocess.Popen[bytes] | None = None
-        self.upper = self._entry.dir / "upper"
-        self.phases: dict[str, float] = {}
         self._work: pathlib.Path | None = None
-        self._decision: queue.SimpleQueue[bool] = queue.SimpleQueue()
-        self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self.done: concurrent.futures.Future[bool] = concurrent.futures.Future()
-        threading.Thread(target=self.run, name=f"post-copy {name}", daemon=True).start()
+        super().__init__(manager, name, set_dir, f"post-copy {name}")
 
     @property
     def page_server(self) -> str:
         """ADDRESS:PORT of the page server."""
         return f"{self.node.address}:{self.port}"
 
-    def run(self) -> None:
-        """In a thread of its own (the job's lock is held by one thread from start to end): dump,
-        report `ready`, wait for `decide(True)` (the peer runs the job: serve the pages) or
-        `decide(False)` (abort), and report the outcome in `done`."""
-        e = self._entry
-        with e.lock:
-            try:
-                self._start(e)
-            except BaseException as err:
-                self._resume()
-                self._cleanup()
-                self.ready.set_exception(err)
-                return
-            self.ready.set_result(None)
-            try:
-                if self._decision.get():
-                    self.done.set_result(self._finish())
-                else:
-                    self.done.set_result(self._abort())
-            except BaseException as err:
-                self.done.set_exception(err)
-            finally:
-                self._cleanup()
-
-    def decide(self, proceed: bool) -> None:
-        """The peer runs the job (True: let the pages go) or will not (False: thaw it here)."""
-        self._decision.put(proceed)
-
-    def _start(self, e: Any) -> None:
+    def _dump(self, e: Any) -> None:
         m = self.manager
-        if e.state != jobs.State.RUNNING:
-            raise errors.JobError(f"job {self.name} is {e.state.value.lower()}, not running")
+        m._require(e, jobs.State.RUNNING)
         checkpoints.secure_dir(self.set_dir.parent)
         staging = checkpoints.staging_for(self.set_dir)
         self._work = m._scratch(f"lazy-dump-{self.name}")
         config = write_criu_config(self._work / "criu-tls.conf", self.node.identity)
         paused_at = time.monotonic()
-        m.runtime.pause(self.name)
-        offsets = m._logical_offsets(e, [p.drain() for p in e.pumps])
-        stdin_offset = m._hold_input(e)
+        held = m._pause_for_dump(e)
         # The writable layer is not copied: it goes into the tar in place (`upper`), the job frozen meanwhile.
         status_r, status_w = os.pipe()
         started = time.monotonic()
@@ -167,15 +124,11 @@ class LazyDump:
             refused = runc.Refused(["checkpoint", "--lazy-pages", self.name], self._proc.returncode or -1,
                                    err.decode(errors="replace") + self._criu_log())
             raise unsupported.classify(refused, self._work / "dump.log")
-        meta = checkpoints.Meta(
-            job=e.job.to_dict(), serial=1, time=datetime.datetime.now(datetime.UTC).isoformat(),
-            node=m.node, reason="migration:post-copy", stdout_offset=offsets[0], stderr_offset=offsets[1],
-            image_digest=e.image_digest, dump_seconds=round(time.monotonic() - started, 4),
-            stdin_offset=stdin_offset)
+        meta = m._meta(e, held, serial=1, reason="migration:post-copy", dump_seconds=time.monotonic() - started)
         checkpoints.publish(staging, self.set_dir, meta)
         self.phases = {"pause": started - paused_at, "lazy_dump": time.monotonic() - started}
 
-    def _finish(self, timeout: float = PAGES_TIMEOUT) -> bool:
+    def _proceed(self, timeout: float = PAGES_TIMEOUT) -> bool:
         """Wait until the page server is done. True: every page crossed and CRIU ended the processes
         here (the job is gone from this agent). False: the stream broke and the job runs on here."""
         assert self._proc is not None
@@ -187,7 +140,7 @@ class LazyDump:
         if self._proc.returncode != 0:
             log.warning("post-copy of %s: page server failed (%s): %s%s", self.name, self._proc.returncode,
                         err.decode(errors="replace").strip(), self._criu_log())
-            self._resume()
+            self._thaw()
             return False
         self._let_go()
         return True
@@ -211,32 +164,15 @@ class LazyDump:
         if self._proc.returncode == 0:
             self._let_go()
             return True
-        self._resume()
+        self._thaw()
         return False
 
     def _let_go(self) -> None:
         """Every page crossed and CRIU ended the processes here: forget the container."""
-        e = self._entry
-        e.state = jobs.State.STOPPED  # before the reaper may look: not an exit
-        e.generation += 1
-        for p in e.pumps:
-            p.wait(10)
-        self.manager._finish_container(e)
-        self.manager._teardown_layer(e)
-
-    def _resume(self) -> None:
-        self.manager._release_input(self._entry)
-        with contextlib.suppress(runc.RuncError):
-            if self.manager.runtime.state(self.name).status == "paused":
-                self.manager.runtime.resume(self.name)
+        self.manager._end_dumped(self._entry)
 
     def _criu_log(self) -> str:
-        if self._work is None:
-            return ""
-        path = self._work / "dump.log"
-        with contextlib.suppress(OSError):
-            return "\n" + "\n".join(path.read_text(errors="replace").splitlines()[-15:])
-        return ""
+        return "" if self._work is None else _tail(self._work / "dump.log", "\n")
 
     def _cleanup(self) -> None:
         if self._work is not None:
@@ -407,8 +343,7 @@ def _await_pages(name: str, daemon: subprocess.Popen[bytes], lazy_dir: pathlib.P
         shutil.rmtree(lazy_dir, ignore_errors=True)
 
 
-def _tail(path: pathlib.Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+def _tail(path: pathlib.Path, before: str = "") -> str:
+    """The end of a CRIU or runc log, after `before`; "" if there is none."""
+    lines = errors.log_tail(path)
+    return before + "\n".join(lines) if lines else ""

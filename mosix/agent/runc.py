@@ -163,8 +163,8 @@ class Runtime:
             raise NotRunnable(f"{self.binary} {args[0]} died of signal {-returncode}")
         if returncode != 0:
             detail = err
-            if log is not None and log.exists():
-                detail += "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+            if log is not None and (tail := errors.log_tail(log)):
+                detail += "\n" + "\n".join(tail)
             raise Refused(args, returncode, detail)
         return out
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import pydantic
 from pydantic import Field
 
 from mosix.api import meta
@@ -104,10 +103,8 @@ class MosixClusterStatus(meta.Model):
     conditions: list[meta.Condition] = Field(default_factory=list, description="Observed facts with their reasons.")
 
 
-class MosixCluster(pydantic.BaseModel):
+class MosixCluster(meta.Resource):
     """The MOSIX configuration of one cluster, cluster-scoped; normally one, named default."""
-
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid")
 
     KIND: ClassVar[str] = "MosixCluster"
     PLURAL: ClassVar[str] = "mosixclusters"
@@ -115,15 +112,7 @@ class MosixCluster(pydantic.BaseModel):
     SHORT_NAMES: ClassVar[list[str]] = ["mc"]
     NAMESPACED: ClassVar[bool] = False
 
-    api_version: str = Field(default=meta.API_VERSION, alias="apiVersion")
     kind: str = Field(default="MosixCluster")
     metadata: meta.ObjectMeta = Field(default_factory=lambda: meta.ObjectMeta(name=DEFAULT_NAME))
     spec: MosixClusterSpec = Field(default_factory=MosixClusterSpec)
     status: MosixClusterStatus = Field(default_factory=MosixClusterStatus)
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    def wire(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import pydantic
 from pydantic import Field
 
 from mosix.api import meta
@@ -476,10 +475,8 @@ def where(phase: Phase, node: str | None) -> str:
     return node or "-"
 
 
-class MosixJob(pydantic.BaseModel):
+class MosixJob(meta.Resource):
     """A MOSIX job: one mosrun, namespaced."""
-
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid")
 
     KIND: ClassVar[str] = "MosixJob"
     PLURAL: ClassVar[str] = "mosixjobs"
@@ -487,15 +484,6 @@ class MosixJob(pydantic.BaseModel):
     SHORT_NAMES: ClassVar[list[str]] = ["mj"]
     NAMESPACED: ClassVar[bool] = True
 
-    api_version: str = Field(default=meta.API_VERSION, alias="apiVersion")
     kind: str = Field(default="MosixJob")
-    metadata: meta.ObjectMeta = Field(default_factory=meta.ObjectMeta)
     spec: MosixJobSpec
     status: MosixJobStatus = Field(default_factory=MosixJobStatus)
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    def wire(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")

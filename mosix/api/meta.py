@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pydantic
 from pydantic import alias_generators
@@ -68,3 +68,28 @@ class Condition(Model):
     reason: str = pydantic.Field(default="", description="A CamelCase word saying why.")
     message: str = pydantic.Field(default="", description="A sentence for humans.")
     last_transition_time: str | None = pydantic.Field(default=None, description="When status last changed (RFC 3339).")
+
+
+class Resource(pydantic.BaseModel):
+    """Base of the three custom resources: apiVersion, kind and metadata, the name, the wire form.
+    Each sets KIND and its other ClassVars, its `kind` default, and its spec and status."""
+
+    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid")
+
+    KIND: ClassVar[str]
+    PLURAL: ClassVar[str]
+    SINGULAR: ClassVar[str]
+    SHORT_NAMES: ClassVar[list[str]]
+    NAMESPACED: ClassVar[bool]
+
+    api_version: str = pydantic.Field(default=API_VERSION, alias="apiVersion")
+    kind: str
+    metadata: ObjectMeta = pydantic.Field(default_factory=ObjectMeta)
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def wire(self) -> dict[str, Any]:
+        """The object as the API server stores it: camelCase, unset fields left out."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")

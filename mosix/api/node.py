@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import pydantic
 from pydantic import Field
 
 from mosix.api import meta
@@ -99,10 +98,8 @@ class MosixNodeStatus(meta.Model):
     conditions: list[meta.Condition] = Field(default_factory=list, description="Observed facts with their reasons.")
 
 
-class MosixNode(pydantic.BaseModel):
+class MosixNode(meta.Resource):
     """A MOSIX node, cluster-scoped, named after its host."""
-
-    model_config = pydantic.ConfigDict(populate_by_name=True, extra="forbid")
 
     KIND: ClassVar[str] = "MosixNode"
     PLURAL: ClassVar[str] = "mosixnodes"
@@ -110,20 +107,11 @@ class MosixNode(pydantic.BaseModel):
     SHORT_NAMES: ClassVar[list[str]] = ["mn"]
     NAMESPACED: ClassVar[bool] = False
 
-    api_version: str = Field(default=meta.API_VERSION, alias="apiVersion")
     kind: str = Field(default="MosixNode")
-    metadata: meta.ObjectMeta = Field(default_factory=meta.ObjectMeta)
     spec: MosixNodeSpec
     status: MosixNodeStatus = Field(default_factory=MosixNodeStatus)
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
 
     def alive(self, now: float, dead_after: float) -> bool:
         """Has the node's agent reported within `dead_after` seconds of `now` (epoch seconds), and not as down?"""
         beat = meta.seconds(self.status.heartbeat)
         return beat is not None and now - beat <= dead_after and self.status.state != NodeState.DOWN
-
-    def wire(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, exclude_none=True, mode="json")

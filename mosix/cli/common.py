@@ -24,6 +24,7 @@ class Common:
     kubeconfig: str | None = None
     context: str | None = None
     namespace: str | None = None
+    all_namespaces: bool = False  # Kubernetes: list the jobs of every namespace, named NAMESPACE/NAME (mosps -A)
     local: bool = False
     output: str = "table"
     help: bool = False
@@ -36,7 +37,8 @@ class Common:
         try:
             from mosix.client import kube
 
-            namespace = self.namespace or os.environ.get("MOSIX_NAMESPACE") or None
+            namespace = kube.ALL_NAMESPACES if self.all_namespaces else (
+                self.namespace or os.environ.get("MOSIX_NAMESPACE") or None)
             return client.Client(kube.KubeStore(kubeconfig, self.context, namespace))
         except Exception as e:  # kubernetes' config loader raises several unrelated types
             raise store.StoreError(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import getpass
+import os
 
 from mosix.api import job
 from mosix.cli import columns, common, output, usage
 
 USAGE = (
-    """usage: mosps [-AeIhMLOnVPD] [-J{job-id}]
-  -A, -e  every user's processes (default: only yours)
+    """usage: mosps [-AeIhMLOnVPD] [-J{job-id}] [-u user[,user...]] [-p pid[,pid...]]
+  -A, -e  every user's processes (default: only yours); on Kubernetes, of every namespace
+          unless --namespace or $MOSIX_NAMESPACE names one
+  -u      only these users' processes    -p  only these processes (1001: all of job 1001; 1001.2: one)
   -I      nodes as IP addresses          -h  nodes as host names
   -M      only the last component of host names
   -L      only local processes           -O  only local processes that are away
@@ -33,18 +37,33 @@ class Options:
     origpid: bool = False
     due: bool = False
     job_id: int | None = None
+    users: tuple[str, ...] = ()
+    pids: tuple[str, ...] = ()
     common: common.Common = dataclasses.field(default_factory=common.Common)
 
 
 def parse(argv: list[str]) -> Options:
-    """ps-style: letters may be grouped (-AMn); -J takes the rest of its word (-J20)."""
+    """ps-style: letters may be grouped (-AMn); -J takes the rest of its word (-J20); -u and -p take
+    the rest of their word or the next word, a comma-separated list (-u llor,ann; -p1001)."""
     opts = Options()
-    for word in common.rest(argv, opts.common):
+    words = common.rest(argv, opts.common)
+    while words:
+        word = words.pop(0)
         if not word.startswith("-") or word == "-" or word.startswith("--"):
             raise usage.UsageError(word, "unknown option" if word.startswith("-") else "unexpected argument")
         letters = word[1:]
         for k, letter in enumerate(letters):
             flag = f"-{letter}"
+            if letter in "up":
+                listed = letters[k + 1 :] or (words.pop(0) if words else "")
+                items = tuple(i for i in listed.split(",") if i)
+                if not items:
+                    raise usage.UsageError(flag, f"needs a list of {'users' if letter == 'u' else 'process ids'}")
+                if letter == "u":
+                    opts.users = items
+                else:
+                    opts.pids = items
+                break
             if letter == "J":
                 value = letters[k + 1 :]
                 if not value.isdigit():
@@ -89,9 +108,12 @@ class Row:
     def process(self) -> job.ProcessStatus | None:
         return None if self.index is None else self.j.status.processes[self.index]
 
+    key: str = ""  # the job's name in the listing's scope: NAMESPACE/NAME across namespaces
+
     @property
     def pid(self) -> str:
-        return self.j.name if self.index is None else f"{self.j.name}.{self.index}"
+        name = self.key or self.j.name
+        return name if self.index is None else f"{name}.{self.index}"
 
     @property
     def node(self) -> str | None:
@@ -99,27 +121,30 @@ class Row:
         return self.j.status.node if proc is None else proc.node
 
 
-def rows(j: job.MosixJob) -> list[Row]:
+def rows(j: job.MosixJob, key: str = "") -> list[Row]:
     """The job's live processes: each of a gang's or -S file's started and unfinished ones (by index),
     else the job itself."""
     live = [i for i, p in j.status.processes.items() if not p.phase.finished and p.phase != job.Phase.STOPPED]
     if j.status.processes and not j.status.phase.finished:
-        return [Row(j, i) for i in sorted(live, key=int)]
-    return [Row(j)]
+        return [Row(j, i, key) for i in sorted(live, key=int)]
+    return [Row(j, key=key)]
 
 
-def select(jobs: list[job.MosixJob], opts: Options, names: columns.NodeNames, me: str) -> list[Row]:
-    """The processes mosps lists: live ones, filtered by the flags."""
+def select(jobs: list[job.MosixJob], opts: Options, names: columns.NodeNames, me: str,
+           key: collections.abc.Callable[[job.MosixJob], str] = lambda j: j.name) -> list[Row]:
+    """The processes mosps lists: live ones, filtered by the flags; `key` names a job in the listing."""
     chosen = []
     for j in jobs:
         if j.status.phase.finished:
             continue
-        if not opts.all_users and j.spec.user not in (None, me):
+        if opts.users and j.spec.user not in opts.users:
+            continue
+        if not (opts.all_users or opts.users or opts.pids) and j.spec.user not in (None, me):
             continue
         if opts.job_id is not None and j.spec.job_id != opts.job_id:
             continue
         home_here = names.is_here(j.status.home_node or j.spec.home_node or names.here)
-        for row in rows(j):
+        for row in rows(j, key(j)):
             running_here = names.is_here(row.node)
             if opts.local_only and not home_here:
                 continue
@@ -127,8 +152,10 @@ def select(jobs: list[job.MosixJob], opts: Options, names: columns.NodeNames, me
                 continue
             if opts.guests_only and (home_here or not running_here):
                 continue
+            if opts.pids and row.pid not in opts.pids and (row.key or j.name) not in opts.pids:
+                continue
             chosen.append(row)
-    return sorted(chosen, key=lambda r: (r.j.name.zfill(20), int(r.index or 0)))
+    return sorted(chosen, key=lambda r: (r.j.metadata.namespace or "", r.j.name.zfill(20), int(r.index or 0)))
 
 
 def render(chosen: list[Row], opts: Options, names: columns.NodeNames) -> str:
@@ -160,11 +187,13 @@ def _main(argv: list[str]) -> int:
     if opts.common.help:
         print(USAGE)
         return 0
+    if opts.all_users and not (opts.common.namespace or os.environ.get("MOSIX_NAMESPACE")):
+        opts.common.all_namespaces = True  # -A: every user's, and on Kubernetes users keep to namespaces
     api = opts.common.connect()
     names = columns.NodeNames(tuple(api.nodes()), common.here(), opts.style)
-    chosen = select(api.jobs(), opts, names, getpass.getuser())
+    chosen = select(api.jobs(), opts, names, getpass.getuser(), api.key)
     if opts.common.output != "table":
-        output.objects(list({r.j.name: r.j.wire() for r in chosen}.values()), opts.common.output)
+        output.objects(list({r.key or r.j.name: r.j.wire() for r in chosen}.values()), opts.common.output)
     else:
         print(render(chosen, opts, names), end="")
     return 0

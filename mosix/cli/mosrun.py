@@ -8,6 +8,7 @@ that, so this module does, from one table of flags.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import getpass
 import os
 import pathlib
@@ -28,7 +29,7 @@ USAGE = (
        mosrun -S{max} commands-file      mosrun -I{checkpoint}      mosrun -R{checkpoint} [-O{fd}={file},...]
 where to start:  -r{host}  -{n}  -{a.b.c.d}  -h (home)  -b (best)  -j{n1-n2[,n3-n4...]}
 where it may go: -G[{class}]  -m{MB}  -L (no automatic migration)
-queue:           -q[{pri}]  -P{n} (gang of n)  -J{job-id}
+queue:           -q[{pri}] or -Q[{pri}]  -P{n} (gang of n)  -J{job-id}  -D{DD:HH:MM} (expected duration)
 batch:           -E[/dir] (native Linux)  -M[/dir] (MOSIX, home elsewhere)
 unsupported:     -e (continue)  -w (continue and warn)
 checkpoints:     -C{base}  -A{minutes}  -N{max}   files: -X{dir} (private, migrate with the job)
@@ -93,6 +94,16 @@ def _dir(flag: str, value: str) -> str:
     return value
 
 
+def _due(flag: str, value: str, now: datetime.datetime) -> str:
+    """-D{[[DD:]HH:]MM}: the job's expected duration, stored as the UTC minute it is due (mosps DUE)."""
+    parts = value.split(":")
+    if not value or len(parts) > 3 or not all(p.isdigit() for p in parts):
+        raise usage.UsageError(flag, f"needs the expected duration attached as DD:HH:MM, HH:MM or MM (got {value!r})")
+    minutes = sum(int(p) * unit for p, unit in zip(reversed(parts), (1, 60, 1440), strict=False))
+    due = now.astimezone(datetime.UTC) + datetime.timedelta(minutes=minutes)
+    return due.isoformat(timespec="minutes").replace("+00:00", "Z")
+
+
 def _read_lines(path: str) -> list[str]:
     with open(path, encoding="utf-8") as f:
         return f.read().splitlines()
@@ -104,6 +115,7 @@ def parse(
     cwd: str | None = None,
     user: str | None = None,
     read_lines: Callable[[str], list[str]] = _read_lines,
+    now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
 ) -> Request:
     """Parses mosrun's command line into the job it asks for; UsageError names the bad flag."""
     req = Request(command_line=shlex.join(["mosrun", *argv]))
@@ -212,7 +224,7 @@ def parse(
             if not value:
                 raise usage.UsageError(flag, "needs a job id attached, e.g. -J20")
             once(flag, "job_id", _int(flag, value, "job id", 0, 2147483647))
-        elif letter == "q":
+        elif letter in "qQ":  # the tutorial's "-q / -Q": both queue the job
             priority = _int(flag, value, "priority", 0, job.MAX_PRIORITY) if value else None
             once(flag, "queue", job.Queue(priority=priority))
         elif letter == "P":
@@ -257,6 +269,8 @@ def parse(
             private.append(_dir(flag, value))
         elif letter == "d":
             once(flag, "io_decay", _int(flag, value, "decay", 0, 10000) if value else 0)
+        elif letter == "D":
+            once(flag, "due", _due(flag, value, now()))
         else:
             raise usage.UsageError(word, "unknown option")
         i += 1
@@ -294,7 +308,7 @@ def parse(
     elif not program:
         raise usage.UsageError("", "no program given")
     if fields.get("parallel", 1) != 1 and "queue" not in fields:
-        raise usage.UsageError("-P", "parallel jobs are released by the queue: add -q")
+        raise usage.UsageError("-P", "parallel jobs are released by the queue: add -q (or -Q)")
     if fields.get("batch") == job.BatchMode.NATIVE and int(str(fields.get("grid_class", 0))) > 0:
         raise usage.UsageError("-G", "a native batch job (-E) cannot go to the grid")
     if ckpt:

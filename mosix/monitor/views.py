@@ -165,30 +165,14 @@ def _grid(n: node.MosixNode, now: datetime.datetime) -> tuple[tuple[float, ...],
     return (float(n.status.local_procs), float(g.running)), f"{n.status.local_procs}+{g.running}/{g.max}"
 
 
-def _read(n: node.MosixNode, now: datetime.datetime) -> tuple[tuple[float, ...], str]:
-    return (n.status.read_kbps,), compact(n.status.read_kbps)
+def _rates(*fields: str) -> Callable[[node.MosixNode, datetime.datetime], tuple[tuple[float, ...], str]]:
+    """A view of the node's KB/s status fields, stacked, labelled with their sum."""
 
+    def value(n: node.MosixNode, now: datetime.datetime) -> tuple[tuple[float, ...], str]:
+        rates = tuple(float(getattr(n.status, f)) for f in fields)
+        return rates, compact(sum(rates))
 
-def _write(n: node.MosixNode, now: datetime.datetime) -> tuple[tuple[float, ...], str]:
-    return (n.status.write_kbps,), compact(n.status.write_kbps)
-
-
-def _io(n: node.MosixNode, now: datetime.datetime) -> tuple[tuple[float, ...], str]:
-    s = n.status
-    return (s.read_kbps, s.write_kbps), compact(s.read_kbps + s.write_kbps)
-
-
-def _net_in(n: node.MosixNode, now: datetime.datetime) -> tuple[tuple[float, ...], str]:
-    return (n.status.net_in_kbps,), compact(n.status.net_in_kbps)
-
-
-def _net_out(n: node.MosixNode, now: datetime.datetime) -> tuple[tuple[float, ...], str]:
-    return (n.status.net_out_kbps,), compact(n.status.net_out_kbps)
-
-
-def _net(n: node.MosixNode, now: datetime.datetime) -> tuple[tuple[float, ...], str]:
-    s = n.status
-    return (s.net_in_kbps, s.net_out_kbps), compact(s.net_in_kbps + s.net_out_kbps)
+    return value
 
 
 def _speed(n: node.MosixNode, now: datetime.datetime) -> tuple[tuple[float, ...], str]:
@@ -238,12 +222,12 @@ VIEWS: dict[str, View] = {
             _grid,
             note="label: local+guests/max guests",
         ),
-        View("read", "Read I/O rate", "KB/s", ("read",), _read),
-        View("write", "Write I/O rate", "KB/s", ("write",), _write),
-        View("io", "Total I/O (read + write)", "KB/s", ("read", "write"), _io),
-        View("net-in", "Network in", "KB/s", ("in",), _net_in),
-        View("net-out", "Network out", "KB/s", ("out",), _net_out),
-        View("net", "Network total (in + out)", "KB/s", ("in", "out"), _net),
+        View("read", "Read I/O rate", "KB/s", ("read",), _rates("read_kbps")),
+        View("write", "Write I/O rate", "KB/s", ("write",), _rates("write_kbps")),
+        View("io", "Total I/O (read + write)", "KB/s", ("read", "write"), _rates("read_kbps", "write_kbps")),
+        View("net-in", "Network in", "KB/s", ("in",), _rates("net_in_kbps")),
+        View("net-out", "Network out", "KB/s", ("out",), _rates("net_out_kbps")),
+        View("net", "Network total (in + out)", "KB/s", ("in", "out"), _rates("net_in_kbps", "net_out_kbps")),
         View("speed", "CPU speed", "MOSIX units", ("speed",), _speed, note="label: speed x CPUs"),
         View("status", "Status", "", (), _status, text=True),
         View("version", "MOSIX version", "", (), _version, text=True),

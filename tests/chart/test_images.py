@@ -119,17 +119,23 @@ def test_build_context_holds_the_package_and_no_caches(tmp_path: pathlib.Path) -
     with tarfile.open(fileobj=io.BytesIO(images.context_tar(REPO, [ca]))) as tar:
         names = set(tar.getnames())
     assert {"pyproject.toml", "README.md", "mosix/__init__.py", "mosix/images.py", "operator", "nodeagent",
-            "images/operator/Dockerfile", "images/agent/Dockerfile", "images/extra-ca/README",
+            "images/Dockerfile", "images/extra-ca/README",
             "images/extra-ca/host-0-site.crt"} <= names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc") or n.startswith((".venv", "tests"))]
 
 
-def test_dockerfiles_take_the_base_and_label_the_version() -> None:
+def test_the_dockerfile_takes_the_base_and_labels_each_image() -> None:
+    text = (REPO / images.DOCKERFILE).read_text()
+    assert text.count("ARG BASE=debian:trixie-slim") == 1 and "FROM ${BASE} AS python" in text
+    stages = text.split("\nFROM ")
+    [shared] = [s for s in stages if s.startswith("${BASE} AS python\n")]
+    for label in ("version", "licenses", "base.name"):
+        assert f"org.opencontainers.image.{label}=" in shared, label
     for name in images.NAMES:
-        text = (REPO / "images" / name / "Dockerfile").read_text()
-        assert text.count("ARG BASE=debian:trixie-slim") == 1 and "FROM ${BASE}" in text
-        for label in ("version", "revision", "created", "title", "licenses"):
-            assert f"org.opencontainers.image.{label}=" in text
+        [stage] = [s for s in stages if s.startswith(f"python AS {name}\n")]
+        for label in ("revision", "created", "title"):
+            assert f"org.opencontainers.image.{label}=" in stage, (name, label)
+        assert f'org.opencontainers.image.title="mosix-{name}"' in stage
 
 
 def test_no_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:

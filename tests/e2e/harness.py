@@ -77,6 +77,23 @@ class Cluster:
         """mosrun --detach …: the new job's id."""
         return self.run("mosrun", "--detach", *argv).stdout.strip()
 
+    def mosrun_fed(self, *argv: str, first: str,
+                   output: int = subprocess.PIPE) -> tuple[subprocess.Popen[bytes], str]:
+        """Foreground `mosrun -i ARGV` (the only job), given `first` as the start of its input: the process,
+        its stdin left open for more, and the job's name once the job exists. The caller ends the process."""
+        mosrun = subprocess.Popen(["mosrun", "-i", *argv], env=self.env, cwd=self.workdir, stdin=subprocess.PIPE,
+                                  stdout=output, stderr=output)
+        try:
+            assert mosrun.stdin is not None
+            mosrun.stdin.write(first.encode())
+            mosrun.stdin.flush()
+            self.wait_for("the job", lambda: len(self.api().jobs()) == 1)
+        except BaseException:
+            mosrun.kill()
+            mosrun.wait()
+            raise
+        return mosrun, self.api().jobs()[0].name
+
     def start_control_plane(self) -> None:
         log = (self.workdir / "control.log").open("ab")
         if self.kubeconfig:

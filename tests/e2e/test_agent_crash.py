@@ -5,7 +5,6 @@ lost or repeated. The same on the local cluster and on a real API server."""
 from __future__ import annotations
 
 import pathlib
-import subprocess
 
 from mosix.api import job
 from tests.e2e import harness
@@ -61,14 +60,8 @@ def test_a_job_that_ends_while_its_agent_is_down_reports_its_exit_code(cluster: 
 
 def test_input_goes_on_through_a_crash_of_the_agent_feeding_it(cluster: harness.Cluster) -> None:
     cluster.up(nodes=2)
-    mosrun = subprocess.Popen(["mosrun", "-i", "-2", "sh", "-c", ECHO_SLOWLY], env=cluster.env, cwd=cluster.workdir,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    mosrun, name = cluster.mosrun_fed("-2", "sh", "-c", ECHO_SLOWLY, first=numbered(100))
     try:
-        assert mosrun.stdin is not None
-        mosrun.stdin.write(numbered(100).encode())
-        mosrun.stdin.flush()
-        cluster.wait_for("the job", lambda: len(cluster.api().jobs()) == 1)
-        name = cluster.api().jobs()[0].name
         cluster.wait_for("the job to echo its input", lambda: lines(cluster, name) >= 10)
         cluster.crash_agent(2)  # its feeder dies mid-input; the restarted agent feeds on from the persisted offset
         out, err = mosrun.communicate(numbered(50, start=100).encode(), timeout=120)  # then EOF

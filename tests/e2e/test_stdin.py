@@ -20,21 +20,8 @@ def lines(n: int, start: int = 0) -> str:
 
 def test_input_reaches_the_job_through_a_migration(cluster: harness.Cluster) -> None:
     cluster.up(nodes=2)
-    mosrun = subprocess.Popen(
-        ["mosrun", "-i", "-1", "sh", "-c", ECHO_SLOWLY],
-        env=cluster.env,
-        cwd=cluster.workdir,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    mosrun, name = cluster.mosrun_fed("-1", "sh", "-c", ECHO_SLOWLY, first=lines(100))
     try:
-        assert mosrun.stdin is not None
-        mosrun.stdin.write(lines(100).encode())
-        mosrun.stdin.flush()
-        cluster.wait_for("the job", lambda: len(cluster.api().jobs()) == 1)
-        name = cluster.api().jobs()[0].name
-
         def at(node: str) -> bool:
             status = cluster.status(name)
             return (status.node, status.phase) == (node, job.Phase.RUNNING)
@@ -68,20 +55,8 @@ def test_without_i_the_jobs_stdin_is_empty(cluster: harness.Cluster) -> None:
 
 def test_mosix_logs_attaches_input_after_mosrun_is_gone(cluster: harness.Cluster) -> None:
     cluster.up(nodes=1)
-    mosrun = subprocess.Popen(
-        ["mosrun", "-i", "-1", "sh", "-c", ECHO_SLOWLY],
-        env=cluster.env,
-        cwd=cluster.workdir,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    mosrun, name = cluster.mosrun_fed("-1", "sh", "-c", ECHO_SLOWLY, first=lines(5), output=subprocess.DEVNULL)
     try:
-        assert mosrun.stdin is not None
-        mosrun.stdin.write(lines(5).encode())
-        mosrun.stdin.flush()
-        cluster.wait_for("the job", lambda: len(cluster.api().jobs()) == 1)
-        name = cluster.api().jobs()[0].name
         cluster.wait_for("its first lines home", lambda: cluster.run("mosix", "logs", name).stdout == lines(5))
     finally:
         mosrun.kill()  # the terminal is gone, not the job, and its input has not ended

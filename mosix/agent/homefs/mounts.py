@@ -117,9 +117,8 @@ class Mounter:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 proc.wait()
-                tail = logfile.read_text(errors="replace").strip().splitlines()[-3:]
                 raise errors.JobError(f"job {job.name}: home directory from {job.home_url} not mounted: "
-                                      + " / ".join(tail))
+                                      + " / ".join(errors.log_tail(logfile, 3)))
             time.sleep(0.02)
         _tune(mountpoint)
         with self._lock:

@@ -31,22 +31,11 @@ class Node:
     client: ssl.SSLContext
 
 
-PIPE_MAX_SIZE = 4194304
-
-
-def raise_pipe_max_size() -> None:
-    """What the agent does at start: CRIU's page server needs 4 MiB pipes (see ENVIRONMENT.md)."""
-    path = pathlib.Path("/proc/sys/fs/pipe-max-size")
-    if int(path.read_text()) < PIPE_MAX_SIZE:
-        path.write_text(str(PIPE_MAX_SIZE))
-
-
-
 @pytest.fixture
 async def cluster(make_agent: MakeAgent, ca: tls.Identity,
                   tmp_path: pathlib.Path) -> collections.abc.AsyncIterator[dict[str, Node]]:
     """Two agents, 127.0.0.2 and 127.0.0.3, each serving its API with its own certificate."""
-    raise_pipe_max_size()
+    pageserver.raise_pipe_max_size()
     nodes: dict[str, Node] = {}
     runners: list[web.AppRunner] = []
     for n in ("2", "3"):

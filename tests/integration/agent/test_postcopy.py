@@ -10,20 +10,11 @@ import ssl
 import pytest
 from aiohttp import web
 
-from mosix.agent import containers, jobs, migration, postcopy, server, tls, unsupported
+from mosix.agent import containers, jobs, migration, pageserver, postcopy, server, tls, unsupported
 from tests.ports import free_port
 
 MakeAgent = collections.abc.Callable[..., containers.Manager]
 WaitLines = collections.abc.Callable[[pathlib.Path, int], list[str]]
-PIPE_MAX_SIZE = 4194304
-
-
-
-def raise_pipe_max_size() -> None:
-    """What the agent does at start: CRIU's page server needs 4 MiB pipes (see ENVIRONMENT.md)."""
-    path = pathlib.Path("/proc/sys/fs/pipe-max-size")
-    if int(path.read_text()) < PIPE_MAX_SIZE:
-        path.write_text(str(PIPE_MAX_SIZE))
 
 
 Node = tuple[containers.Manager, str, ssl.SSLContext]
@@ -32,7 +23,7 @@ Node = tuple[containers.Manager, str, ssl.SSLContext]
 @pytest.fixture
 async def pair(make_agent: MakeAgent, tmp_path: pathlib.Path) -> collections.abc.AsyncIterator[list[Node]]:
     """Agents on 127.0.0.2 and 127.0.0.3, post-copy enabled, certificates from one cluster CA."""
-    raise_pipe_max_size()
+    pageserver.raise_pipe_max_size()
     ca = tls.make_ca(tmp_path / "ca")
     nodes: list[Node] = []
     runners: list[web.AppRunner] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import pathlib
 import shlex
 from typing import Any
@@ -121,6 +122,9 @@ TUTORIAL: list[tuple[str, dict[str, Any]]] = [
         },
     ),
     ("mosrun -P4 -q myprog", {"command": ["myprog"], "parallel": 4, "queue": {"runNow": False}}),
+    # "mosrun -P{n} -q / -Q": -Q queues like -q, with or without a priority.
+    ("mosrun -P4 -Q myprog", {"command": ["myprog"], "parallel": 4, "queue": {"runNow": False}}),
+    ("mosrun -Q30 myprog", {"command": ["myprog"], "queue": {"priority": 30, "runNow": False}}),
     ("mosrun -t -c -d myprog", {"command": ["myprog"], "hostTime": True, "stayOnSyscalls": True, "ioDecay": 0}),
     ("mosrun -d5000 myprog", {"command": ["myprog"], "ioDecay": 5000}),
     ("mosrun -i myprog", {"command": ["myprog"], "stdin": True}),
@@ -137,6 +141,14 @@ def test_tutorial_line_parses_into_the_expected_job(line: str, expected: dict[st
     req = _parse(line)
     assert req.spec is not None
     assert req.spec.wire() == {**BASE, **expected}
+
+
+def test_expected_duration_is_kept_as_the_minute_the_job_is_due() -> None:
+    at = datetime.datetime(2026, 12, 2, 11, 20, 42, tzinfo=datetime.UTC)
+    for flag, due in (("-D90", "2026-12-02T12:50Z"), ("-D01:30", "2026-12-02T12:50Z"),
+                      ("-D2:01:00", "2026-12-04T12:20Z")):
+        req = mosrun.parse([flag, "myprog"], cwd="/home/me", user="me", now=lambda: at)
+        assert req.spec is not None and req.spec.wire()["due"] == due, flag
 
 
 def test_commands_file_lines_become_the_command_set(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,6 +214,8 @@ BAD: list[tuple[str, str, str]] = [
     ("mosrun -q99999 myprog", "-q", "priority must be 0-65535"),
     ("mosrun -qhigh myprog", "-q", "priority must be a whole number"),
     ("mosrun -q -q60 myprog", "-q", "given twice"),
+    ("mosrun -q -Q60 myprog", "-Q", "given twice"),
+    ("mosrun -Q99999 myprog", "-Q", "priority must be 0-65535"),
     ("mosrun -P myprog", "-P", "number of processes"),
     ("mosrun -P4 myprog", "-P", "add -q"),
     ("mosrun -S myprog", "-S", "most lines"),
@@ -225,6 +239,10 @@ BAD: list[tuple[str, str, str]] = [
     ("mosrun -hL myprog", "-h", "takes no value"),
     ("mosrun -bq myprog", "-b", "takes no value"),
     ("mosrun -d20000 myprog", "-d", "decay must be 0-10000"),
+    ("mosrun -D myprog", "-D", "expected duration"),
+    ("mosrun -D1:2:3:4 myprog", "-D", "DD:HH:MM"),
+    ("mosrun -D2h myprog", "-D", "DD:HH:MM"),
+    ("mosrun -D5 -D6 myprog", "-D", "given twice"),
     ("mosrun -L -L myprog", "-L", "given twice"),
     ("mosrun --image myprog", "", "no program"),
     ("mosrun --env NOEQUALS myprog", "--env", "KEY=VALUE"),

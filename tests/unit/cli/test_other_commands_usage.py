@@ -15,6 +15,8 @@ BAD: list[tuple[Main, list[str], str]] = [
     (mosps.main, ["-AJx"], "mosps: -J: needs a job id"),
     (mosps.main, ["-L", "-V"], "mosps: -L:"),
     (mosps.main, ["extra"], "mosps: extra: unexpected argument"),
+    (mosps.main, ["-u"], "mosps: -u: needs a list of users"),
+    (mosps.main, ["-Ap", ","], "mosps: -p: needs a list of process ids"),
     (mosps.main, ["-o", "xml"], "mosps: -o: unknown output format"),
     (mosq.main, [], "mosq: which operation"),
     (mosq.main, ["purge"], "mosq: purge: unknown operation"),

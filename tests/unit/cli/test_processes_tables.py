@@ -3,13 +3,14 @@ mosq lists the job once; mosix logs merges the processes' outputs a whole line a
 
 from __future__ import annotations
 
+import datetime
 import io
 import pathlib
 
 import pytest
 
 from mosix.api import job
-from mosix.cli import logs, mosps, mosq
+from mosix.cli import logs, mosps, mosq, mosrun
 from mosix.client import client, local
 from tests.unit.cli.conftest import submit
 
@@ -54,6 +55,14 @@ def test_mosps_filters_processes_by_their_own_node(gangs: client.Client, capsys:
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["500.1", "500.2", "501.1"]
 
 
+def test_mosps_p_names_a_job_or_one_of_its_processes(gangs: client.Client,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert mosps.main(["-p", "500"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["500.0", "500.1", "500.2"]
+    assert mosps.main(["-p", "500.1,501.2"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["500.1", "501.2"]
+
+
 def test_mosq_lists_a_gang_once(gangs: client.Client, capsys: pytest.CaptureFixture[str]) -> None:
     assert mosq.main(["listall"]) == 0
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ["500", "502"]
@@ -80,3 +89,17 @@ def test_logs_merge_process_streams_by_whole_lines(gangs: client.Client) -> None
     merged.copy(gangs, gangs.get_job("501"), {"stdout": out, "stderr": err})
     assert out.getvalue() == b"a\nno newlineb c\npartial\n"
     assert err.getvalue() == b""
+
+
+def test_mosps_shows_when_a_job_is_due(api: client.Client, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = mosrun.parse(["-D1:30", "testload"], cwd="/home/me", user="llor",
+                        now=lambda: datetime.datetime(2026, 12, 2, 11, 20, tzinfo=datetime.UTC)).spec
+    assert spec is not None
+    submit(api, "600", "mosrun -D1:30 testload", spec, {"phase": "Running", "node": "mos1", "homeNode": "mos1"})
+    submit(api, "601", "mosrun testload", _spec(command=["testload"]), {"phase": "Running", "node": "mos1"})
+    assert mosps.main(["-AD"]) == 0
+    assert capsys.readouterr().out == (
+        "PID  WHERE  FROM  CLASS  FRZ  DUE                TTY  CMD\n"
+        "600  here   here  local  -    2026-12-02T12:50Z  ?    mosrun -D1:30 testload\n"
+        "601  here   here  local  -    -                  ?    mosrun testload\n"
+    )

@@ -79,6 +79,21 @@ def test_mosps_filters(tutorial_jobs: client.Client, capsys: pytest.CaptureFixtu
     assert len(capsys.readouterr().out.splitlines()) == 1
 
 
+def test_mosps_selects_users_and_processes_as_ps_does(tutorial_jobs: client.Client,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    def pids(*argv: str) -> list[str]:
+        assert mosps.main(list(argv)) == 0
+        return [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+
+    everyone = ["24078", "24081", "30115", "30145", "30253"]
+    assert pids("-u", "llor") == everyone  # another user's, named: no -A needed
+    assert pids("-ullor,ann") == everyone
+    assert pids("-u", "ann") == []
+    assert pids("-p", "30115,24081") == ["24081", "30115"]
+    assert pids("-Mnp24078") == ["24078"]
+    assert pids("-p", "24078", "-u", "ann") == []
+
+
 def test_mosps_json_is_the_objects(tutorial_jobs: client.Client, capsys: pytest.CaptureFixture[str]) -> None:
     assert mosps.main(["-A", "-o", "json"]) == 0
     listed = json.loads(capsys.readouterr().out)
