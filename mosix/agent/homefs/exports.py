@@ -192,11 +192,11 @@ class Exports:
 
     # --- data ------------------------------------------------------------------------------
 
-    def read(self, job: str, fh: int, offset: int, size: int) -> bytes:
-        """Up to `size` bytes at `offset` of an open file."""
-        return os.pread(self._fd(job, fh), size, offset)
+    def read_into(self, job: str, fh: int, offset: int, buf: memoryview) -> int:
+        """Fill buf from `offset` of an open file, as far as the file goes; bytes read."""
+        return os.preadv(self._fd(job, fh), [buf], offset)
 
-    def write(self, job: str, fh: int, offset: int, data: bytes) -> int:
+    def write(self, job: str, fh: int, offset: int, data: bytes | bytearray) -> int:
         """Write at `offset` (at the end, for a file opened O_APPEND); bytes written."""
         fd = self._fd(job, fh)
         view = memoryview(data)

@@ -189,7 +189,7 @@ async def test_the_data_stream_serves_a_job_only_its_own_open_files(homefs: Moun
     assert url.hostname is not None and url.port is not None
 
     async def frames(job: str) -> tuple[int, bytes]:
-        s = stream.Stream(url.hostname or "", url.port or 0, f"/homefs/{job}/stream", m.client)
+        s = stream.Stream(url.hostname or "", url.port or 0, job, m.client)
         try:
             return await s.call(wire.Op.READ, fh, 0, 100)
         finally:
