@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import errno
+import mmap
 import os
 import pathlib
+import shutil
+import struct
+import tempfile
 
 import pytest
 
@@ -133,3 +138,44 @@ def test_what_the_container_gets_at_home(tmp_path: pathlib.Path) -> None:
         jobs.Job(name="j", args=("x",), workdir="/w", home_url="http://127.0.0.3:7341")
     with pytest.raises(ValueError, match=r"without '\.\.'"):
         jobs.Job(name="j", args=("x",), workdir="/w/../etc")
+
+
+def dirty_pages(path: pathlib.Path) -> tuple[int, int]:
+    """(dirty, all) of the file's pages in the page cache, from the kernel's page flags (root only)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        with mmap.mmap(fd, size) as m, open("/proc/self/pagemap", "rb") as pagemap, \
+                open("/proc/kpageflags", "rb") as kpageflags:
+            first = ctypes.c_char.from_buffer(m)
+            address = ctypes.addressof(first)
+            dirty = 0
+            for page in range(size // mmap.PAGESIZE):
+                _ = m[page * mmap.PAGESIZE]  # mapped in
+                pagemap.seek((address // mmap.PAGESIZE + page) * 8)
+                (entry,) = struct.unpack("Q", pagemap.read(8))
+                kpageflags.seek((entry & ((1 << 55) - 1)) * 8)
+                (flags,) = struct.unpack("Q", kpageflags.read(8))
+                dirty += flags >> 4 & 1  # KPF_DIRTY
+            del first
+            return dirty, size // mmap.PAGESIZE
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.root
+def test_a_large_write_starts_its_way_to_disk() -> None:
+    """A streaming writer's frames are on their way to the disk as they come, so its fsync waits for
+    the last ones only. (On /var/tmp, a disk: tmpfs has no disk to write to.)"""
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="mosix-test-", dir="/var/tmp"))
+    try:
+        e = exports.Exports()
+        e.export("j", directory)
+        big = e.meta("j", "create", {"path": "big", "flags": os.O_RDWR, "mode": 0o600})["fh"]
+        small = e.meta("j", "create", {"path": "small", "flags": os.O_RDWR, "mode": 0o600})["fh"]
+        e.write("j", big, 0, os.urandom(exports.WRITE_OUT_FROM))
+        e.write("j", small, 0, os.urandom(exports.WRITE_OUT_FROM // 2))
+        assert dirty_pages(directory / "big")[0] == 0  # written, or being written
+        assert dirty_pages(directory / "small")[0] > 0  # a small write is left to the kernel
+    finally:
+        shutil.rmtree(directory)
