@@ -129,14 +129,15 @@ def _more(sock: ssl.SSLSocket) -> bool:
 def _frames(sock: ssl.SSLSocket, served: exports.Exports, job: str) -> None:
     """Carry out the stream's frames in order until it ends; answers go out together when no frame waits."""
     head = bytearray(wire.REQUEST.size)
+    incoming = memoryview(bytearray(wire.MAX_IO))  # every WRITE's bytes, one after another
     answers: list[bytes | memoryview] = []
     waiting = 0  # bytes of answers not sent yet
     while _recv_into(sock, memoryview(head)):
         frame = Frame(*wire.REQUEST.unpack(head))
         if frame.op not in wire.Op.__members__.values() or frame.size > wire.MAX_IO:
             raise ValueError(f"not a homefs frame: op {frame.op}, size {frame.size}")
-        data = bytearray(frame.size if frame.op == wire.Op.WRITE else 0)
-        if data and not _recv_into(sock, memoryview(data)):
+        data = incoming[:frame.size if frame.op == wire.Op.WRITE else 0]
+        if data and not _recv_into(sock, data):
             raise ConnectionResetError("a homefs frame cut short")
         try:
             answer = _answer(served, job, frame, data)
@@ -157,7 +158,7 @@ class Frame(typing.NamedTuple):
     size: int
 
 
-def _answer(served: exports.Exports, job: str, frame: Frame, data: bytearray) -> bytes | memoryview:
+def _answer(served: exports.Exports, job: str, frame: Frame, data: memoryview) -> bytes | memoryview:
     """Carry out one frame: WRITE answers the bytes written, READ the bytes (read straight into the
     buffer the answer is sent from), FSYNC (offset 1: fdatasync) and BARRIER nothing."""
     if frame.op == wire.Op.WRITE:

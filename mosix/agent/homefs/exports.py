@@ -210,7 +210,7 @@ class Exports:
         """Fill buf from `offset` of an open file, as far as the file goes; bytes read."""
         return os.preadv(self._fd(job, fh), [buf], offset)
 
-    def write(self, job: str, fh: int, offset: int, data: bytes | bytearray) -> int:
+    def write(self, job: str, fh: int, offset: int, data: bytes | bytearray | memoryview) -> int:
         """Write at `offset` (at the end, for a file opened O_APPEND); bytes written."""
         fd = self._fd(job, fh)
         view = memoryview(data)
