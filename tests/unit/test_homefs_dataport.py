@@ -136,3 +136,4 @@ def test_closing_the_port_ends_its_streams(served: exports.Exports, tmp_path: pa
         assert sock.recv(1) == b""
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", p.port), timeout=10).close()
+

@@ -121,9 +121,10 @@ def _recv_into(sock: ssl.SSLSocket, view: memoryview) -> bool:
     return True
 
 
-def _more(sock: ssl.SSLSocket) -> bool:
-    """Whether the next frame (or part of it) is already here."""
-    return bool(sock.pending()) or bool(select.select([sock], [], [], 0)[0])
+def _more(sock: ssl.SSLSocket, readable: select.poll) -> bool:
+    """Whether the next frame (or part of it) is already here (`readable` polls sock: poll, not select,
+    as an agent may hold more than FD_SETSIZE files)."""
+    return bool(sock.pending()) or bool(readable.poll(0))
 
 
 def _frames(sock: ssl.SSLSocket, served: exports.Exports, job: str) -> None:
@@ -132,6 +133,8 @@ def _frames(sock: ssl.SSLSocket, served: exports.Exports, job: str) -> None:
     incoming = memoryview(bytearray(wire.MAX_IO))  # every WRITE's bytes, one after another
     answers: list[bytes | memoryview] = []
     waiting = 0  # bytes of answers not sent yet
+    readable = select.poll()
+    readable.register(sock, select.POLLIN)
     while _recv_into(sock, memoryview(head)):
         frame = Frame(*wire.REQUEST.unpack(head))
         if frame.op not in wire.Op.__members__.values() or frame.size > wire.MAX_IO:
@@ -145,7 +148,7 @@ def _frames(sock: ssl.SSLSocket, served: exports.Exports, job: str) -> None:
             answer = wire.reply(frame.rid, (e.errno or errno.EIO) if isinstance(e, OSError) else errno.EINVAL, 0, 0)
         answers.append(answer)
         waiting += len(answer)
-        if waiting >= wire.MAX_IO or not _more(sock):
+        if waiting >= wire.MAX_IO or not _more(sock, readable):
             sock.sendall(answers[0] if len(answers) == 1 else b"".join(answers))
             answers, waiting = [], 0
 
