@@ -137,3 +137,18 @@ def test_closing_the_port_ends_its_streams(served: exports.Exports, tmp_path: pa
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", p.port), timeout=10).close()
 
+
+
+def test_a_port_on_an_ipv6_address(served: exports.Exports, tmp_path: pathlib.Path) -> None:
+    """A pod's IP (the agent's address) may be IPv6."""
+    ca = tls.make_ca(tmp_path / "ca")
+    p = dataport.DataPort(served, tls.server_context(tls.issue(ca, tmp_path / "home", "home", ("::1",))), "::1")
+    p.start()
+    try:
+        context = tls.client_context(tls.issue(ca, tmp_path / "away", "away", ("::1",)))
+        raw = socket.create_connection(("::1", p.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="::1") as sock:
+            sock.sendall(b'{"job": "j"}\n')
+            assert json.loads(recv_exactly_line(sock)) == {"errno": 0}
+    finally:
+        p.close()

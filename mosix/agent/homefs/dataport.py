@@ -37,7 +37,8 @@ class DataPort:
     def __init__(self, served: exports.Exports, context: ssl.SSLContext, address: str) -> None:
         self.served = served
         self.context = context
-        self.listener = socket.create_server((address, 0))
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET  # a pod's IP may be IPv6
+        self.listener = socket.create_server((address, 0), family=family)
         self.port: int = self.listener.getsockname()[1]
         self._conns: set[int] = set()  # the streams' sockets (fds)
         self._lock = threading.Lock()
