@@ -33,30 +33,36 @@ from mosix.agent.homefs import remote, wire
 log = logging.getLogger("mosix.homefs")
 OnReply = collections.abc.Callable[[int, int, bytes], None]  # errno, value, payload
 Reply = tuple[int, int, int, bytes]  # id, errno, value, payload
-RECEIVE = 1 << 18
 HELLO_MAX = 1 << 12
 JOIN_BELOW = 1 << 16  # frames smaller than this go out as one piece (each piece is a TLS record and a write)
 
 
 class _Replies:
-    """Reply frames out of the stream's bytes, fed as they arrive."""
+    """Reply frames as they arrive: `space` is where the next bytes go (a payload straight into a buffer
+    of its own, not through a shared one), `received` takes them and says when a reply is whole."""
 
     def __init__(self) -> None:
-        self.buf = bytearray()
+        self.head = bytearray(wire.REPLY.size)
+        self.answer: tuple[int, int, int] | None = None  # id, errno, value of the reply whose payload comes
+        self.payload = bytearray()
+        self.got = 0  # bytes of the header, or of the payload, so far
 
-    def feed(self, data: bytes | memoryview) -> list[Reply]:
-        """The replies complete so far."""
-        self.buf += data
-        replies = []
-        while len(self.buf) >= wire.REPLY.size:
-            rid, err, value, size = wire.REPLY.unpack_from(self.buf)
-            end = wire.REPLY.size + size
-            if len(self.buf) < end:
-                break
-            with memoryview(self.buf) as buf:
-                replies.append((rid, err, value, bytes(buf[wire.REPLY.size:end])))
-            del self.buf[:end]
-        return replies
+    def space(self) -> memoryview:
+        return memoryview(self.payload if self.answer else self.head)[self.got:]
+
+    def received(self, n: int) -> Reply | None:
+        """n more bytes are in `space`; the reply they complete, if they do."""
+        self.got += n
+        if self.answer is None:
+            if self.got < wire.REPLY.size:
+                return None
+            rid, err, value, size = wire.REPLY.unpack(self.head)
+            self.answer, self.payload, self.got = (rid, err, value), bytearray(size), 0
+        if self.got < len(self.payload):
+            return None
+        (rid, err, value), payload = self.answer, bytes(self.payload)
+        self.answer, self.payload, self.got = None, bytearray(), 0
+        return rid, err, value, payload
 
 
 class _Link(threading.Thread):
@@ -109,8 +115,6 @@ class _Link(threading.Thread):
 
     def _loop(self) -> None:
         body = _Replies()
-        buf = bytearray(RECEIVE)
-        view = memoryview(buf)
         sending: memoryview | None = None
         with selectors.DefaultSelector() as sel:
             sel.register(self.wake, selectors.EVENT_READ)
@@ -131,7 +135,7 @@ class _Link(threading.Thread):
                         continue
                     except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
                         pass
-                replies = self._receive(body, buf, view)
+                replies = self._receive(body)
                 if replies:
                     self._tell(self.deliver, replies)
                     continue
@@ -140,17 +144,18 @@ class _Link(threading.Thread):
                         with contextlib.suppress(BlockingIOError):
                             os.eventfd_read(self.wake)
 
-    def _receive(self, body: _Replies, buf: bytearray, view: memoryview) -> list[Reply]:
+    def _receive(self, body: _Replies) -> list[Reply]:
         """Whatever answers have arrived (none: nothing to read now)."""
         replies: list[Reply] = []
         while True:
             try:
-                n = self.sock.recv_into(buf)
+                n = self.sock.recv_into(body.space())
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                 return replies
             if not n:
                 raise EOFError("home closed the stream")
-            replies += body.feed(view[:n])
+            if (reply := body.received(n)) is not None:
+                replies.append(reply)
 
 
 class Stream:
