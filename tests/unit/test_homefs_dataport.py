@@ -93,6 +93,11 @@ def test_a_job_not_served_here_is_refused(port: tuple[dataport.DataPort, tls.Ide
     with sock:
         assert hello["errno"] == errno.EACCES
         assert sock.recv(1) == b""  # and the stream is closed
+    for garbled in (b'["j"]\n', b'{"job": 1}\n'):
+        raw = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        with tls.client_context(away).wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            sock.sendall(garbled)
+            assert json.loads(recv_exactly_line(sock))["errno"] == errno.EACCES
 
 
 def test_a_peer_without_the_cluster_s_certificate_is_refused(port: tuple[dataport.DataPort, tls.Identity],

@@ -100,7 +100,8 @@ class DataPort:
             if not data or len(line) >= HELLO_MAX:
                 raise ValueError("no hello on a homefs data stream")
             line += data
-        job = json.loads(line).get("job")
+        hello = json.loads(line)
+        job = hello.get("job") if isinstance(hello, dict) else None
         if not isinstance(job, str) or job not in self.served.jobs():
             refused = exports.NotExported(str(job))
             sock.sendall(json.dumps({"errno": refused.errno, "error": str(refused)}).encode() + b"\n")
