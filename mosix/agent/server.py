@@ -78,11 +78,12 @@ async def serve(manager: containers.Manager, address: str, port: int, context: s
                 home: homeio.HomeOutput | None = None, homefs: exports.Exports | None = None) -> web.AppRunner:
     """Start serving on address:port; the caller keeps the runner and calls `cleanup()` to stop."""
     a = app(manager, client_context, home, homefs)
-    routes.listen(a, address, context)
+    data = routes.listen(a, address, context)
     runner = web.AppRunner(a, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, address, port, ssl_context=context).start()
+        data.start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -37,19 +37,26 @@ class DataPort:
     def __init__(self, served: exports.Exports, context: ssl.SSLContext, address: str) -> None:
         self.served = served
         self.context = context
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET  # a pod's IP may be IPv6
-        self.listener = socket.create_server((address, 0), family=family)
-        self.port: int = self.listener.getsockname()[1]
+        self.address = address
+        self.listener: socket.socket | None = None
+        self.port: int | None = None  # (once started)
         self._conns: set[int] = set()  # the streams' sockets (fds)
         self._lock = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(target=self._accept, name="homefs-dataport", daemon=True)
 
     def start(self) -> None:
+        """Listen on an ephemeral port: after the agent's own ports are bound (one given to it as free
+        may be the next ephemeral one)."""
+        family = socket.AF_INET6 if ":" in self.address else socket.AF_INET  # a pod's IP may be IPv6
+        self.listener = socket.create_server((self.address, 0), family=family)
+        self.port = self.listener.getsockname()[1]
         self._thread.start()
 
     def close(self) -> None:
         """Stop listening and end every stream (a FUSE side reconnects to whoever serves next)."""
+        if self.listener is None:
+            return
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
         with self._lock:
@@ -62,6 +69,7 @@ class DataPort:
         self.listener.close()
 
     def _accept(self) -> None:
+        assert self.listener is not None  # (started)
         while True:
             try:
                 conn, _ = self.listener.accept()

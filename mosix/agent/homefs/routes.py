@@ -10,7 +10,6 @@ to the job as that errno; a job this node does not serve answers 403.
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import errno
 import ssl
 from typing import Any
@@ -32,17 +31,16 @@ def add(app: web.Application, served: exports.Exports) -> None:
     ])
 
 
-def listen(app: web.Application, address: str, context: ssl.SSLContext) -> None:
-    """Listen for data streams on address (a port of their own, same TLS) while the app runs."""
-
+def listen(app: web.Application, address: str, context: ssl.SSLContext) -> dataport.DataPort:
+    """A data port for the streams (a port of its own, same TLS), closed with the app; the caller starts
+    it once the API's port is bound."""
     port = app[DATA] = dataport.DataPort(app[EXPORTS], context, address)
 
-    async def running(_: web.Application) -> collections.abc.AsyncIterator[None]:
-        port.start()
-        yield
+    async def close(_: web.Application) -> None:
         await asyncio.to_thread(port.close)
 
-    app.cleanup_ctx.append(running)
+    app.on_cleanup.append(close)
+    return port
 
 
 def _failed(e: OSError) -> web.Response:
@@ -70,7 +68,7 @@ async def _stream(request: web.Request) -> web.Response:
     job = request.match_info["job"]
     if job not in request.app[EXPORTS].jobs():
         return _failed(exports.NotExported(job))
-    port = request.app.get(DATA)
-    if port is None:
+    data = request.app.get(DATA)
+    if data is None or data.port is None:
         return _failed(OSError(errno.EIO, "this agent has no homefs data port"))
-    return web.json_response({"port": port.port})
+    return web.json_response({"port": data.port})
