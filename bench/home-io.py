@@ -109,33 +109,78 @@ def read_file(path: pathlib.Path, block: int) -> tuple[float, int]:
     return time.perf_counter() - started, got
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fuse_pid(mountpoint: pathlib.Path) -> int:
+    """The FUSE process serving mountpoint (the agent's own `homefs.fs`)."""
+    for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            args = cmdline.read_bytes().split(b"\0")
+            if b"mosix.agent.homefs.fs" in args and os.fsencode(mountpoint) in args:
+                return int(cmdline.parent.name)
+    raise RuntimeError(f"no FUSE process for {mountpoint}")
+
+
 @dataclasses.dataclass
 class Rates:
-    """MB/s samples per (operation, block, where)."""
+    """MB/s samples per (operation, block, where), and the CPU the home agent and the FUSE process spent
+    per MiB through FUSE (CPU time does not wait for a busy machine's other load, wall time does)."""
 
     samples: dict[tuple[str, int, str], list[float]] = dataclasses.field(default_factory=dict)
+    cpu: dict[tuple[str, int, str], list[float]] = dataclasses.field(default_factory=dict)  # (op, block, process)
 
     def add(self, op: str, block: int, where: str, nbytes: int, seconds: float) -> None:
         self.samples.setdefault((op, block, where), []).append(nbytes / seconds / 1e6)
 
+    def add_cpu(self, op: str, block: int, nbytes: int, spent: dict[str, float]) -> None:
+        for process, seconds in spent.items():
+            self.cpu.setdefault((op, block, process), []).append(seconds * 1e3 / (nbytes / MiB))
+
     def median(self, op: str, block: int, where: str) -> float:
         return statistics.median(self.samples[(op, block, where)])
 
+    def median_cpu(self, op: str, block: int, process: str) -> float:
+        return statistics.median(self.cpu[(op, block, process)])
+
+
+class CPU:
+    """CPU seconds spent by named processes between `start` and `spent`."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.before: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def spent(self) -> dict[str, float]:
+        return {name: cpu_seconds(pid) - self.before[name] for name, pid in self.pids.items()}
+
 
 def bench_files(fuse: pathlib.Path, home_dir: pathlib.Path, local: pathlib.Path, sizes: dict[int, int],
-                rounds: int) -> Rates:
+                rounds: int, *, cpu: CPU) -> Rates:
     rates = Rates()
     for r in range(rounds):
         for block, total in sizes.items():
             for where, directory, real in (("fuse", fuse, home_dir), ("local", local, local)):
                 name = f"f{block}"
+                cpu.start()
                 seconds = write_file(directory / name, block, total)
                 rates.add("write", block, where, total, seconds)
+                if where == "fuse":
+                    rates.add_cpu("write", block, total, cpu.spent())
                 drop_cache(real / name)
+                cpu.start()
                 seconds, got = read_file(directory / name, block)
                 if got != total:
                     raise RuntimeError(f"read {got} of {total} bytes from {directory / name}")
                 rates.add("read", block, where, total, seconds)
+                if where == "fuse":
+                    rates.add_cpu("read", block, total, cpu.spent())
                 log(f"  round {r + 1}: {block // KiB} KiB blocks, {where}: "
                     f"write {rates.samples[('write', block, where)][-1]:.0f} MB/s, "
                     f"read {rates.samples[('read', block, where)][-1]:.0f} MB/s")
@@ -201,7 +246,8 @@ def run(sizes: dict[int, int], rounds: int, lines: int) -> None:
         fuse = mounter.source(jobs.Job(name=JOB, args=("x",), workdir=str(home_dir), home_url=url), job_dir)
         assert fuse is not None
         log(f"home directory {home_dir} mounted at {fuse} from {url}")
-        rates = bench_files(fuse, home_dir, local, sizes, rounds)
+        cpu = CPU({"home": home_proc.pid, "fuse": fuse_pid(fuse)})
+        rates = bench_files(fuse, home_dir, local, sizes, rounds, cpu=cpu)
         mounter.release(job_dir)
         mounter = None
 
@@ -230,12 +276,14 @@ def run(sizes: dict[int, int], rounds: int, lines: int) -> None:
 
 
 def report(rates: Rates, sizes: dict[int, int], out: dict[bool, list[tuple[float, int]]], lines: int) -> None:
-    print(f"{'operation':10} {'block':>7} {'size':>8} {'FUSE MB/s':>10} {'local MB/s':>11} {'FUSE/local':>11}")
+    print(f"{'operation':10} {'block':>7} {'size':>8} {'FUSE MB/s':>10} {'local MB/s':>11} {'FUSE/local':>11}"
+          f" {'CPU ms/MiB: home':>17} {'FUSE':>5}")
     for op in ("write", "read"):
         for block, total in sizes.items():
             mine, peer = rates.median(op, block, "fuse"), rates.median(op, block, "local")
             label = f"{block // KiB} KiB" if block < MiB else f"{block // MiB} MiB"
-            print(f"{op:10} {label:>7} {total // MiB:>5} MiB {mine:10.1f} {peer:11.1f} {mine / peer:10.1%}")
+            print(f"{op:10} {label:>7} {total // MiB:>5} MiB {mine:10.1f} {peer:11.1f} {mine / peer:10.1%}"
+                  f" {rates.median_cpu(op, block, 'home'):17.2f} {rates.median_cpu(op, block, 'fuse'):5.2f}")
     for op in ("write", "read"):
         ratio = rates.median(op, MiB, "fuse") / rates.median(op, MiB, "local")
         print(f"target 1 MiB {op} >= 50% of local: {'PASS' if ratio >= 0.5 else 'MISS'} ({ratio:.0%})")

@@ -78,9 +78,16 @@ async def serve(manager: containers.Manager, address: str, port: int, context: s
                 client_context: ssl.SSLContext | None = None, *,
                 home: homeio.HomeOutput | None = None, homefs: exports.Exports | None = None) -> web.AppRunner:
     """Start serving on address:port; the caller keeps the runner and calls `cleanup()` to stop."""
-    runner = web.AppRunner(app(manager, client_context, home, homefs), access_log=None)
+    a = app(manager, client_context, home, homefs)
+    data = routes.listen(a, address, context)
+    runner = web.AppRunner(a, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, address, port, ssl_context=context).start()
+    try:
+        await web.TCPSite(runner, address, port, ssl_context=context).start()
+        data.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     return runner
 
 

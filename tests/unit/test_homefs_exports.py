@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import errno
+import mmap
 import os
 import pathlib
+import shutil
+import struct
+import tempfile
 
 import pytest
 
@@ -29,6 +34,11 @@ def served(tmp_path: pathlib.Path) -> exports.Exports:
     e = exports.Exports()
     e.export("j", root)
     return e
+
+
+def read(served: exports.Exports, job: str, fh: int, offset: int, size: int) -> bytes:
+    buf = bytearray(size)
+    return bytes(buf[:served.read_into(job, fh, offset, memoryview(buf))])
 
 
 @pytest.mark.parametrize("path", ["..", "../outside/secret", "sub/../../outside/secret", "/etc/passwd",
@@ -63,7 +73,7 @@ def test_creating_through_a_link_out_is_refused(served: exports.Exports) -> None
 
 def test_links_inside_work_and_links_out_are_shown_but_not_followed(served: exports.Exports) -> None:
     fh = served.meta("j", "open", {"path": "in/f", "flags": os.O_RDONLY})["fh"]
-    assert served.read("j", fh, 0, 100) == b"inside\n"
+    assert read(served, "j", fh, 0, 100) == b"inside\n"
     assert served.meta("j", "readlink", {"path": "in"})["target"] == "sub"
     names = [name for name, _ in served.meta("j", "list", {"path": ""})["entries"]]
     assert names == ["file", "in", "out", "rel-out", "secret-link", "sub"]
@@ -76,15 +86,15 @@ def test_reads_and_writes_at_offsets(served: exports.Exports) -> None:
     fh = created["fh"]
     assert served.write("j", fh, 0, b"hello world") == 11
     assert served.write("j", fh, 6, b"there") == 5
-    assert served.read("j", fh, 0, 100) == b"hello there"
-    assert served.read("j", fh, 6, 3) == b"the"
+    assert read(served, "j", fh, 0, 100) == b"hello there"
+    assert read(served, "j", fh, 6, 3) == b"the"
     app = served.meta("j", "open", {"path": "sub/data", "flags": os.O_WRONLY | os.O_APPEND})["fh"]
     served.write("j", app, 0, b"!")  # O_APPEND: at the end, whatever the offset
     assert (served_root(served) / "sub" / "data").read_bytes() == b"hello there!"
     assert served.meta("j", "setattr", {"path": "sub/data", "fh": fh, "size": 5})["size"] == 5
     served.meta("j", "release", {"fh": fh})
     with pytest.raises(OSError, match="no open file") as caught:
-        served.read("j", fh, 0, 1)
+        read(served, "j", fh, 0, 1)
     assert caught.value.errno == errno.EBADF
 
 
@@ -93,12 +103,12 @@ def test_only_exported_jobs_are_served(served: exports.Exports) -> None:
     with pytest.raises(exports.NotExported):
         served.meta("other", "stat", {"path": ""})
     with pytest.raises(OSError, match="no open file"):
-        served.read("other", fh, 0, 1)  # another job cannot use j's open files
+        read(served, "other", fh, 0, 1)  # another job cannot use j's open files
     served.unexport("j")
     with pytest.raises(exports.NotExported):
         served.meta("j", "stat", {"path": "file"})
     with pytest.raises(OSError, match="no open file"):
-        served.read("j", fh, 0, 1)  # unexporting closed what was left open
+        read(served, "j", fh, 0, 1)  # unexporting closed what was left open
     with pytest.raises(ValueError, match="no homefs operation"):
         exports.Exports().meta("j", "chown", {})
 
@@ -128,3 +138,44 @@ def test_what_the_container_gets_at_home(tmp_path: pathlib.Path) -> None:
         jobs.Job(name="j", args=("x",), workdir="/w", home_url="http://127.0.0.3:7341")
     with pytest.raises(ValueError, match=r"without '\.\.'"):
         jobs.Job(name="j", args=("x",), workdir="/w/../etc")
+
+
+def dirty_pages(path: pathlib.Path) -> tuple[int, int]:
+    """(dirty, all) of the file's pages in the page cache, from the kernel's page flags (root only)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        with mmap.mmap(fd, size) as m, open("/proc/self/pagemap", "rb") as pagemap, \
+                open("/proc/kpageflags", "rb") as kpageflags:
+            first = ctypes.c_char.from_buffer(m)
+            address = ctypes.addressof(first)
+            dirty = 0
+            for page in range(size // mmap.PAGESIZE):
+                _ = m[page * mmap.PAGESIZE]  # mapped in
+                pagemap.seek((address // mmap.PAGESIZE + page) * 8)
+                (entry,) = struct.unpack("Q", pagemap.read(8))
+                kpageflags.seek((entry & ((1 << 55) - 1)) * 8)
+                (flags,) = struct.unpack("Q", kpageflags.read(8))
+                dirty += flags >> 4 & 1  # KPF_DIRTY
+            del first
+            return dirty, size // mmap.PAGESIZE
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.root
+def test_a_large_write_starts_its_way_to_disk() -> None:
+    """A streaming writer's frames are on their way to the disk as they come, so its fsync waits for
+    the last ones only. (On /var/tmp, a disk: tmpfs has no disk to write to.)"""
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="mosix-test-", dir="/var/tmp"))
+    try:
+        e = exports.Exports()
+        e.export("j", directory)
+        big = e.meta("j", "create", {"path": "big", "flags": os.O_RDWR, "mode": 0o600})["fh"]
+        small = e.meta("j", "create", {"path": "small", "flags": os.O_RDWR, "mode": 0o600})["fh"]
+        e.write("j", big, 0, os.urandom(exports.WRITE_OUT_FROM))
+        e.write("j", small, 0, os.urandom(exports.WRITE_OUT_FROM // 2))
+        assert dirty_pages(directory / "big")[0] == 0  # written, or being written
+        assert dirty_pages(directory / "small")[0] > 0  # a small write is left to the kernel
+    finally:
+        shutil.rmtree(directory)

@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             log.warning("home %s unreachable (%s): mounting anyway, its files fail until it is back", args.url, e)
             break
-    data = stream.Stream(home.host, home.port, home.base + "/stream", context)
+    data = stream.Stream(home.host, home.port, args.job, context)
     fs = HomeFS(home, data, args.root_mode)
     options = set(pyfuse3.default_options) | {"fsname=mosix-home", "subtype=mosix", "allow_other"}
     pyfuse3.init(fs, str(args.mountpoint), options)

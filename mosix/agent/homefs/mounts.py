@@ -52,11 +52,13 @@ def is_mounted(mountpoint: pathlib.Path) -> bool:
 
 
 def _tune(mountpoint: pathlib.Path) -> None:
-    """Sequential reads in large requests: raise the mount's read-ahead (its own bdi, nobody else's)."""
-    device = _device(mountpoint)
-    knob = pathlib.Path(f"/sys/class/bdi/{device}/read_ahead_kb")
+    """Sequential reads in large requests: raise the mount's read-ahead (its own bdi, nobody else's).
+    Only once the FUSE process has answered the kernel's INIT: the kernel then lowers the bdi's
+    read-ahead to what INIT allowed (128 KiB), undoing a raise made before. The stat waits for INIT
+    (our own process answers it, home or not: the root has a stand-in while home is away)."""
     try:
-        knob.write_text(str(READ_AHEAD_KB))
+        os.stat(mountpoint)
+        pathlib.Path(f"/sys/class/bdi/{_device(mountpoint)}/read_ahead_kb").write_text(str(READ_AHEAD_KB))
     except OSError as e:
         log.warning("read-ahead of %s not raised: %s", mountpoint, e)
 

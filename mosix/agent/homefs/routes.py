@@ -1,7 +1,7 @@
 """The home directory proxy on the agent's mutual-TLS API (only authenticated peers reach it).
 
     POST /homefs/{job}/meta                       {"op": ..., "args": {...}} → JSON
-    POST /homefs/{job}/stream                     `wire` frames, as long as the mount lives → their answers
+    POST /homefs/{job}/stream                     → {"port": n}: where the job's data stream goes (`dataport`)
 
 A failed file operation answers 422 with {"errno": n, "error": text}, which the FUSE side returns
 to the job as that errno; a job this node does not serve answers 403.
@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ssl
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from mosix.agent.homefs import exports, wire
+from mosix.agent.homefs import dataport, exports
 
-MAX_IO = wire.MAX_IO
-QUEUE = 16  # frames read ahead of the one being carried out: the network and the disk overlap
-Frame = tuple[wire.Op, int, int, int, int, bytes]
 EXPORTS: web.AppKey[exports.Exports] = web.AppKey("homefs", exports.Exports)
+DATA: web.AppKey[dataport.DataPort] = web.AppKey("homefs_data", dataport.DataPort)
 
 
 def add(app: web.Application, served: exports.Exports) -> None:
@@ -31,6 +29,18 @@ def add(app: web.Application, served: exports.Exports) -> None:
         web.post("/homefs/{job}/meta", _meta),
         web.post("/homefs/{job}/stream", _stream),
     ])
+
+
+def listen(app: web.Application, address: str, context: ssl.SSLContext) -> dataport.DataPort:
+    """A data port for the streams (a port of its own, same TLS), closed with the app; the caller starts
+    it once the API's port is bound."""
+    port = app[DATA] = dataport.DataPort(app[EXPORTS], context, address)
+
+    async def close(_: web.Application) -> None:
+        await asyncio.to_thread(port.close)
+
+    app.on_cleanup.append(close)
+    return port
 
 
 def _failed(e: OSError) -> web.Response:
@@ -53,76 +63,12 @@ async def _meta(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
-async def _stream(request: web.Request) -> web.StreamResponse:
-    """One mount's data stream: frames are read as they come and carried out in order by one worker."""
-    served, job = request.app[EXPORTS], request.match_info["job"]
-    if job not in served.jobs():
+async def _stream(request: web.Request) -> web.Response:
+    """The data port (the stream's own hello checks the job again: the port is open to any peer)."""
+    job = request.match_info["job"]
+    if job not in request.app[EXPORTS].jobs():
         return _failed(exports.NotExported(job))
-    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-    await resp.prepare(request)
-    todo: asyncio.Queue[Frame | None] = asyncio.Queue(QUEUE)
-    worker = asyncio.create_task(_carry_out(served, job, todo, resp))
-    try:
-        while True:
-            try:
-                op, rid, fh, offset, size = wire.REQUEST.unpack(await request.content.readexactly(wire.REQUEST.size))
-                if op not in wire.Op.__members__.values() or size > MAX_IO:
-                    break  # not our peer's frames: end the stream
-                data = await request.content.readexactly(size) if op == wire.Op.WRITE else b""
-            except (asyncio.IncompleteReadError, ConnectionError, aiohttp.ClientError):
-                break  # the mount went away
-            await todo.put((wire.Op(op), rid, fh, offset, size, data))
-    finally:
-        await todo.put(None)
-        await worker
-    return resp
-
-
-Answer = tuple[int, int, int, bytes]  # id, errno, value, payload
-
-
-def _answer(served: exports.Exports, job: str, frame: Frame) -> Answer:
-    """Carry out one frame."""
-    op, rid, fh, offset, size, data = frame
-    try:
-        if op == wire.Op.WRITE:
-            return rid, 0, served.write(job, fh, offset, data), b""
-        if op == wire.Op.READ:
-            return rid, 0, 0, served.read(job, fh, offset, size)
-        if op == wire.Op.FSYNC:
-            served.meta(job, "fsync", {"fh": fh, "datasync": offset == 1})
-    except OSError as e:
-        return rid, e.errno or errno.EIO, 0, b""
-    except (ValueError, OverflowError):
-        return rid, errno.EINVAL, 0, b""
-    return rid, 0, 0, b""
-
-
-def _answers(served: exports.Exports, job: str, frames: list[Frame]) -> list[Answer]:
-    return [_answer(served, job, f) for f in frames]
-
-
-async def _carry_out(served: exports.Exports, job: str, todo: asyncio.Queue[Frame | None],
-                     resp: web.StreamResponse) -> None:
-    """Carry out the frames in order and answer each; once the peer is gone, only empty the queue.
-    The frames waiting are taken together: one trip to a worker thread for all of them."""
-    gone, end = False, False
-    while not end:
-        frames: list[Frame] = []
-        frame = await todo.get()
-        while frame is not None:
-            frames.append(frame)
-            if todo.empty():
-                break
-            frame = todo.get_nowait()
-        end = frame is None
-        if gone or not frames:
-            continue
-        for rid, err, value, payload in await asyncio.to_thread(_answers, served, job, frames):
-            try:
-                await resp.write(wire.reply(rid, err, value, len(payload)))
-                if payload:
-                    await resp.write(payload)  # a chunk of its own: no copy of it joined to the header
-            except (ConnectionError, aiohttp.ClientError):
-                gone = True
-                break
+    data = request.app.get(DATA)
+    if data is None or data.port is None:
+        return _failed(OSError(errno.EIO, "this agent has no homefs data port"))
+    return web.json_response({"port": data.port})

@@ -1,6 +1,7 @@
-"""The FUSE side's data stream to the home agent: one long mutual-TLS HTTP/1.1 request carrying `wire`
-frames, so reads and writes are frames in flight, many at once, instead of one request each. Answers
-come back in order and go to the callback of their frame, in the FUSE process's trio loop.
+"""The FUSE side's data stream to the home agent: one mutual-TLS connection per mount to home's data
+port (`dataport`, found through the agent API) carrying `wire` frames, so reads and writes are frames
+in flight, many at once, instead of one request each. Answers come back in order and go to the
+callback of their frame, in the FUSE process's trio loop.
 
 The TLS socket belongs to one thread of its own (`_Link`): it encrypts and sends while the trio loop
 takes the next FUSE request (OpenSSL lets go of the GIL), and no other thread ever touches the
@@ -14,83 +15,64 @@ import collections
 import collections.abc
 import contextlib
 import errno
+import http.client
 import itertools
 import json
+import logging
 import os
 import selectors
 import socket
 import ssl
 import threading
+import urllib.parse
 
 import trio
 
 from mosix.agent.homefs import remote, wire
 
+log = logging.getLogger("mosix.homefs")
 OnReply = collections.abc.Callable[[int, int, bytes], None]  # errno, value, payload
 Reply = tuple[int, int, int, bytes]  # id, errno, value, payload
-RECEIVE = 1 << 18
-HEAD_MAX = 1 << 14
+HELLO_MAX = 1 << 12
 JOIN_BELOW = 1 << 16  # frames smaller than this go out as one piece (each piece is a TLS record and a write)
 
 
-class _Body:
-    """Reply frames out of a chunked HTTP/1.1 response body, fed as it arrives."""
+class _Replies:
+    """Reply frames as they arrive: `space` is where the next bytes go (a payload straight into a buffer
+    of its own, not through a shared one), `received` takes them and says when a reply is whole."""
 
     def __init__(self) -> None:
-        self.raw = bytearray()
-        self.body = bytearray()
-        self.left = 0  # bytes of the present chunk still to come
-        self.crlf = False  # a chunk's data ended: its CRLF comes next
-        self.ended = False  # the last chunk came: home ended the stream
+        self.head = bytearray(wire.REPLY.size)
+        self.answer: tuple[int, int, int] | None = None  # id, errno, value of the reply whose payload comes
+        self.payload = bytearray()
+        self.got = 0  # bytes of the header, or of the payload, so far
 
-    def feed(self, data: bytes | memoryview) -> list[Reply]:
-        """The replies complete so far (then `ended` may say there will be no more)."""
-        if self.ended:
-            return []
-        self.raw += data
-        while True:
-            if self.left:
-                take = min(self.left, len(self.raw))
-                if not take:
-                    break
-                with memoryview(self.raw) as raw:  # one copy, not two
-                    self.body += raw[:take]
-                del self.raw[:take]
-                self.left -= take
-                self.crlf = not self.left
-                continue
-            skip = 2 if self.crlf else 0
-            end = self.raw.find(b"\r\n", skip)
-            if end < 0:
-                if len(self.raw) > HEAD_MAX:
-                    raise ValueError("a chunk header too long in home's answer")
-                break
-            self.left = int(bytes(self.raw[skip:end]).split(b";")[0], 16)
-            del self.raw[:end + 2]
-            self.crlf = False
-            if not self.left:
-                self.ended = True
-                break
-        replies = []
-        while len(self.body) >= wire.REPLY.size:
-            rid, err, value, size = wire.REPLY.unpack_from(self.body)
-            if len(self.body) < wire.REPLY.size + size:
-                break
-            with memoryview(self.body) as body:
-                replies.append((rid, err, value, bytes(body[wire.REPLY.size:wire.REPLY.size + size])))
-            del self.body[:wire.REPLY.size + size]
-        return replies
+    def space(self) -> memoryview:
+        return memoryview(self.payload if self.answer else self.head)[self.got:]
+
+    def received(self, n: int) -> Reply | None:
+        """n more bytes are in `space`; the reply they complete, if they do."""
+        self.got += n
+        if self.answer is None:
+            if self.got < wire.REPLY.size:
+                return None
+            rid, err, value, size = wire.REPLY.unpack(self.head)
+            self.answer, self.payload, self.got = (rid, err, value), bytearray(size), 0
+        if self.got < len(self.payload):
+            return None
+        (rid, err, value), payload = self.answer, bytes(self.payload)
+        self.answer, self.payload, self.got = None, bytearray(), 0
+        return rid, err, value, payload
 
 
 class _Link(threading.Thread):
     """One TLS connection, driven by its own thread: sends what `push` queues, hands answers to trio."""
 
-    def __init__(self, sock: ssl.SSLSocket, rest: bytes, token: trio.lowlevel.TrioToken,
+    def __init__(self, sock: ssl.SSLSocket, token: trio.lowlevel.TrioToken,
                  deliver: collections.abc.Callable[[_Link, list[Reply]], None],
                  lost: collections.abc.Callable[[_Link, BaseException], None]) -> None:
         super().__init__(name="homefs-link", daemon=True)
         self.sock = sock
-        self.rest = rest
         self.token = token
         self.deliver, self.lost = deliver, lost
         self.outbox: collections.deque[bytes | memoryview] = collections.deque()
@@ -132,11 +114,7 @@ class _Link(threading.Thread):
                 self.wake = -1
 
     def _loop(self) -> None:
-        body = _Body()
-        if self.rest and (replies := body.feed(self.rest)):
-            self._tell(self.deliver, replies)
-        buf = bytearray(RECEIVE)
-        view = memoryview(buf)
+        body = _Replies()
         sending: memoryview | None = None
         with selectors.DefaultSelector() as sel:
             sel.register(self.wake, selectors.EVENT_READ)
@@ -157,7 +135,7 @@ class _Link(threading.Thread):
                         continue
                     except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
                         pass
-                replies = self._receive(body, buf, view)
+                replies = self._receive(body)
                 if replies:
                     self._tell(self.deliver, replies)
                     continue
@@ -166,27 +144,25 @@ class _Link(threading.Thread):
                         with contextlib.suppress(BlockingIOError):
                             os.eventfd_read(self.wake)
 
-    def _receive(self, body: _Body, buf: bytearray, view: memoryview) -> list[Reply]:
+    def _receive(self, body: _Replies) -> list[Reply]:
         """Whatever answers have arrived (none: nothing to read now)."""
         replies: list[Reply] = []
         while True:
             try:
-                n = self.sock.recv_into(buf)
+                n = self.sock.recv_into(body.space())
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                 return replies
             if not n:
                 raise EOFError("home closed the stream")
-            replies += body.feed(view[:n])
-            if body.ended:
-                self._tell(self.deliver, replies)
-                raise EOFError("home ended the stream")
+            if (reply := body.received(n)) is not None:
+                replies.append(reply)
 
 
 class Stream:
     """One mount's frames to its home agent (used from the FUSE process's trio loop)."""
 
-    def __init__(self, host: str, port: int, path: str, context: ssl.SSLContext, timeout: float = 60) -> None:
-        self.host, self.port, self.path = host, port, path
+    def __init__(self, host: str, port: int, job: str, context: ssl.SSLContext, timeout: float = 60) -> None:
+        self.host, self.port, self.job = host, port, job
         self.context = context
         self.timeout = timeout
         self.inflight = 0  # bytes of WRITE frames not answered yet
@@ -203,8 +179,8 @@ class Stream:
         weight = len(data) if op == wire.Op.WRITE else 0
         self._waiting[rid] = (on_reply, weight)
         self.inflight += weight
-        head = b"%x\r\n" % (wire.REQUEST.size + len(data)) + wire.request(op, rid, fh, offset, size)
-        link.push((head + data + b"\r\n",) if len(data) < JOIN_BELOW else (head, data, b"\r\n"))
+        head = wire.request(op, rid, fh, offset, size)
+        link.push((head + data,) if len(data) < JOIN_BELOW else (head, data))
 
     async def call(self, op: wire.Op, fh: int, offset: int = 0, size: int = 0,
                    data: bytes = b"") -> tuple[int, bytes]:
@@ -242,38 +218,45 @@ class Stream:
         async with self._connecting:
             if self._link is None:
                 try:
-                    sock, rest = await trio.to_thread.run_sync(self._open)
+                    sock = await trio.to_thread.run_sync(self._open)
                 except (OSError, ValueError) as e:
+                    log.warning("data stream to %s not opened: %r", self.host, e)
                     if isinstance(e, remote.RemoteError):
                         raise
                     raise remote.RemoteError(errno.EIO, f"home agent {self.host}: {e}") from e
-                self._link = _Link(sock, rest, trio.lowlevel.current_trio_token(), self._deliver, self._lost)
+                self._link = _Link(sock, trio.lowlevel.current_trio_token(), self._deliver, self._lost)
                 self._link.start()
             return self._link
 
-    def _open(self) -> tuple[ssl.SSLSocket, bytes]:
-        """Connect, ask for the stream and read home's answer head (blocking: in a worker thread)."""
-        sock = self.context.wrap_socket(socket.create_connection((self.host, self.port), timeout=self.timeout),
+    def _open(self) -> ssl.SSLSocket:
+        """Ask home where the stream goes, connect there and name the job (blocking: in a worker thread)."""
+        api = http.client.HTTPSConnection(self.host, self.port, context=self.context, timeout=self.timeout)
+        try:
+            api.request("POST", f"/homefs/{urllib.parse.quote(self.job, safe='')}/stream")
+            answer = api.getresponse()
+            status, body = answer.status, answer.read()
+        finally:
+            api.close()
+        if status != 200:
+            raise _refused(status, body)
+        port = int(json.loads(body)["port"])
+        sock = self.context.wrap_socket(socket.create_connection((self.host, port), timeout=self.timeout),
                                         server_hostname=self.host)
         try:
-            sock.sendall(f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                         "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
-            head = b""
-            while (end := head.find(b"\r\n\r\n")) < 0:
-                if len(head) > HEAD_MAX or not (data := sock.recv(RECEIVE)):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(json.dumps({"job": self.job}).encode() + b"\n")
+            hello = b""
+            while not hello.endswith(b"\n"):
+                if len(hello) > HELLO_MAX or not (data := sock.recv(HELLO_MAX)):
                     raise ConnectionResetError("home closed the stream before answering")
-                head += data
-            status, headers = _head(head[:end])
-            rest = head[end + 4:]
-            if status != 200:
-                raise _refused(status, headers, rest)
-            if headers.get("transfer-encoding", "").lower() != "chunked":
-                raise ValueError("home's stream is not chunked")
+                hello += data
+            if err := int(json.loads(hello).get("errno") or 0):
+                raise remote.RemoteError(err, str(json.loads(hello).get("error")))
             sock.setblocking(False)
         except BaseException:
             sock.close()
             raise
-        return sock, rest
+        return sock
 
     def _deliver(self, link: _Link, replies: list[Reply]) -> None:
         if link is not self._link:
@@ -303,22 +286,10 @@ class Stream:
         self._answered = trio.Event()
 
 
-def _head(raw: bytes) -> tuple[int, dict[str, str]]:
-    lines = raw.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
-        raise ValueError(f"not an HTTP answer from home: {lines[0]!r}")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), headers
-
-
-def _refused(status: int, headers: dict[str, str], body: bytes) -> remote.RemoteError:
-    """Home answered the stream with an error (403: it does not serve this job)."""
+def _refused(status: int, body: bytes) -> remote.RemoteError:
+    """Home answered with an error (403: it does not serve this job)."""
     try:
-        parsed = json.loads(body[:int(headers.get("content-length", len(body)))])
+        parsed = json.loads(body)
     except ValueError:
         parsed = {}
     if not isinstance(parsed, dict):

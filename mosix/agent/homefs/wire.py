@@ -1,5 +1,5 @@
-"""The frames of a homefs data stream: one long HTTP/1.1 request per mount whose body carries the
-FUSE side's reads and writes, answered in order in the streamed response (so a chunk costs a frame,
+"""The frames of a homefs data stream: one TLS connection per mount to home's data port carries the
+FUSE side's reads and writes, answered in order on the same connection (so a chunk costs a frame,
 not a request, and many are in flight at once).
 
     request frame:  op (u8), id (u32), fh (u64), offset (u64), size (u32), then `size` bytes for WRITE

@@ -189,7 +189,7 @@ async def test_the_data_stream_serves_a_job_only_its_own_open_files(homefs: Moun
     assert url.hostname is not None and url.port is not None
 
     async def frames(job: str) -> tuple[int, bytes]:
-        s = stream.Stream(url.hostname or "", url.port or 0, f"/homefs/{job}/stream", m.client)
+        s = stream.Stream(url.hostname or "", url.port or 0, job, m.client)
         try:
             return await s.call(wire.Op.READ, fh, 0, 100)
         finally:
@@ -202,3 +202,13 @@ async def test_the_data_stream_serves_a_job_only_its_own_open_files(homefs: Moun
         await asyncio.to_thread(trio.run, frames, "nobody")  # not a job this node is home of
     assert refused.value.errno == errno.EACCES
     assert await asyncio.to_thread(trio.run, frames, "other") == (0, b"not yours")
+
+
+@pytest.mark.root
+async def test_sequential_reads_come_in_large_requests(homefs: Mount) -> None:
+    """The mount's read-ahead stays raised (the kernel lowers it when the FUSE process answers INIT),
+    so a sequential reader costs one request per MiB, not per 128 KiB."""
+    real = os.path.join(os.path.realpath(homefs.away.parent), homefs.away.name)  # not a request to FUSE
+    with open("/proc/self/mountinfo") as f:
+        device = next(fields[2] for fields in map(str.split, f) if fields[4] == real)
+    assert int(pathlib.Path(f"/sys/class/bdi/{device}/read_ahead_kb").read_text()) == mounts.READ_AHEAD_KB
