@@ -141,12 +141,18 @@ class JobViews:
     The views of the jobs a round decides on (not finished, not being deleted) are also kept in
     `index`, told only of the jobs mapped afresh and the jobs gone, so a round on its snapshot
     neither orders nor groups every job again (`mosix.policy.index`). The nodes' views are kept
-    too, the previous object for a node whose view did not change, so the index sees which did."""
+    too, the previous object for a node whose view did not change, so the index sees which did.
+
+    It also keeps the keys of the jobs that changed since a round last planned (`changed`, `planned`) and
+    the jobs that round patched: a job neither changed nor patched since would get the same patches from
+    its own spec and status again (none), so the plan's per-job passes visit only the others."""
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, _Mapped]] = {}
         self._keys: set[str] = set()
         self._nodes: dict[str, snapshot.NodeView] = {}
+        self._changed: set[str] = set()
+        self._patched: set[str] = set()
         self.index = index.JobIndex()
 
     def mapped(self, jobs: dict[str, job.MosixJob]) -> dict[str, _Mapped]:
@@ -160,6 +166,7 @@ class JobViews:
                 m = hit[1]
             else:
                 m = _map(j, key)
+                self._changed.add(key)
                 if m.finished or j.metadata.deletion_timestamp:
                     self.index.remove(key)
                 else:
@@ -173,6 +180,15 @@ class JobViews:
             self.index.remove(key)
         self._keys = keys
         return out
+
+    def changed(self, jobs: dict[str, job.MosixJob]) -> dict[str, job.MosixJob]:
+        """The jobs of `jobs` mapped afresh since the last `planned`, or patched by that round's plan, by key."""
+        return {key: jobs[key] for key in sorted(self._changed | self._patched) if key in jobs}
+
+    def planned(self, patched: Iterable[str]) -> None:
+        """A round planned every job `changed` gave it, and patched the jobs `patched`."""
+        self._changed = set()
+        self._patched = set(patched)
 
     def nodes(self, views: Iterable[snapshot.NodeView]) -> tuple[snapshot.NodeView, ...]:
         """`views`, each replaced by the node's previous view when equal to it."""

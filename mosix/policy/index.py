@@ -150,6 +150,7 @@ class JobIndex:
         self._slots: set[str] = set()
         self._tuple: tuple[snapshot.JobView, ...] | None = None
         self._tables = Tables()
+        self._waiting_by: dict[tuple[int | None, int], int] = {}  # QUEUED jobs by (priority, grid class)
         self._changes: dict[str, int] = {}  # per node: running or migrating jobs there put or removed, ever
         self._settled: dict[str, balancing.Settled] = {}
         self._settled_for: snapshot.ClusterView | None = None
@@ -187,6 +188,9 @@ class JobIndex:
     def _link(self, job: snapshot.JobView) -> None:
         name = job.name
         self._states[job.state][name] = job
+        if job.state is snapshot.JobState.QUEUED:
+            group = (job.priority, job.grid_class)
+            self._waiting_by[group] = self._waiting_by.get(group, 0) + 1
         if _waits(job):
             self._adding.append(entry(job, self._default))
         if job.state in _ON_NODE and job.node is not None:
@@ -203,6 +207,11 @@ class JobIndex:
     def _unlink(self, job: snapshot.JobView) -> None:
         name = job.name
         del self._states[job.state][name]
+        if job.state is snapshot.JobState.QUEUED:
+            group = (job.priority, job.grid_class)
+            self._waiting_by[group] -= 1
+            if not self._waiting_by[group]:
+                del self._waiting_by[group]
         if _waits(job):
             self._sorted()
             del self._queue[bisect.bisect_left(self._queue, entry(job, self._default))]
@@ -277,6 +286,10 @@ class JobIndex:
 
     def count(self, state: snapshot.JobState) -> int:
         return len(self._states[state])
+
+    def waiting_by(self) -> dict[tuple[int | None, int], int]:
+        """How many jobs are QUEUED, by (priority, None for the default; grid class)."""
+        return self._waiting_by
 
     def queue(self) -> list[Entry]:
         """The waiting jobs (QUEUED and queued) as their `queue.key`, first out first."""

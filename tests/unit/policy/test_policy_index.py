@@ -222,6 +222,11 @@ def test_the_index_keeps_the_plain_orders_and_groups(data: st.DataObject) -> Non
     for state in (S.RUNNING, S.MIGRATING):
         for node in {j.node for j in jobs if j.node is not None} | {"elsewhere"}:
             assert idx.on(state, node) == [j for j in jobs if j.state is state and j.node == node]
+    waiting: dict[tuple[int | None, int], int] = {}
+    for j in jobs:
+        if j.state is S.QUEUED:
+            waiting[j.priority, j.grid_class] = waiting.get((j.priority, j.grid_class), 0) + 1
+    assert idx.waiting_by() == waiting
     assert idx.slots() == sum(1 for j in jobs if j.queued and j.state in (S.RUNNING, S.MIGRATING, S.PENDING)
                               and j.node is not None)
     assert len(idx) == len(jobs)
