@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import weakref
+from collections.abc import Callable
 
 from mosix.api import job, meta
 from mosix.client import client, store
@@ -42,13 +43,22 @@ def run_round(api: client.Client, now: float | None = None) -> Outcome:
     elapsed = time.perf_counter() - started
     out = plan_round(by_name, snap, result, conf.spec.queue.default_priority, kept)
     metrics.observe(snap, result, elapsed)
+    return Outcome(out, elapsed, apply_plan(api.patch_job_status, by_name, out, kept))
+
+
+def apply_plan(patch_status: Callable[[str, plan.Patch], job.MosixJob], by_name: dict[str, job.MosixJob],
+               out: plan.Plan, kept: views.JobViews) -> list[str]:
+    """Every patch of `out` through `patch_status`; the patches that failed. The views learn what each
+    patched job became (`views.JobViews.patched`)."""
     conflicts = []
     for name, patch in out.patches.items():
         try:
-            api.patch_job_status(name, patch)
+            new = patch_status(name, patch)
         except (store.NotFound, store.Conflict) as e:  # deleted or changed meanwhile: next round sees it
             conflicts.append(f"{name}: {e}")
-    return Outcome(out, elapsed, conflicts)
+            continue
+        kept.patched(name, by_name[name], new)
+    return conflicts
 
 
 def plan_round(by_name: dict[str, job.MosixJob], snap: snapshot.Snapshot, result: decisions.Decisions,
@@ -61,11 +71,12 @@ def plan_round(by_name: dict[str, job.MosixJob], snap: snapshot.Snapshot, result
     plan.requests(changed, out)
     plan.decided(result, by_name, out)
     plan.unsupported(changed, out, meta.now_rfc3339())
+    asked = set(out.patches)
     if snap.index is not None and snap.index.current(snap):  # already in order (with the same default priority)
         waiting = [each[4] for each in snap.index.queue()]
     else:
         waiting = [j.name for j in queue.order(snap.jobs, default_priority) if j.queued]
     admitted = {a.job for a in result.admissions}
     plan.queue_positions([n for n in waiting if n not in admitted], by_name, default_priority, out)
-    kept.planned(out.patches)
+    kept.planned(out.patches, asked)
     return out

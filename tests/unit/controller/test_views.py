@@ -126,7 +126,7 @@ def test_changed_jobs_are_those_mapped_afresh_or_patched_since_the_last_plan() -
     jobs = {f"default/{n}": mosix_job(n, str(i)) for i, n in enumerate("abc", start=1)}
     cache.mapped(jobs)
     assert set(cache.changed(jobs)) == set(jobs)  # all new
-    cache.planned(["default/a"])
+    cache.planned(["default/a"], [])
     cache.mapped(jobs)
     assert set(cache.changed(jobs)) == {"default/a"}  # patched last round, whatever came of it
     jobs["default/b"] = mosix_job("b", "9", phase="Running", node="node1", startTime=stamp(5))
@@ -134,6 +134,6 @@ def test_changed_jobs_are_those_mapped_afresh_or_patched_since_the_last_plan() -
     assert set(cache.changed(jobs)) == {"default/a", "default/b"}
     cache.mapped(jobs)  # a round that did not get to plan: its changes stay for the next
     assert set(cache.changed(jobs)) == {"default/a", "default/b"}
-    cache.planned([])
+    cache.planned([], [])
     cache.mapped(jobs)
     assert cache.changed(jobs) == {}
