@@ -455,7 +455,7 @@ def controller_rounds(seed: int, nodes: list[snapshot.NodeView], jobs: list[snap
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Scale benchmark of the policy core.")
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, well under 30 s")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (about a minute)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--freed", type=int, default=10, help="running jobs finishing before each steady round")
     args = parser.parse_args(argv)

@@ -510,12 +510,13 @@ def _still_settled(led: ledger.Ledger, node: snapshot.NodeView, settled: Settled
     speed = node.speed if node.speed > 0 else 1.0
     ref = max(1.0, 1.0 / cpus) / speed
     s_before = work / cpus
+    here = led.load[node.name]
     for key, job, low, high in settled.groups:
-        targets = _targets_of(led, job, key, pending, cache)
+        targets = cache.get(key) or _targets_of(led, job, key, pending, cache)
         if not targets.ranked:
             continue  # nowhere to go
         demand = job.cpu_demand
-        load = max(led.load[node.name], demand)
+        load = max(here, demand)
         before = max(1.0, load / cpus) / speed
         keeps = 1.0 - max(1.0, max(load - demand, 0.0) / cpus) / speed / before  # what those left save, per second
         gains = 1.0 - targets.after / before
@@ -549,12 +550,13 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
     def entry(name: str) -> tuple[float, str, int]:
         return (-ledger.unit_time(led.nodes[name], led.load[name]), name, led.version[name])
 
+    ranked: list[tuple[float, str, int]] = []
     if led.index is not None and led.index.tables().distinct:
-        # every node's entry as the index keeps them (a sorted list is a heap), the nodes this round
-        # changed entered again; nodes with nothing movable are passed over when popped
-        sources = led.index.tables().slowest.copy()
-        for name in led.touched():
-            heapq.heappush(sources, entry(name))
+        # every node's entry as the index keeps them, sorted: read in order beside the heap of the nodes
+        # this round changed (and re-keys); nodes with nothing movable are passed over when taken
+        ranked = led.index.tables().slowest
+        sources = [entry(name) for name in led.touched()]
+        heapq.heapify(sources)
     else:
         nodes, load, versions = led.nodes, led.load, led.version
         sources = [(-(max(1.0, load[n] / max(node.cpus, 1)) / (node.speed if node.speed > 0 else 1.0)), n,
@@ -569,8 +571,13 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
             and not any(n.dont_take for n in led.snapshot.nodes)):
         kept = led.index.settled(led.cluster)
         gangs = {u.node for u in led.units[snapshot.JobState.RUNNING]}
-    while sources and budget > 0:
-        _, name, version = heapq.heappop(sources)
+    at = 0
+    while (sources or at < len(ranked)) and budget > 0:
+        if at < len(ranked) and (not sources or ranked[at] < sources[0]):  # the next of both, as one heap
+            _, name, version = ranked[at]
+            at += 1
+        else:
+            _, name, version = heapq.heappop(sources)
         if version != led.version[name] or name in done:
             continue  # superseded: a move re-keyed this node
         if kept is not None and version == 0 and name in led.up and name not in gangs:
