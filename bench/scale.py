@@ -17,13 +17,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import math
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
+from mosix.api import cluster as api_cluster
+from mosix.api import job as api_job
+from mosix.api import node as api_node
+from mosix.client import store
+from mosix.controller import metrics, plan, views
+from mosix.controller import round as control
 from mosix.policy import decide, decisions, index, snapshot
 
 
@@ -285,9 +293,169 @@ def report(label: str, run: Run) -> None:
     )
 
 
+# ---------------------------------------------------------------- the controller's side of a round
+# MOSIX objects to views, decide(), the plan (status patches and events) and the metrics, over 1,000
+# MosixNodes and 10,000 queued MosixJobs. Between rounds the store and the agents are simulated on the
+# objects: every patch applied (resourceVersion bumped) through `round.apply_plan`, placed jobs start,
+# migrations arrive, a few jobs finish, nodes report their load. Measured rounds plan with the views kept
+# between rounds, as the control plane runs; every fifth also with fresh views (every job mapped and
+# visited again), which must plan the same patches. Jobs of one process only: the simulation moves whole jobs.
+
+EPOCH = 1.8e9  # the bench's clock starts here: timestamps parse as real ones
+
+
+def stamp(seconds: float) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat()
+
+
+def job_object(view: snapshot.JobView, now: float) -> api_job.MosixJob:
+    """The `MosixJob` a control plane would read for `view`."""
+    spec: dict[str, Any] = {"command": ["testload"], "placement": view.placement.value}
+    if view.queued:
+        spec["queue"] = {"position": view.position, **({} if view.priority is None else {"priority": view.priority})}
+    if view.node_ref is not None:
+        spec["node"] = view.node_ref
+    if view.ranges:
+        spec["nodeRanges"] = [{"first": a, "last": b} for a, b in view.ranges]
+    if view.memory_mb:
+        spec["memoryMb"] = view.memory_mb
+    status: dict[str, Any] = {"phase": view.state.value}
+    if view.home is not None:
+        status["homeNode"] = view.home
+    if view.node is not None:
+        status["node"] = view.node
+    if view.started_at is not None:
+        status["startTime"] = stamp(view.started_at)
+    if view.last_migration is not None:
+        status["lastMigrationTime"] = stamp(view.last_migration)
+    return api_job.MosixJob.model_validate({
+        "metadata": {"name": view.name, "namespace": "default", "resourceVersion": "1",
+                     "creationTimestamp": stamp(now - 86400 + view.submitted)},
+        "spec": spec, "status": status})
+
+
+def node_object(view: snapshot.NodeView, heartbeat: float) -> api_node.MosixNode:
+    return api_node.MosixNode.model_validate({
+        "metadata": {"name": view.name},
+        "spec": {"number": view.number, "address": view.address, "block": view.block},
+        "status": {"state": "Running Normally", "heartbeat": stamp(heartbeat), "cpus": view.cpus,
+                   "speed": int(view.speed), "load": view.load, "accept": True, "avail": True,
+                   "memory": {"availableMb": view.memory_free_mb, "totalMb": view.memory_total_mb}}})
+
+
+_QUICK = {"queuePosition": "queue_position", "priority": "priority", "where": "where"}
+
+
+@dataclasses.dataclass
+class Figures:
+    """CPU and wall seconds of each round's controller side."""
+
+    cpus: list[float] = dataclasses.field(default_factory=list)
+    walls: list[float] = dataclasses.field(default_factory=list)
+    patches: list[int] = dataclasses.field(default_factory=list)
+
+
+class Store:
+    """The jobs and nodes as the store holds them, with the agents' side of each round carried out."""
+
+    def __init__(self, seed: int, nodes: list[snapshot.NodeView], jobs: list[snapshot.JobView]) -> None:
+        self.rng = random.Random(seed)
+        self.now = EPOCH
+        self.jobs = {j.name: job_object(dataclasses.replace(j, parallel=1, started_at=None if j.started_at is None
+                                                            else EPOCH - 1000.0 + j.started_at,
+                                                            last_migration=None if j.last_migration is None
+                                                            else EPOCH - 1000.0 + j.last_migration), EPOCH)
+                     for j in jobs}
+        self.nodes = {n.name: node_object(n, EPOCH) for n in nodes}
+        self.conf = api_cluster.MosixCluster.model_validate({"metadata": {"name": "mosix"},
+                                                         "spec": {"deadAfterSeconds": 86400}})
+        self.rv = 1
+
+    def _put(self, key: str, j: api_job.MosixJob, status: api_job.MosixJobStatus) -> api_job.MosixJob:
+        self.rv += 1
+        new = self.jobs[key] = j.model_copy(update={"status": status, "metadata": j.metadata.model_copy(
+            update={"resource_version": str(self.rv)})})
+        return new
+
+    def patch(self, key: str, patch: plan.Patch) -> api_job.MosixJob:
+        """A status patch, as the store applies it (a merge patch; the position-only ones, most of them, copied)."""
+        j = self.jobs[key]
+        if patch.keys() <= _QUICK.keys():
+            status = j.status.model_copy(update={_QUICK[k]: v for k, v in patch.items()})
+        else:
+            status = api_job.MosixJobStatus.model_validate(store.merge_patch(j.status.wire(), patch))
+        return self._put(key, j, status)
+
+    def agents(self) -> None:
+        """What the agents do before the next round: placed jobs run, moves arrive; nodes report their load."""
+        for key, j in list(self.jobs.items()):
+            st = j.status
+            if st.phase == api_job.Phase.PENDING and st.node:
+                self._put(key, j, st.model_copy(update={"phase": api_job.Phase.RUNNING, "start_time": stamp(self.now)}))
+            elif st.target_node:
+                self._put(key, j, st.model_copy(update={"node": st.target_node, "target_node": None,
+                                                        "last_migration_time": stamp(self.now),
+                                                        "migrations": st.migrations + 1}))
+        self._loads()
+
+    def _loads(self) -> None:
+        load = dict.fromkeys(self.nodes, 0)
+        busy = (api_job.Phase.RUNNING, api_job.Phase.PENDING)
+        for j in self.jobs.values():
+            if j.status.phase in busy and j.status.node and not j.status.frozen:
+                load[j.status.node] += 1
+        for name, n in self.nodes.items():
+            if n.status.load != load[name]:
+                self.nodes[name] = n.model_copy(update={"status": n.status.model_copy(update={"load": load[name]})})
+
+    def finish(self, count: int) -> None:
+        """`count` running jobs end and leave the store; the clock moves one interval."""
+        self.now += 2.0
+        running = [k for k, j in self.jobs.items() if j.status.phase == api_job.Phase.RUNNING]
+        for key in self.rng.sample(running, min(count, len(running))):
+            del self.jobs[key]
+        self._loads()
+
+
+def plan_once(st: Store, kept: views.JobViews, into: Figures) -> plan.Plan:
+    """The controller's side of one round (views, decide, plan, metrics), timed."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    nodes = list(st.nodes.values())
+    snap = views.snapshot_of(st.jobs, nodes, st.conf, st.now, kept)
+    result = decide.decide(snap)
+    out = control.plan_round(st.jobs, snap, result, st.conf.spec.queue.default_priority, kept)
+    metrics.observe(snap, result, 0.0)
+    into.cpus.append(time.process_time() - cpu)
+    into.walls.append(time.perf_counter() - wall)
+    into.patches.append(len(out.patches))
+    return out
+
+
+def controller_rounds(seed: int, nodes: list[snapshot.NodeView], jobs: list[snapshot.JobView], *, warmup: int,
+                      count: int, freed: int, fresh_every: int) -> tuple[Figures, Figures]:
+    """`warmup` then `count` rounds planned with kept views, every `fresh_every`th measured round also planned
+    with fresh views (much slower); returns (kept, fresh) figures of the measured rounds."""
+    st = Store(seed, nodes, jobs)
+    kept = views.JobViews()
+    measured, fresh = Figures(), Figures()
+    for i in range(warmup + count):
+        st.finish(freed)
+        if i >= warmup and (i - warmup) % fresh_every == 0:
+            again = views.JobViews()
+            check = plan_once(st, again, fresh)
+        else:
+            check = None
+        out = plan_once(st, kept, measured if i >= warmup else Figures())
+        if check is not None and check.patches != out.patches:
+            raise SystemExit("the controller round with kept views planned differently from one with fresh views")
+        control.apply_plan(st.patch, dict(st.jobs), out, kept)  # the jobs as the round read them
+        st.agents()
+    return measured, fresh
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Scale benchmark of the policy core.")
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, well under 30 s")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (about a minute)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--freed", type=int, default=10, help="running jobs finishing before each steady round")
     args = parser.parse_args(argv)
@@ -319,6 +487,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     worst = burst(args.seed, rounds, args.freed)
     report("worst case (the imbalance is never corrected: the same migrations are decided every round)", worst)
+    sim = Cluster(args.seed, 1000, 10000)
+    kept, fresh = controller_rounds(args.seed, sim.nodes, list(sim.jobs.values()), warmup=warmup, count=rounds,
+                                    freed=args.freed, fresh_every=5)
+    print(f"controller side of steady rounds (MosixJob/MosixNode objects to views, decide, plan, metrics; no gangs; "
+          f"every patch applied and carried out between rounds; {statistics.median(kept.patches):.0f} status "
+          f"patches per round, median, nearly all queue positions):")
+    for name, f in (("kept views", kept), ("fresh views", fresh)):
+        print(f"  {name:11s} {len(f.cpus):3d} rounds, CPU: p50 {statistics.median(f.cpus) * 1000:6.1f} ms, "
+              f"p99 {p99(f.cpus) * 1000:6.1f} ms; wall: p50 {statistics.median(f.walls) * 1000:6.1f} ms, "
+              f"p99 {p99(f.walls) * 1000:6.1f} ms")
+    print(f"  kept/fresh CPU: p50 {statistics.median(kept.cpus) / statistics.median(fresh.cpus):.2f}x")
     return 0
 
 

@@ -24,9 +24,14 @@ _seen: set[tuple[str, str]] = set()
 def observe(snap: snapshot.Snapshot, result: decisions.Decisions, seconds: float) -> None:
     """Records one round."""
     DECISION.observe(seconds)
-    waiting = collections.Counter(
-        (str(j.effective_priority(snap.cluster.default_priority)), str(j.grid_class))
-        for j in snap.jobs if j.state is snapshot.JobState.QUEUED)
+    default = snap.cluster.default_priority
+    waiting: collections.Counter[tuple[str, str]] = collections.Counter()
+    if snap.index is not None and snap.index.current(snap):  # counted as jobs came and went
+        for (priority, grid_class), count in snap.index.waiting_by().items():
+            waiting[str(default if priority is None else priority), str(grid_class)] += count
+    else:
+        waiting.update((str(j.effective_priority(default)), str(j.grid_class))
+                       for j in snap.jobs if j.state is snapshot.JobState.QUEUED)
     for labels in _seen - waiting.keys():
         QUEUE_LENGTH.labels(*labels).set(0)
     for labels, count in waiting.items():

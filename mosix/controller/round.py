@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import time
 import weakref
+from collections.abc import Callable
 
-from mosix.api import meta
+from mosix.api import job, meta
 from mosix.client import client, store
 from mosix.controller import metrics, plan, views
-from mosix.policy import decide, queue
+from mosix.policy import decide, decisions, queue, snapshot
 
 
 @dataclasses.dataclass
@@ -36,26 +37,46 @@ def run_round(api: client.Client, now: float | None = None) -> Outcome:
     by_name = {api.key(j): j for j in api.jobs()}
     conf = api.get_cluster()
     started = time.perf_counter()
-    snap = views.snapshot_of(by_name, api.nodes(), conf, now, job_views(api))
+    kept = job_views(api)
+    snap = views.snapshot_of(by_name, api.nodes(), conf, now, kept)
     result = decide.decide(snap)
     elapsed = time.perf_counter() - started
-    out = plan.Plan()
-    plan.summaries(by_name, out)
-    plan.requests(by_name, out)
-    plan.decided(result, by_name, out)
-    plan.unsupported(by_name, out, meta.now_rfc3339())
-    if snap.index is not None and snap.index.current(snap):  # already in order (with the same default priority)
-        waiting = [each[4] for each in snap.index.queue()]
-    else:
-        waiting = [j.name for j in queue.order(snap.jobs, conf.spec.queue.default_priority) if j.queued]
-    admitted = {a.job for a in result.admissions}
-    plan.queue_positions([n for n in waiting if n not in admitted], by_name,
-                         conf.spec.queue.default_priority, out)
+    out = plan_round(by_name, snap, result, conf.spec.queue.default_priority, kept)
     metrics.observe(snap, result, elapsed)
+    return Outcome(out, elapsed, apply_plan(api.patch_job_status, by_name, out, kept))
+
+
+def apply_plan(patch_status: Callable[[str, plan.Patch], job.MosixJob], by_name: dict[str, job.MosixJob],
+               out: plan.Plan, kept: views.JobViews) -> list[str]:
+    """Every patch of `out` through `patch_status`; the patches that failed. The views learn what each
+    patched job became (`views.JobViews.patched`)."""
     conflicts = []
     for name, patch in out.patches.items():
         try:
-            api.patch_job_status(name, patch)
+            new = patch_status(name, patch)
         except (store.NotFound, store.Conflict) as e:  # deleted or changed meanwhile: next round sees it
             conflicts.append(f"{name}: {e}")
-    return Outcome(out, elapsed, conflicts)
+            continue
+        kept.patched(name, by_name[name], new)
+    return conflicts
+
+
+def plan_round(by_name: dict[str, job.MosixJob], snap: snapshot.Snapshot, result: decisions.Decisions,
+               default_priority: int, kept: views.JobViews) -> plan.Plan:
+    """The round's status patches and events: the decisions, the queue's positions, and what each job's
+    own spec and status ask for, of the jobs changed or patched since the last round (`views.JobViews`)."""
+    out = plan.Plan()
+    changed = kept.changed(by_name)
+    plan.summaries(changed, out)
+    plan.requests(changed, out)
+    plan.decided(result, by_name, out)
+    plan.unsupported(changed, out, meta.now_rfc3339())
+    asked = set(out.patches)
+    if snap.index is not None and snap.index.current(snap):  # already in order (with the same default priority)
+        waiting = [each[4] for each in snap.index.queue()]
+    else:
+        waiting = [j.name for j in queue.order(snap.jobs, default_priority) if j.queued]
+    admitted = {a.job for a in result.admissions}
+    plan.queue_positions([n for n in waiting if n not in admitted], by_name, default_priority, out)
+    kept.planned(out.patches, asked)
+    return out

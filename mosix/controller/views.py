@@ -78,6 +78,9 @@ def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
     )
 
 
+_READ = tuple(f for f in job.MosixJobStatus.model_fields if f not in ("queue_position", "priority", "where", "message"))
+"""The status fields a job's view (`_map`) may read: all but those the plan writes for display."""
+
 RECENT_SECONDS = 10.0  # about twice the agents' load-average period: arrivals not yet in their load
 
 
@@ -141,12 +144,19 @@ class JobViews:
     The views of the jobs a round decides on (not finished, not being deleted) are also kept in
     `index`, told only of the jobs mapped afresh and the jobs gone, so a round on its snapshot
     neither orders nor groups every job again (`mosix.policy.index`). The nodes' views are kept
-    too, the previous object for a node whose view did not change, so the index sees which did."""
+    too, the previous object for a node whose view did not change, so the index sees which did.
+
+    It also keeps the keys of the jobs that changed since a round last planned (`changed`, `planned`) and
+    the jobs that round patched: a job neither changed nor patched since would get the same patches from
+    its own spec and status again (none), so the plan's per-job passes visit only the others."""
 
     def __init__(self) -> None:
         self._seen: dict[str, tuple[str, _Mapped]] = {}
         self._keys: set[str] = set()
         self._nodes: dict[str, snapshot.NodeView] = {}
+        self._changed: set[str] = set()
+        self._patched: set[str] = set()
+        self._asked: set[str] = set()
         self.index = index.JobIndex()
 
     def mapped(self, jobs: dict[str, job.MosixJob]) -> dict[str, _Mapped]:
@@ -160,6 +170,7 @@ class JobViews:
                 m = hit[1]
             else:
                 m = _map(j, key)
+                self._changed.add(key)
                 if m.finished or j.metadata.deletion_timestamp:
                     self.index.remove(key)
                 else:
@@ -173,6 +184,34 @@ class JobViews:
             self.index.remove(key)
         self._keys = keys
         return out
+
+    def changed(self, jobs: dict[str, job.MosixJob]) -> dict[str, job.MosixJob]:
+        """The jobs of `jobs` mapped afresh since the last `planned`, or patched by that round's plan, by key."""
+        return {key: jobs[key] for key in sorted(self._changed | self._patched) if key in jobs}
+
+    def patched(self, key: str, old: job.MosixJob, new: job.MosixJob) -> None:
+        """Job `key`, read as `old`, is `new` after a round's status patch: when nothing a view reads differs
+        (the patch wrote only the queue's position, priority as shown, where or message), the mapping of
+        `old` stands for `new`, so writing the queue's positions every round does not map every waiting job
+        again. Compared, not assumed: someone else may have changed the job in between. Nor is such a job
+        of one process visited again by the plan's per-job passes, unless they asked for something of it:
+        they read none of those fields."""
+        hit = self._seen.get(key)
+        rv = new.metadata.resource_version
+        if (hit is None or rv is None or hit[0] != old.metadata.resource_version or old.spec != new.spec
+                or old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
+                or any(getattr(old.status, f) != getattr(new.status, f) for f in _READ)):
+            return
+        self._seen[key] = (rv, hit[1])
+        if key not in self._asked and not job.multi(new.spec):
+            self._patched.discard(key)
+
+    def planned(self, patched: Iterable[str], asked: Iterable[str]) -> None:
+        """A round planned every job `changed` gave it, and patched the jobs `patched`, `asked` by the plan's
+        per-job passes."""
+        self._changed = set()
+        self._patched = set(patched)
+        self._asked = set(asked)
 
     def nodes(self, views: Iterable[snapshot.NodeView]) -> tuple[snapshot.NodeView, ...]:
         """`views`, each replaced by the node's previous view when equal to it."""

@@ -386,6 +386,16 @@ def _targets(ranked: list[_Arriving]) -> _Targets:
                     min(to.work * to.unit / to.cpus for to in ranked))
 
 
+def _targets_of(led: ledger.Ledger, job: snapshot.JobView, key: Signature, pending: dict[str, float],
+                cache: dict[Signature, _Targets]) -> _Targets:
+    """The targets of `job`'s signature `key`, from `cache` (kept until a move changes a load)."""
+    targets = cache.get(key)
+    if targets is None:
+        nodes = placement.candidates(led, job, slot=False, limit=_CANDIDATES + 1)
+        targets = cache[key] = _targets([_arriving(led, node, job.cpu_demand, pending) for node in nodes])
+    return targets
+
+
 def _target(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView,
             pending: dict[str, float], cache: dict[Signature, _Targets], *,
             hopeless: set[Signature] | None = None) -> tuple[snapshot.NodeView, float] | None:
@@ -406,10 +416,7 @@ def _target(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView
     if hopeless is not None and key in hopeless and (job.expected_remaining_s is None
                                                      or job.expected_remaining_s >= 0.0):
         return None
-    targets = cache.get(key)
-    if targets is None:
-        nodes = placement.candidates(led, job, slot=False, limit=_CANDIDATES + 1)
-        targets = cache[key] = _targets([_arriving(led, node, job.cpu_demand, pending) for node in nodes])
+    targets = _targets_of(led, job, key, pending, cache)
     chosen: tuple[snapshot.NodeView, float] | None = None
     parts = _parts(led, job, source, pending)
     if _hopeless(parts, targets):
@@ -426,6 +433,102 @@ def _target(led: ledger.Ledger, job: snapshot.JobView, source: snapshot.NodeView
         if total is not None and (chosen is None or total > chosen[1]):
             chosen = (to.node, total)
     return chosen
+
+
+class Settled(NamedTuple):
+    """A source node's jobs as `_hopeless` weighs them, kept in the index between rounds while the node's
+    jobs stay the same: every job on it has no hint and started by `now`, so each one's time left, and the
+    node's pending work, grow exactly with the clock, and a later round weighs the node's movable jobs
+    without walking them (`_still_settled`, with the node's load and speed of that round). Only for a round
+    without grid nodes or dont_take homes, where a job's signature is its demand, memory and class alone."""
+
+    changes: int  # `index.JobIndex.changes` then: another count, other jobs
+    now: float
+    work: float  # the node's pending work at `now`
+    growing: int  # jobs in `work`, each one second more per second
+    wakes: float  # the earliest last migration of a job hysteresis kept out of the pool (inf: none)
+    groups: tuple[tuple[Signature, snapshot.JobView, float, float], ...]
+    """Per signature of the movable jobs: one of them, the least and the most time left among them."""
+
+
+def _settle(led: ledger.Ledger, name: str) -> Settled | None:
+    """`Settled` of node `name` now (untouched this round and up, with no gang processes on it), or None
+    when some job on it has a hint or a start time not yet past. `_PoolOf`'s filter, with `hold_io`."""
+    index, now, cluster = led.index, led.now, led.cluster
+    assert index is not None
+    work, count, wakes = 0.0, 0, math.inf
+    groups: dict[Signature, tuple[snapshot.JobView, float, float]] = {}
+    for state in (snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING):
+        for _, _, job, could in index.entries_on(state, name):
+            if job.processes and state is snapshot.JobState.RUNNING:
+                continue  # its work is its processes' (there are none here)
+            started = job.started_at
+            if job.expected_remaining_s is not None or started is None or started > now:
+                return None
+            mine = now - started
+            work += mine
+            count += 1
+            if state is not snapshot.JobState.RUNNING or not could or (name == job.home and io_bound(job, cluster)):
+                continue
+            if job.last_migration is not None and now - job.last_migration < cluster.hysteresis_s:
+                wakes = min(wakes, job.last_migration)
+                continue
+            key = _signature(led, job)
+            first, low, high = groups.get(key, (job, mine, mine))
+            groups[key] = (first, min(low, mine), max(high, mine))
+    return Settled(index.changes(name), now, work, count, wakes,
+                   tuple((key, *group) for key, group in groups.items()))
+
+
+def _settled(led: ledger.Ledger, name: str, kept: dict[str, Settled]) -> Settled | None:
+    """Node `name`'s `Settled`, the kept one while it holds (same jobs, clock not back, no job out of
+    hysteresis since), else made afresh."""
+    index = led.index
+    assert index is not None
+    was = kept.get(name)
+    if (was is not None and was.changes == index.changes(name)
+            and led.now >= was.now and not led.now - was.wakes >= led.cluster.hysteresis_s):
+        return was
+    now = _settle(led, name)
+    if now is None:
+        kept.pop(name, None)
+    else:
+        kept[name] = now
+    return now
+
+
+def _still_settled(led: ledger.Ledger, node: snapshot.NodeView, settled: Settled, pending: dict[str, float],
+                   cache: dict[Signature, _Targets]) -> bool:
+    """Is every movable job of the node `_hopeless` against the targets now? `_parts` and `_hopeless` spelled
+    out for a job with `mine` seconds left (hundreds of nodes a round): the bound is linear in it, and
+    levelling grows with it, so the least and the most of each signature stand for all. The margin is four
+    times `_hopeless`'s: the pending work here is the kept sum moved on by the clock, not summed afresh."""
+    step = led.now - settled.now
+    work = settled.work + settled.growing * step
+    cluster = led.cluster
+    cpus = max(node.cpus, 1)
+    speed = node.speed if node.speed > 0 else 1.0
+    ref = max(1.0, 1.0 / cpus) / speed
+    s_before = work / cpus
+    here = led.load[node.name]
+    for key, job, low, high in settled.groups:
+        targets = cache.get(key) or _targets_of(led, job, key, pending, cache)
+        if not targets.ranked:
+            continue  # nowhere to go
+        demand = job.cpu_demand
+        load = max(here, demand)
+        before = max(1.0, load / cpus) / speed
+        keeps = 1.0 - max(1.0, max(load - demand, 0.0) / cpus) / speed / before  # what those left save, per second
+        gains = 1.0 - targets.after / before
+        floor = targets.drain / ref
+        cost_ = cluster.migration_cost_s + job.memory_mb / cluster.migration_mb_per_s
+        for mine in (low + step, high + step):
+            rest = max(work - mine, 0.0)
+            freed = rest * keeps
+            bound = max(mine * gains + freed - targets.crowding, s_before - max(rest / cpus, floor), 0.0)
+            if bound + 4e-9 * (1.0 + mine + freed + targets.crowding + s_before) >= cost_:
+                return False
+    return True
 
 
 _CANDIDATES = 4  # targets weighed per job: the best-ranked few hold the best move
@@ -447,12 +550,13 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
     def entry(name: str) -> tuple[float, str, int]:
         return (-ledger.unit_time(led.nodes[name], led.load[name]), name, led.version[name])
 
+    ranked: list[tuple[float, str, int]] = []
     if led.index is not None and led.index.tables().distinct:
-        # every node's entry as the index keeps them (a sorted list is a heap), the nodes this round
-        # changed entered again; nodes with nothing movable are passed over when popped
-        sources = led.index.tables().slowest.copy()
-        for name in led.touched():
-            heapq.heappush(sources, entry(name))
+        # every node's entry as the index keeps them, sorted: read in order beside the heap of the nodes
+        # this round changed (and re-keys); nodes with nothing movable are passed over when taken
+        ranked = led.index.tables().slowest
+        sources = [entry(name) for name in led.touched()]
+        heapq.heapify(sources)
     else:
         nodes, load, versions = led.nodes, led.load, led.version
         sources = [(-(max(1.0, load[n] / max(node.cpus, 1)) / (node.speed if node.speed > 0 else 1.0)), n,
@@ -462,10 +566,30 @@ def balance_into(led: ledger.Ledger) -> list[decisions.Migration]:
     ordered: set[str] = set()
     done: set[str] = set()
     budget = led.cluster.balance_sources
-    while sources and budget > 0:
-        _, name, version = heapq.heappop(sources)
-        if version != led.version[name] or name in done or not pool[name]:
-            continue  # superseded: a move re-keyed this node; or nothing movable there
+    kept: dict[str, Settled] | None = None  # sources summed up in earlier rounds (`Settled`)
+    if (led.index is not None and led.index.tables().distinct and not led.grid
+            and not any(n.dont_take for n in led.snapshot.nodes)):
+        kept = led.index.settled(led.cluster)
+        gangs = {u.node for u in led.units[snapshot.JobState.RUNNING]}
+    at = 0
+    while (sources or at < len(ranked)) and budget > 0:
+        if at < len(ranked) and (not sources or ranked[at] < sources[0]):  # the next of both, as one heap
+            _, name, version = ranked[at]
+            at += 1
+        else:
+            _, name, version = heapq.heappop(sources)
+        if version != led.version[name] or name in done:
+            continue  # superseded: a move re-keyed this node
+        if kept is not None and version == 0 and name in led.up and name not in gangs:
+            settled = _settled(led, name, kept)  # untouched this round: its jobs are the pool's
+            if settled is not None and not settled.groups:
+                continue  # nothing movable there
+            if settled is not None and _still_settled(led, led.nodes[name], settled, pending, cache):
+                budget -= 1  # examined: no job of it can move
+                done.add(name)
+                continue
+        if not pool[name]:
+            continue  # nothing movable there
         source = led.nodes[name]
         budget -= 1
         if name not in ordered and not presorted:

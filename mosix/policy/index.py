@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from mosix.policy import ledger, snapshot
+
+if TYPE_CHECKING:
+    from mosix.policy import balancing
 
 Entry = tuple[bool, int, int, int, str]
 """`queue.key` of a waiting job: (not run now, priority, position, submitted, name)."""
@@ -146,6 +150,10 @@ class JobIndex:
         self._slots: set[str] = set()
         self._tuple: tuple[snapshot.JobView, ...] | None = None
         self._tables = Tables()
+        self._waiting_by: dict[tuple[int | None, int], int] = {}  # QUEUED jobs by (priority, grid class)
+        self._changes: dict[str, int] = {}  # per node: running or migrating jobs there put or removed, ever
+        self._settled: dict[str, balancing.Settled] = {}
+        self._settled_for: snapshot.ClusterView | None = None
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -180,9 +188,13 @@ class JobIndex:
     def _link(self, job: snapshot.JobView) -> None:
         name = job.name
         self._states[job.state][name] = job
+        if job.state is snapshot.JobState.QUEUED:
+            group = (job.priority, job.grid_class)
+            self._waiting_by[group] = self._waiting_by.get(group, 0) + 1
         if _waits(job):
             self._adding.append(entry(job, self._default))
         if job.state in _ON_NODE and job.node is not None:
+            self._changes[job.node] = self._changes.get(job.node, 0) + 1
             bisect.insort(self._on[job.state].setdefault(job.node, []), (self._seq[name], name, job, (
                 job.migratable and not job.locked and job.parallel <= 1 and job.commands_max is None)))
         if job.state in _LIVE and job.node is not None and not job.processes:
@@ -195,10 +207,16 @@ class JobIndex:
     def _unlink(self, job: snapshot.JobView) -> None:
         name = job.name
         del self._states[job.state][name]
+        if job.state is snapshot.JobState.QUEUED:
+            group = (job.priority, job.grid_class)
+            self._waiting_by[group] -= 1
+            if not self._waiting_by[group]:
+                del self._waiting_by[group]
         if _waits(job):
             self._sorted()
             del self._queue[bisect.bisect_left(self._queue, entry(job, self._default))]
         if job.state in _ON_NODE and job.node is not None:
+            self._changes[job.node] += 1
             on = self._on[job.state][job.node]
             del on[bisect.bisect_left(on, (self._seq[name], name))]
             if not on:
@@ -269,6 +287,10 @@ class JobIndex:
     def count(self, state: snapshot.JobState) -> int:
         return len(self._states[state])
 
+    def waiting_by(self) -> dict[tuple[int | None, int], int]:
+        """How many jobs are QUEUED, by (priority, None for the default; grid class)."""
+        return self._waiting_by
+
     def queue(self) -> list[Entry]:
         """The waiting jobs (QUEUED and queued) as their `queue.key`, first out first."""
         self._sorted()
@@ -285,6 +307,17 @@ class JobIndex:
     def entries_on(self, state: snapshot.JobState, node: str) -> list[OnNode]:
         """`on`'s jobs as the index keeps them (`OnNode`): not to be changed."""
         return self._on[state].get(node, [])
+
+    def changes(self, node: str) -> int:
+        """How many times a running or migrating job on `node` was put or removed: unchanged, the same jobs."""
+        return self._changes.get(node, 0)
+
+    def settled(self, cluster: snapshot.ClusterView) -> dict[str, balancing.Settled]:
+        """The balancer's summaries of source nodes, kept between rounds (`balancing.Settled`); forgotten
+        when the cluster's knobs change."""
+        if cluster != self._settled_for:
+            self._settled, self._settled_for = {}, cluster
+        return self._settled
 
     def live_on(self) -> dict[str, dict[str, snapshot.JobView]]:
         """One-process jobs running, migrating, frozen or pending, by node."""

@@ -9,7 +9,8 @@ import pytest
 
 from mosix.api import job, meta, node
 from mosix.client import client, local
-from mosix.controller import round
+from mosix.controller import round, views
+from mosix.policy import decide
 
 
 @pytest.fixture
@@ -84,3 +85,35 @@ def test_io_heavy_job_away_is_brought_home(api: client.Client, stay: bool, rate:
     outcome = round.run_round(api)
     assert (api.get_job(name).status.target_node == "node1") is goes_home
     assert any(e.reason == "MigrationDecided" and "(IO)" in e.message for e in outcome.plan.events) is goes_home
+
+
+def test_a_round_plans_for_the_changed_jobs_what_it_would_plan_for_every_job(api: client.Client) -> None:
+    """The per-job passes visit only the jobs changed or patched since the last round; a plan over every
+    job, from views mapped afresh, is the same."""
+    names = [_submit(api, placement="Node", node=str(n)) for n in (1, 2, 3)] + [
+        _submit(api, queue={}, memoryMb=100000), _submit(api, queue={"priority": 9}, memoryMb=100000)]  # they wait
+    for _ in range(2):
+        round.run_round(api)
+    for name in names[:3]:
+        api.patch_job_status(name, {"phase": "Running"})
+    round.run_round(api)
+    api.patch_job(names[1], {"migration": {"to": "node3", "serial": 1}})
+    api.patch_job(names[2], {"frozen": True})
+    _submit(api, queue={"priority": 1}, memoryMb=100000)  # first in the queue: the others' positions move
+    for turn in range(3):
+        by_name = {api.key(j): j for j in api.jobs()}
+        conf = api.get_cluster()
+        kept = round.job_views(api)
+        snap = views.snapshot_of(by_name, api.nodes(), conf, 1e9, kept)
+        result = decide.decide(snap)
+        fresh = views.JobViews()
+        fresh.mapped(by_name)
+        every = round.plan_round(by_name, snap, result, conf.spec.queue.default_priority, fresh)
+        changed = round.plan_round(by_name, snap, result, conf.spec.queue.default_priority, kept)
+        assert changed.patches == every.patches
+        assert sorted(changed.events, key=lambda e: e.job) == sorted(every.events, key=lambda e: e.job)
+        assert set(kept.changed(by_name)) == set(changed.patches)  # what it patched, visited next round
+        round.apply_plan(api.patch_job_status, by_name, changed, kept)
+        if turn == 0:  # queue positions: the jobs need not be mapped nor visited again
+            assert {e.reason for e in every.events} >= {"MigrationRequested", "FreezeRequested"}
+            assert set(kept.changed(by_name)) < set(changed.patches)

@@ -119,3 +119,21 @@ def test_unchanged_node_views_are_kept_so_the_index_sees_which_changed() -> None
     third = snap(jobs, cache)
     assert third.nodes[0] is first.nodes[0] and third.nodes[1] is not first.nodes[1]
     assert third.nodes[1].load == first.nodes[1].load + 1
+
+
+def test_changed_jobs_are_those_mapped_afresh_or_patched_since_the_last_plan() -> None:
+    cache = views.JobViews()
+    jobs = {f"default/{n}": mosix_job(n, str(i)) for i, n in enumerate("abc", start=1)}
+    cache.mapped(jobs)
+    assert set(cache.changed(jobs)) == set(jobs)  # all new
+    cache.planned(["default/a"], [])
+    cache.mapped(jobs)
+    assert set(cache.changed(jobs)) == {"default/a"}  # patched last round, whatever came of it
+    jobs["default/b"] = mosix_job("b", "9", phase="Running", node="node1", startTime=stamp(5))
+    cache.mapped(jobs)
+    assert set(cache.changed(jobs)) == {"default/a", "default/b"}
+    cache.mapped(jobs)  # a round that did not get to plan: its changes stay for the next
+    assert set(cache.changed(jobs)) == {"default/a", "default/b"}
+    cache.planned([], [])
+    cache.mapped(jobs)
+    assert cache.changed(jobs) == {}

@@ -222,6 +222,11 @@ def test_the_index_keeps_the_plain_orders_and_groups(data: st.DataObject) -> Non
     for state in (S.RUNNING, S.MIGRATING):
         for node in {j.node for j in jobs if j.node is not None} | {"elsewhere"}:
             assert idx.on(state, node) == [j for j in jobs if j.state is state and j.node == node]
+    waiting: dict[tuple[int | None, int], int] = {}
+    for j in jobs:
+        if j.state is S.QUEUED:
+            waiting[j.priority, j.grid_class] = waiting.get((j.priority, j.grid_class), 0) + 1
+    assert idx.waiting_by() == waiting
     assert idx.slots() == sum(1 for j in jobs if j.queued and j.state in (S.RUNNING, S.MIGRATING, S.PENDING)
                               and j.node is not None)
     assert len(idx) == len(jobs)
@@ -249,3 +254,92 @@ def test_a_snapshot_is_used_only_while_the_index_is_unchanged() -> None:
     idx.remove("b")
     assert not idx.current(snap)
     assert idx.current(idx.snapshot_at((), snapshot.ClusterView(), 0.0))
+
+
+def settled_world(data: st.DataObject) -> World:
+    """A cluster already running jobs of varied ages, moved or not lately, for the balancer's kept sources."""
+    world = World([snapshot.NodeView(name=f"n{i}", number=i, address=f"10.0.0.{i}",
+                                     cpus=data.draw(st.sampled_from([1, 2, 4])),
+                                     speed=data.draw(st.sampled_from([1.0, 2.0, 3.0])),
+                                     memory_free_mb=8000, memory_total_mb=8000)
+                   for i in range(1, 7)])
+    world.cluster = snapshot.ClusterView(migration_cost_s=data.draw(st.sampled_from([1.0, 30.0, 300.0])))
+    for at, node in enumerate(world.nodes):
+        count = data.draw(st.integers(0, 5))
+        for _ in range(count):
+            world.serial += 1
+            world.put(snapshot.JobView(
+                name=f"r{world.serial:03d}", state=S.RUNNING, queued=False, node=node.name,
+                home=node.name, started_at=world.now - data.draw(st.sampled_from([0.0, 5.0, 60.0, 400.0])),
+                last_migration=data.draw(st.sampled_from([None, None, world.now - 10.0, world.now - 29.0])),
+                memory_mb=data.draw(st.sampled_from([0, 0, 500]))))
+        world.nodes[at] = dataclasses.replace(node, load=float(count))
+    return world
+
+
+def settled_step(world: World, op: str, data: st.DataObject) -> None:
+    """What changes a kept source (its jobs, its node, the clock, the knobs) or leaves it be."""
+    running = [j for j in world.jobs.values() if j.state is S.RUNNING]
+    job = data.draw(st.sampled_from(running)) if running else None
+    if op == "clock":
+        world.now += data.draw(st.sampled_from([1.0, 2.0, 7.0, 40.0, 500.0]))
+    elif op == "start":  # what was placed runs, and shows in its node's load
+        for each in [j for j in world.jobs.values() if j.state is S.PENDING]:
+            world.put(dataclasses.replace(each, state=S.RUNNING, started_at=world.now))
+        counts = {n.name: 0 for n in world.nodes}
+        for each in world.jobs.values():
+            if each.node in counts and each.state in (S.RUNNING, S.MIGRATING):
+                counts[each.node] += 1
+        world.nodes = [dataclasses.replace(n, load=float(counts[n.name])) if n.load != counts[n.name] else n
+                       for n in world.nodes]
+    elif op == "job" and job is not None:
+        changes: list[dict[str, Any]] = [
+            {"expected_remaining_s": 50.0}, {"expected_remaining_s": None}, {"io_rate_kbps": 5000.0},
+            {"locked": True}, {"last_migration": world.now}, {"memory_mb": 2000}, {"state": S.MIGRATING},
+            {"started_at": world.now + 5.0}]
+        world.put(dataclasses.replace(job, **data.draw(st.sampled_from(changes))))
+    elif op == "finish" and job is not None:
+        world.drop(job.name)
+    elif op == "speed":
+        at = data.draw(st.integers(0, len(world.nodes) - 1))
+        world.nodes[at] = dataclasses.replace(world.nodes[at], cpus=data.draw(st.sampled_from([1, 2, 4])),
+                                              speed=data.draw(st.sampled_from([1.0, 2.0, 3.0])))
+    else:
+        step(world, op, data)
+
+
+SETTLED_OPS = ["clock", "clock", "clock", "start", "job", "finish", "submit", "node", "speed", "knobs",
+               "round", "round", "round", "round"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_sources_kept_between_rounds_decide_what_rounds_from_scratch_decide(data: st.DataObject) -> None:
+    """The balancer's kept summaries of source nodes (`balancing.Settled`) move on with the clock, and are
+    made afresh when a node, its jobs or the knobs change: rounds using them decide as rounds without."""
+    world = settled_world(data)
+    for op in data.draw(st.lists(st.sampled_from(SETTLED_OPS), min_size=10, max_size=40)):
+        if op != "round":
+            settled_step(world, op, data)
+            continue
+        plain, fast = world.both()
+        assert fast == plain
+        world.carry_out(plain)
+
+
+def test_a_kept_source_is_weighed_again_as_its_jobs_age() -> None:
+    """A slow node's young job is not worth moving to a fast node; 400 s later it is, though neither node
+    changed: the kept summary of the slow node moved on with the clock, and the round moves the job."""
+    world = World([snapshot.NodeView(name="slow", number=1, cpus=1, speed=1.0, load=2.0, memory_free_mb=8000),
+                   snapshot.NodeView(name="fast", number=2, cpus=1, speed=3.0, load=1.0, memory_free_mb=8000)])
+    world.cluster = snapshot.ClusterView(migration_cost_s=300.0)
+    for name, node, age in (("a", "slow", 10.0), ("b", "slow", 10.0), ("c", "fast", 10.0)):
+        world.put(snapshot.JobView(name=name, state=S.RUNNING, queued=False, node=node, home=node,
+                                   started_at=world.now - age))
+    plain, fast = world.both()
+    assert plain.migrations == fast.migrations == ()
+    assert "slow" in world.index.settled(world.cluster)  # kept for the next round
+    world.now += 400.0
+    plain, fast = world.both()
+    assert fast == plain
+    assert [(m.job, m.target) for m in fast.migrations] == [("a", "fast")]
