@@ -175,9 +175,16 @@ def test_a_gang_process_lost_with_its_node_resumes_from_its_own_checkpoint(clust
     cluster.kill_agent(2)
     cluster.wait_for(f"process {index} to resume elsewhere", lambda: (p := cluster.status(gang).processes[index])
                      .node in ("node1", "node3") and p.phase == job.Phase.RUNNING, timeout=120)
-    status = cluster.status(gang)
-    assert status.phase == job.Phase.RUNNING and status.processes[index].restore_from is None
-    sibling = status.processes[str(1 - int(index))]  # it ran on; the balancer may have moved it off a shared node
-    assert sibling.phase == job.Phase.RUNNING and sibling.node in ("node1", "node3") and sibling.restore_from is None
+    seen: list[job.MosixJobStatus] = []  # the balancer may be moving either off a node the two now share
+
+    def settled() -> bool:
+        seen.append(status := cluster.status(gang))
+        return status.phase == job.Phase.RUNNING and all(
+            p.phase == job.Phase.RUNNING for p in status.processes.values())
+
+    cluster.wait_for("the gang to run, wherever the balancer put its processes", settled, timeout=60)
+    recovered, sibling = seen[-1].processes[index], seen[-1].processes[str(1 - int(index))]
+    assert recovered.restore_from is None
+    assert sibling.node in ("node1", "node3") and sibling.restore_from is None  # it ran on, never restored
     cluster.run("moskillall", "-9")
     cluster.wait_for("the gang to end", lambda: _finished(cluster, gang), timeout=90)
