@@ -25,7 +25,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 import docker
@@ -101,14 +101,15 @@ def _listening(path: pathlib.Path) -> bool:
     return True
 
 
-def _answering_within(seconds: float) -> docker.DockerClient | None:
-    """The engine once it answers (a dockerd that is still starting), or None after seconds."""
+def _answering_within(seconds: float, starting: Callable[[], bool] = lambda: True) -> docker.DockerClient | None:
+    """The engine once it answers (a dockerd that is still starting), or None after seconds or once
+    `starting` says it never will (the dockerd exited)."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and starting():
         client = _ping()
         if client is not None:
             return client
-        time.sleep(1)
+        time.sleep(0.5)
     return None
 
 
@@ -121,16 +122,12 @@ def started_dockerd(folder: pathlib.Path) -> Iterator[docker.DockerClient]:
          "--host", f"unix://{DOCKER_SOCKET}", "--pidfile", str(folder / "dockerd.pid")],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.monotonic() + 60
-        client = None
-        while client is None:
+        client = _answering_within(60, lambda: proc.poll() is None)
+        if client is None:
             if proc.poll() is not None:
                 tail = (folder / "dockerd.log").read_text(errors="replace").splitlines()[-15:]
                 pytest.fail("dockerd exited at start:\n" + "\n".join(tail), pytrace=False)
-            if time.monotonic() > deadline:
-                pytest.fail("dockerd did not answer within 60 s", pytrace=False)
-            time.sleep(0.5)
-            client = _ping()
+            pytest.fail("dockerd did not answer within 60 s", pytrace=False)
         yield client
         client.close()
     finally:

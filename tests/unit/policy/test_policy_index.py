@@ -6,6 +6,7 @@ round's decisions carried out; and its orders and groupings are the plain ones."
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given, settings
@@ -181,6 +182,19 @@ OPS = ["submit", "submit", "submit", "finish", "start", "start", "done", "cngpri
        "node", "node", "nodes", "knobs", "round", "round", "round"]
 
 
+def play(world: World, ops: list[str], step_by: Callable[[World, str, st.DataObject], None],
+         data: st.DataObject) -> None:
+    """Plays ops on world; at each "round", the incremental round must decide what a round from scratch
+    decides, and that decision is carried out."""
+    for op in ops:
+        if op != "round":
+            step_by(world, op, data)
+            continue
+        plain, fast = world.both()
+        assert fast == plain
+        world.carry_out(plain)
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_incremental_rounds_decide_what_rounds_from_scratch_decide(data: st.DataObject) -> None:
@@ -191,13 +205,7 @@ def test_incremental_rounds_decide_what_rounds_from_scratch_decide(data: st.Data
                                local=data.draw(st.integers(0, 6)) != 0)
              for i in range(1, NODES + 1)]
     world = World(nodes)
-    for op in data.draw(st.lists(st.sampled_from(OPS), min_size=20, max_size=60)):
-        if op != "round":
-            step(world, op, data)
-            continue
-        plain, fast = world.both()
-        assert fast == plain
-        world.carry_out(plain)
+    play(world, data.draw(st.lists(st.sampled_from(OPS), min_size=20, max_size=60)), step, data)
     plain, fast = world.both()
     assert fast == plain
 
@@ -318,13 +326,7 @@ def test_sources_kept_between_rounds_decide_what_rounds_from_scratch_decide(data
     """The balancer's kept summaries of source nodes (`balancing.Settled`) move on with the clock, and are
     made afresh when a node, its jobs or the knobs change: rounds using them decide as rounds without."""
     world = settled_world(data)
-    for op in data.draw(st.lists(st.sampled_from(SETTLED_OPS), min_size=10, max_size=40)):
-        if op != "round":
-            settled_step(world, op, data)
-            continue
-        plain, fast = world.both()
-        assert fast == plain
-        world.carry_out(plain)
+    play(world, data.draw(st.lists(st.sampled_from(SETTLED_OPS), min_size=10, max_size=40)), settled_step, data)
 
 
 def test_a_kept_source_is_weighed_again_as_its_jobs_age() -> None:
