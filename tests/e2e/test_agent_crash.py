@@ -30,7 +30,9 @@ def lines(cluster: harness.Cluster, name: str) -> int:
 
 def test_a_job_finishes_whole_through_crashes_of_its_agent_and_of_its_home_agent(cluster: harness.Cluster) -> None:
     cluster.up(nodes=2)
-    name = cluster.submit("-2", "testload", "-n", "300", "-d", "0.05")  # home node1, runs on node2; 15 s
+    # Home node1, runs on node2 for 15 s; locked (-L) so that the balancer cannot move it home while node2's
+    # agent restarts (a legitimate move, but then "the same process on node2 all along" could not be checked).
+    name = cluster.submit("-2", "-L", "testload", "-n", "300", "-d", "0.05")
     cluster.wait_for("the job to run on node2", lambda: (cluster.status(name).node, cluster.status(name).phase)
                      == ("node2", job.Phase.RUNNING))
     pid = cluster.status(name).orig_pid
