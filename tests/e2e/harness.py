@@ -23,6 +23,7 @@ import pytest
 from mosix.agent import checkpoints, tls
 from mosix.api import job, node
 from mosix.client import client, kube, local
+from tests import ports
 
 # What every scenario that runs jobs needs (its pytestmark, or the start of it).
 RUNS_JOBS = [
@@ -45,6 +46,7 @@ class Cluster:
         self.namespace = f"e2e-{uuid.uuid4().hex[:8]}" if kubeconfig else "default"
         self.control: subprocess.Popen[bytes] | None = None
         self.agents: dict[int, subprocess.Popen[bytes]] = {}
+        self.ports: dict[int, tuple[int, int]] = {}  # node number: its agent and user API ports, kept across restarts
         self.env = {**os.environ, "MOSIX_STATE": str(workdir / "state"), "MOSIX_NODE": "node1",
                     "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
         self.ca = workdir / "ca"
@@ -124,8 +126,13 @@ class Cluster:
         where = ["--kubeconfig", self.kubeconfig] if self.kubeconfig else ["--local-store", str(self.workdir / "state")]
         where += ["--shared-checkpoints", "--tls-dir", str(self.workdir / "state" / "nodes" / f"node{number}" / "tls"),
                   "--issue-from", str(self.ca)]
+        address = f"127.0.0.{number}"
+        # Ports the kernel picks, not the agent's defaults: another cluster may run on this machine at the
+        # same time (hack/test.sh runs the local and the real-API-server passes side by side).
+        port, user_port = self.ports.setdefault(number, (ports.free_port(address), ports.free_port(address)))
         argv = [sys.executable, "-m", "mosix.agent", "--node-name", f"node{number}", "--node-number", str(number),
-                "--address", f"127.0.0.{number}", "--metrics-port", "0", "--cpus", "1", "--speed", "1000",
+                "--address", address, "--port", str(port), "--user-port", str(user_port),
+                "--metrics-port", "0", "--cpus", "1", "--speed", "1000",
                 "--state-dir", str(self.workdir / "state" / "nodes" / f"node{number}"), *where]
         log = (self.workdir / f"agent-{number}.log").open("ab")
         self.agents[number] = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
