@@ -343,7 +343,7 @@ def node_object(view: snapshot.NodeView, heartbeat: float) -> api_node.MosixNode
                    "memory": {"availableMb": view.memory_free_mb, "totalMb": view.memory_total_mb}}})
 
 
-_QUICK = {"queuePosition": "queue_position", "priority": "priority", "where": "where"}
+_QUICK = {"priority": "priority", "where": "where", "message": "message"}
 
 
 @dataclasses.dataclass
@@ -378,7 +378,7 @@ class Store:
         return new
 
     def patch(self, key: str, patch: plan.Patch) -> api_job.MosixJob:
-        """A status patch, as the store applies it (a merge patch; the position-only ones, most of them, copied)."""
+        """A status patch, as the store applies it (a merge patch; those of display fields only copied)."""
         j = self.jobs[key]
         if patch.keys() <= _QUICK.keys():
             status = j.status.model_copy(update={_QUICK[k]: v for k, v in patch.items()})
@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                                     freed=args.freed, fresh_every=5)
     print(f"controller side of steady rounds (MosixJob/MosixNode objects to views, decide, plan, metrics; no gangs; "
           f"every patch applied and carried out between rounds; {statistics.median(kept.patches):.0f} status "
-          f"patches per round, median, nearly all queue positions):")
+          f"patches per round, median):")
     for name, f in (("kept views", kept), ("fresh views", fresh)):
         print(f"  {name:11s} {len(f.cpus):3d} rounds, CPU: p50 {statistics.median(f.cpus) * 1000:6.1f} ms, "
               f"p99 {p99(f.cpus) * 1000:6.1f} ms; wall: p50 {statistics.median(f.walls) * 1000:6.1f} ms, "
