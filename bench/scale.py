@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import gc
 import math
 import random
 import statistics
@@ -343,7 +344,7 @@ def node_object(view: snapshot.NodeView, heartbeat: float) -> api_node.MosixNode
                    "memory": {"availableMb": view.memory_free_mb, "totalMb": view.memory_total_mb}}})
 
 
-_QUICK = {"queuePosition": "queue_position", "priority": "priority", "where": "where"}
+_QUICK = {"priority": "priority", "where": "where", "message": "message"}
 
 
 @dataclasses.dataclass
@@ -353,6 +354,28 @@ class Figures:
     cpus: list[float] = dataclasses.field(default_factory=list)
     walls: list[float] = dataclasses.field(default_factory=list)
     patches: list[int] = dataclasses.field(default_factory=list)
+    collections: list[float] = dataclasses.field(default_factory=list)  # wall seconds of full GCs in the round
+
+
+class FullCollections:
+    """Wall seconds the garbage collector spent in full (generation 2) collections, as `gc.callbacks` tells:
+    with ~14,000 objects and their views alive, one such collection takes hundreds of ms, and lands in
+    whichever round allocates past the threshold."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._began
+
+
+COLLECTIONS = FullCollections()
 
 
 class Store:
@@ -378,7 +401,7 @@ class Store:
         return new
 
     def patch(self, key: str, patch: plan.Patch) -> api_job.MosixJob:
-        """A status patch, as the store applies it (a merge patch; the position-only ones, most of them, copied)."""
+        """A status patch, as the store applies it (a merge patch; those of display fields only copied)."""
         j = self.jobs[key]
         if patch.keys() <= _QUICK.keys():
             status = j.status.model_copy(update={_QUICK[k]: v for k, v in patch.items()})
@@ -419,7 +442,7 @@ class Store:
 
 def plan_once(st: Store, kept: views.JobViews, into: Figures) -> plan.Plan:
     """The controller's side of one round (views, decide, plan, metrics), timed."""
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu, collected = time.perf_counter(), time.process_time(), COLLECTIONS.seconds
     nodes = list(st.nodes.values())
     snap = views.snapshot_of(st.jobs, nodes, st.conf, st.now, kept)
     result = decide.decide(snap)
@@ -428,6 +451,7 @@ def plan_once(st: Store, kept: views.JobViews, into: Figures) -> plan.Plan:
     into.cpus.append(time.process_time() - cpu)
     into.walls.append(time.perf_counter() - wall)
     into.patches.append(len(out.patches))
+    into.collections.append(COLLECTIONS.seconds - collected)
     return out
 
 
@@ -438,18 +462,22 @@ def controller_rounds(seed: int, nodes: list[snapshot.NodeView], jobs: list[snap
     st = Store(seed, nodes, jobs)
     kept = views.JobViews()
     measured, fresh = Figures(), Figures()
-    for i in range(warmup + count):
-        st.finish(freed)
-        if i >= warmup and (i - warmup) % fresh_every == 0:
-            again = views.JobViews()
-            check = plan_once(st, again, fresh)
-        else:
-            check = None
-        out = plan_once(st, kept, measured if i >= warmup else Figures())
-        if check is not None and check.patches != out.patches:
-            raise SystemExit("the controller round with kept views planned differently from one with fresh views")
-        control.apply_plan(st.patch, dict(st.jobs), out, kept)  # the jobs as the round read them
-        st.agents()
+    gc.callbacks.append(COLLECTIONS)
+    try:
+        for i in range(warmup + count):
+            st.finish(freed)
+            if i >= warmup and (i - warmup) % fresh_every == 0:
+                again = views.JobViews()
+                check = plan_once(st, again, fresh)
+            else:
+                check = None
+            out = plan_once(st, kept, measured if i >= warmup else Figures())
+            if check is not None and check.patches != out.patches:
+                raise SystemExit("the controller round with kept views planned differently from one with fresh views")
+            control.apply_plan(st.patch, dict(st.jobs), out, kept)  # the jobs as the round read them
+            st.agents()
+    finally:
+        gc.callbacks.remove(COLLECTIONS)
     return measured, fresh
 
 
@@ -492,11 +520,17 @@ def main(argv: list[str] | None = None) -> int:
                                     freed=args.freed, fresh_every=5)
     print(f"controller side of steady rounds (MosixJob/MosixNode objects to views, decide, plan, metrics; no gangs; "
           f"every patch applied and carried out between rounds; {statistics.median(kept.patches):.0f} status "
-          f"patches per round, median, nearly all queue positions):")
+          f"patches per round, median):")
     for name, f in (("kept views", kept), ("fresh views", fresh)):
         print(f"  {name:11s} {len(f.cpus):3d} rounds, CPU: p50 {statistics.median(f.cpus) * 1000:6.1f} ms, "
               f"p99 {p99(f.cpus) * 1000:6.1f} ms; wall: p50 {statistics.median(f.walls) * 1000:6.1f} ms, "
               f"p99 {p99(f.walls) * 1000:6.1f} ms")
+        full = [c for c in f.collections if c > 0.0]
+        if full:
+            apart = [w - c for w, c in zip(f.walls, f.collections, strict=True)]
+            print(f"  {'':11s} full garbage collections in {len(full)} of these rounds, {max(full) * 1000:.0f} ms "
+                  f"at most; without them, wall: p50 {statistics.median(apart) * 1000:6.1f} ms, "
+                  f"p99 {p99(apart) * 1000:6.1f} ms")
     print(f"  kept/fresh CPU: p50 {statistics.median(kept.cpus) / statistics.median(fresh.cpus):.2f}x")
     return 0
 

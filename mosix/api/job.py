@@ -414,7 +414,6 @@ class MosixJobStatus(meta.Model):
     unsupported_reason: str | None = Field(default=None, description="Why the job cannot be checkpointed.")
     migrations: int = Field(default=0, ge=0, description="mosps NMIGS: migrations so far.")
     priority: int | None = Field(default=None, description="The queue priority in force (mosq PRI).")
-    queue_position: int | None = Field(default=None, description="Place in the queue, 1 = next.")
     start_time: str | None = Field(default=None, description="When the job left the queue and started.")
     completion_time: str | None = Field(default=None, description="When the job finished.")
     exit_code: int | None = Field(default=None, description="The program's exit code.")

@@ -9,6 +9,7 @@ The agent on `status.node` carries that out and writes back what it observed.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 from mosix.api import job
@@ -94,7 +95,7 @@ def decided(result: decisions.Decisions, jobs: dict[str, job.MosixJob], plan: Pl
             continue
         home = j.status.home_node or j.spec.home_node or a.nodes[0]
         plan.add(a.job, {"phase": job.Phase.PENDING.value, "node": a.nodes[0], "homeNode": home,
-                         "where": a.nodes[0], "queuePosition": None, "message": None},
+                         "where": a.nodes[0], "message": None},
                  Event(a.job, "Placed", f"placed on {', '.join(a.nodes)} ({a.reason.value})"))
     for m in result.migrations:
         key, index = snapshot.split_unit(m.job)
@@ -157,14 +158,13 @@ def summaries(jobs: dict[str, job.MosixJob], plan: Plan) -> None:
             plan.add(key, patch)
 
 
-def queue_positions(ordered: list[str], jobs: dict[str, job.MosixJob], default: int, plan: Plan) -> None:
-    """Waiting jobs' place in the queue and the priority in force, written only when changed."""
-    for place, name in enumerate(ordered, start=1):
-        j = jobs[name]
+def waiting(jobs: Iterable[tuple[str, job.MosixJob]], default: int, plan: Plan) -> None:
+    """Waiting jobs' priority in force (the Pri printer column) and WHERE "queue", written only when changed.
+    Their place in the queue is not stored: it shifts for every job behind one admitted, so it is computed
+    where it is shown (mosq, from the policy core's `queue.order`)."""
+    for name, j in jobs:
         pri = j.spec.queue.priority if j.spec.queue and j.spec.queue.priority is not None else default
         patch: Patch = {}
-        if j.status.queue_position != place:
-            patch["queuePosition"] = place
         if j.status.priority != pri:
             patch["priority"] = pri
         if j.status.where != "queue":

@@ -27,7 +27,7 @@ def admitted(a: decisions.Admission, j: job.MosixJob) -> Patch:
     if not j.status.processes:  # the job's first processes: it leaves the queue
         home = j.status.home_node or j.spec.home_node or a.nodes[0]
         patch |= {"phase": job.Phase.PENDING.value, "node": a.nodes[0], "homeNode": home,
-                  "where": a.nodes[0], "queuePosition": None}
+                  "where": a.nodes[0]}
     return patch
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from mosix.api import job, meta
 from mosix.client import client, store
 from mosix.controller import metrics, plan, views
-from mosix.policy import decide, decisions, queue, snapshot
+from mosix.policy import decide, decisions, snapshot
 
 
 @dataclasses.dataclass
@@ -63,8 +63,9 @@ def apply_plan(patch_status: Callable[[str, plan.Patch], job.MosixJob], by_name:
 
 def plan_round(by_name: dict[str, job.MosixJob], snap: snapshot.Snapshot, result: decisions.Decisions,
                default_priority: int, kept: views.JobViews) -> plan.Plan:
-    """The round's status patches and events: the decisions, the queue's positions, and what each job's
-    own spec and status ask for, of the jobs changed or patched since the last round (`views.JobViews`)."""
+    """The round's status patches and events: the decisions, and what each job's own spec and status ask
+    for, of the jobs changed or patched since the last round (`views.JobViews`); of every waiting job when
+    the cluster's default priority changed (the priority in force of those without their own)."""
     out = plan.Plan()
     changed = kept.changed(by_name)
     plan.summaries(changed, out)
@@ -72,11 +73,10 @@ def plan_round(by_name: dict[str, job.MosixJob], snap: snapshot.Snapshot, result
     plan.decided(result, by_name, out)
     plan.unsupported(changed, out, meta.now_rfc3339())
     asked = set(out.patches)
-    if snap.index is not None and snap.index.current(snap):  # already in order (with the same default priority)
-        waiting = [each[4] for each in snap.index.queue()]
-    else:
-        waiting = [j.name for j in queue.order(snap.jobs, default_priority) if j.queued]
     admitted = {a.job for a in result.admissions}
-    plan.queue_positions([n for n in waiting if n not in admitted], by_name, default_priority, out)
-    kept.planned(out.patches, asked)
+    visit = changed if kept.default_priority == default_priority else by_name
+    plan.waiting(((k, j) for k, j in visit.items()
+                  if j.spec.queue is not None and j.status.phase == job.Phase.QUEUED and k not in admitted
+                  and not j.metadata.deletion_timestamp), default_priority, out)
+    kept.planned(out.patches, asked, default_priority)
     return out

@@ -78,7 +78,7 @@ def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
     )
 
 
-_READ = tuple(f for f in job.MosixJobStatus.model_fields if f not in ("queue_position", "priority", "where", "message"))
+_READ = tuple(f for f in job.MosixJobStatus.model_fields if f not in ("priority", "where", "message"))
 """The status fields a job's view (`_map`) may read: all but those the plan writes for display."""
 
 RECENT_SECONDS = 10.0  # about twice the agents' load-average period: arrivals not yet in their load
@@ -157,6 +157,8 @@ class JobViews:
         self._changed: set[str] = set()
         self._patched: set[str] = set()
         self._asked: set[str] = set()
+        self.default_priority: int | None = None
+        """The cluster's default priority when a round last planned (None: never)."""
         self.index = index.JobIndex()
 
     def mapped(self, jobs: dict[str, job.MosixJob]) -> dict[str, _Mapped]:
@@ -191,11 +193,10 @@ class JobViews:
 
     def patched(self, key: str, old: job.MosixJob, new: job.MosixJob) -> None:
         """Job `key`, read as `old`, is `new` after a round's status patch: when nothing a view reads differs
-        (the patch wrote only the queue's position, priority as shown, where or message), the mapping of
-        `old` stands for `new`, so writing the queue's positions every round does not map every waiting job
-        again. Compared, not assumed: someone else may have changed the job in between. Nor is such a job
-        of one process visited again by the plan's per-job passes, unless they asked for something of it:
-        they read none of those fields."""
+        (the patch wrote only the priority as shown, where or message), the mapping of `old` stands for
+        `new`, so such a patch does not make the next round map the job again. Compared, not assumed:
+        someone else may have changed the job in between. Nor is such a job of one process visited again by
+        the plan's per-job passes, unless they asked for something of it: they read none of those fields."""
         hit = self._seen.get(key)
         rv = new.metadata.resource_version
         if (hit is None or rv is None or hit[0] != old.metadata.resource_version or old.spec != new.spec
@@ -206,9 +207,10 @@ class JobViews:
         if key not in self._asked and not job.multi(new.spec):
             self._patched.discard(key)
 
-    def planned(self, patched: Iterable[str], asked: Iterable[str]) -> None:
-        """A round planned every job `changed` gave it, and patched the jobs `patched`, `asked` by the plan's
-        per-job passes."""
+    def planned(self, patched: Iterable[str], asked: Iterable[str], default_priority: int | None = None) -> None:
+        """A round planned every job `changed` gave it, with the cluster's `default_priority`, and patched the
+        jobs `patched`, `asked` by the plan's per-job passes."""
+        self.default_priority = default_priority
         self._changed = set()
         self._patched = set(patched)
         self._asked = set(asked)

@@ -7,7 +7,9 @@ each change (`put`, `remove`) and keeps: the jobs in snapshot order, the waiting
 heap), the running and migrating jobs of each node, and the few jobs the policy treats apart
 (processes of gangs and commands files, I/O-heavy jobs away from home, jobs using a queue
 slot). `snapshot_at` hands the policy a `Snapshot` carrying the index; the `Ledger` then reads
-these instead of walking every job. Pure data: no I/O, no clock.
+these instead of walking every job. It also keeps what earlier rounds summed up, for later rounds
+to reuse while it holds: the balancer's settled sources, and the waiting jobs no node was found for.
+Pure data: no I/O, no clock.
 
 Snapshot order is the order jobs were first put. Where the policy's decisions depend on the
 order of jobs (direct starts, -S lines, sums of remaining time) the index gives that order.
@@ -23,6 +25,7 @@ from mosix.policy import ledger, snapshot
 
 if TYPE_CHECKING:
     from mosix.policy import balancing
+    from mosix.policy import queue as queue_  # JobIndex.queue would shadow it
 
 Entry = tuple[bool, int, int, int, str]
 """`queue.key` of a waiting job: (not run now, priority, position, submitted, name)."""
@@ -73,6 +76,9 @@ class Tables:
         self.slowest: list[tuple[float, str, int]] = []
         """(-unit time, name, version 0) of every node, sorted: the balancer's sources, slowest first."""
         self._outside = 0  # nodes of other clusters (`grid`)
+        self.epoch = 0
+        """Counts the times the nodes changed by name, number or address (or may have): while it stays, the
+        same names, numbers and addresses name the same nodes."""
         self.distinct = False
         """No two nodes share a name, number or address (else the tables are built afresh each time,
         and a round ranks the nodes itself)."""
@@ -86,14 +92,17 @@ class Tables:
             self._afresh(nodes)
             return
         changed = [(old, new) for old, new in zip(seen, nodes, strict=True) if old is not new]
-        if len(changed) * 4 > len(nodes) or any(
-                (old.name, old.number, old.address) != (new.name, new.number, new.address) for old, new in changed):
-            self._afresh(nodes)
+        renamed = any((old.name, old.number, old.address) != (new.name, new.number, new.address)
+                      for old, new in changed)
+        if renamed or len(changed) * 4 > len(nodes):
+            self._afresh(nodes, same=not renamed)
             return
         for old, new in changed:
             self._enter(old, new)
 
-    def _afresh(self, nodes: tuple[snapshot.NodeView, ...]) -> None:
+    def _afresh(self, nodes: tuple[snapshot.NodeView, ...], *, same: bool = False) -> None:
+        """The tables built from `nodes`; `same`: the same nodes as before by name, number and address."""
+        self.epoch += 0 if same else 1
         self.nodes = {n.name: n for n in nodes}
         self.by_number = {n.number: n for n in nodes}
         self.by_address = {n.address: n for n in nodes if n.address}
@@ -154,6 +163,7 @@ class JobIndex:
         self._changes: dict[str, int] = {}  # per node: running or migrating jobs there put or removed, ever
         self._settled: dict[str, balancing.Settled] = {}
         self._settled_for: snapshot.ClusterView | None = None
+        self._unplaced: dict[str, queue_.Unplaced] = {}
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -165,6 +175,7 @@ class JobIndex:
             if old is job:
                 return
             self._unlink(old)
+            self._unplaced.pop(job.name, None)
         else:
             self._seq[job.name] = self._next
             self._next += 1
@@ -177,6 +188,7 @@ class JobIndex:
         old = self._jobs.pop(name, None)
         if old is not None:
             self._unlink(old)
+            self._unplaced.pop(name, None)
             del self._seq[name]
             self._tuple = None
 
@@ -318,6 +330,11 @@ class JobIndex:
         if cluster != self._settled_for:
             self._settled, self._settled_for = {}, cluster
         return self._settled
+
+    def unplaced(self) -> dict[str, queue_.Unplaced]:
+        """Waiting jobs a round found no node for, with what they saw (`queue_.Unplaced`), kept between rounds;
+        a job's is forgotten when it changes or leaves."""
+        return self._unplaced
 
     def live_on(self) -> dict[str, dict[str, snapshot.JobView]]:
         """One-process jobs running, migrating, frozen or pending, by node."""

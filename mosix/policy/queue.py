@@ -12,6 +12,7 @@ import heapq
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
 
 from mosix.policy import decisions, ledger, placement, snapshot
 
@@ -118,24 +119,105 @@ def _occupies_queue_slot(job: snapshot.JobView) -> bool:
     return job.queued and job.state in active and job.node is not None
 
 
+def _candidates(led: ledger.Ledger, job: snapshot.JobView) -> list[snapshot.NodeView]:
+    """The nodes `job` may be placed on by its placement alone: its node (-r), its range's (-j), or all."""
+    if job.placement is snapshot.PlacementKind.NODE:
+        node = placement.resolve(led, job.node_ref) if job.node_ref is not None else None
+        return [] if node is None else [node]
+    if job.placement is snapshot.PlacementKind.RANGE:
+        numbers = {n for first, last in job.ranges for n in range(first, last + 1)}
+        return [led.by_number[n] for n in sorted(numbers) if n in led.by_number]
+    return list(led.snapshot.nodes)
+
+
 def _why_not(led: ledger.Ledger, job: snapshot.JobView) -> decisions.WaitReason:
     """Why `job` found no node: none it may use, none with its memory free, or no free CPU.
     Stops at the first node that is allowed and fits (then only CPUs were missing)."""
-    if job.placement is snapshot.PlacementKind.NODE:
-        node = placement.resolve(led, job.node_ref) if job.node_ref is not None else None
-        candidates = [] if node is None else [node]
-    elif job.placement is snapshot.PlacementKind.RANGE:
-        numbers = {n for first, last in job.ranges for n in range(first, last + 1)}
-        candidates = [led.by_number[n] for n in sorted(numbers) if n in led.by_number]
-    else:
-        candidates = list(led.snapshot.nodes)
     reason = decisions.WaitReason.NO_NODE
-    for n in candidates:
+    for n in _candidates(led, job):
         if placement.allowed(led, n, job):
             if placement.fits(led, n, job, slot=False):
                 return decisions.WaitReason.NO_SLOTS
             reason = decisions.WaitReason.NO_MEMORY
     return reason
+
+
+Seen = tuple[str, tuple[object, ...], float, int, int]
+"""A node as a placement saw it: (name, what `placement.allowed` and `fits` read of its view, and the
+round's load, free memory and guests there)."""
+
+_MEMO_NODES = 64  # a job of more candidate nodes is checked every round: its memo would cost as much
+
+
+class Unplaced(NamedTuple):
+    """A waiting job of one process on named nodes (-r, -j) that found none of them eligible, with what it
+    saw of them (`Seen`), kept in the index between rounds (`index.JobIndex.unplaced`). A later round that
+    finds the same job and those nodes no better (`_still_unplaced`) passes it over with the same reason
+    instead of checking it again: nodes busier, memory and guests as they were, nothing else changed."""
+
+    job: snapshot.JobView
+    reason: decisions.WaitReason
+    epoch: int  # `index.Tables.epoch`: the same nodes by name, number and address
+    home_keeps: bool | None  # its home node's dont_take (None: no such node)
+    nodes: tuple[Seen, ...]
+
+
+def _static(n: snapshot.NodeView) -> tuple[object, ...]:
+    return (n.alive, n.block, n.expel, n.accept, n.dontgo, n.local, n.outsider, n.guests_max, n.cpus)
+
+
+def _home_keeps(led: ledger.Ledger, job: snapshot.JobView) -> bool | None:
+    home = led.nodes.get(job.home) if job.home is not None else None
+    return None if home is None else home.dont_take
+
+
+def _memo(led: ledger.Ledger, job: snapshot.JobView, reason: decisions.WaitReason) -> Unplaced | None:
+    """What `job`, just found unplaceable for `reason`, saw of its nodes; None for a job not kept so."""
+    assert led.index is not None
+    nodes = _candidates(led, job)
+    if len(nodes) > _MEMO_NODES:
+        return None
+    load, free, guests = led.load, led.free_mb, led.guests
+    return Unplaced(job, reason, led.index.tables().epoch, _home_keeps(led, job),
+                    tuple((n.name, _static(n), load[n.name], free[n.name], guests[n.name]) for n in nodes))
+
+
+def _still_unplaced(led: ledger.Ledger, memo: Unplaced) -> bool:
+    """Is `memo`'s job, unchanged, still unplaceable for the same reason? Yes when the nodes are the same
+    (`epoch`) and none of its nodes is better than it saw: the same view but for load, memory and guests,
+    load no lower (float sums are monotonic: no slot then, none now), free memory and guests the same (so
+    the same nodes are allowed and fit its memory: the same reason), and its home's dont_take the same."""
+    assert led.index is not None
+    if memo.epoch != led.index.tables().epoch or _home_keeps(led, memo.job) != memo.home_keeps:
+        return False
+    nodes, load, free, guests = led.nodes, led.load, led.free_mb, led.guests
+    for name, static, then, free_then, guests_then in memo.nodes:
+        if (load[name] < then or free[name] != free_then or guests[name] != guests_then
+                or _static(nodes[name]) != static):
+            return False
+    return True
+
+
+def _kept(led: ledger.Ledger, memos: dict[str, Unplaced], job: snapshot.JobView) -> decisions.WaitReason | None:
+    """Why `job` waits, as a kept memo says while it holds (`_still_unplaced`); None: check it."""
+    memo = memos.get(job.name)
+    return memo.reason if memo is not None and memo.job is job and _still_unplaced(led, memo) else None
+
+
+def _remember(led: ledger.Ledger, memos: dict[str, Unplaced], job: snapshot.JobView,
+              reason: decisions.WaitReason | None) -> None:
+    """Keeps `job`'s memo when it waits for `reason` (None: it started)."""
+    memo = None if reason is None else _memo(led, job, reason)
+    if memo is None:
+        memos.pop(job.name, None)
+    else:
+        memos[job.name] = memo
+
+
+def _memorable(job: snapshot.JobView) -> bool:
+    """A waiting job of one process placed on named nodes: the jobs `Unplaced` keeps."""
+    return (job.parallel <= 1 and job.commands_max is None and job.state is snapshot.JobState.QUEUED
+            and job.placement in (snapshot.PlacementKind.NODE, snapshot.PlacementKind.RANGE))
 
 
 def _take(led: ledger.Ledger, job: snapshot.JobView, count: int, *, slot: bool) -> tuple[str, ...]:
@@ -208,6 +290,10 @@ def admit_into(led: ledger.Ledger) -> tuple[list[decisions.Admission], list[deci
     cannot take the slots it waits for and it is not starved; a job blocked by memory or by
     its node is passed over. The -S lines of a file start as slots allow, never more than
     its max at once.
+
+    With an index, a job of one process on named nodes that found none eligible is kept with
+    what it saw of them (`Unplaced`): later rounds pass it over with the same reason while
+    neither it nor those nodes got better, deciding what a check would decide.
     """
     cluster = led.cluster
     admissions: list[decisions.Admission] = []
@@ -239,6 +325,7 @@ def admit_into(led: ledger.Ledger) -> tuple[list[decisions.Admission], list[deci
             active = led.in_state(snapshot.JobState.RUNNING, snapshot.JobState.MIGRATING, snapshot.JobState.PENDING)
             running = sum(1 for j in active if _occupies_queue_slot(j))
     limit = math.inf if cluster.max_running is None else cluster.max_running
+    unplaced = led.index.unplaced() if led.index is not None and led.index.tables().distinct else None
     for job in _in_order(led, lines, full=capacity <= 0):
         if job.run_now and job.state is snapshot.JobState.QUEUED:
             _start(led, job, slot=False, reason=decisions.AdmitReason.RUN_NOW,
@@ -259,8 +346,15 @@ def admit_into(led: ledger.Ledger) -> tuple[list[decisions.Admission], list[deci
             waits.append(decisions.Wait(job.name, decisions.WaitReason.GANG))
             capacity -= count  # reserved: what frees up goes to the gang first
             continue
+        memos = unplaced if unplaced is not None and _memorable(job) else None
+        kept = _kept(led, memos, job) if memos is not None else None
+        if kept is not None:
+            waits.append(decisions.Wait(job.name, kept))
+            continue
         started = _start(led, job, slot=True, reason=_reason(job, decisions.AdmitReason.QUEUE),
                          admissions=admissions, waits=waits, count=count)
+        if memos is not None:
+            _remember(led, memos, job, None if started else waits[-1].reason)
         if started:
             capacity -= started
             running += 1 if job.state is snapshot.JobState.QUEUED else 0

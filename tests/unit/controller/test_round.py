@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from mosix.api import job, meta, node
+from mosix.api import cluster, job, meta, node
 from mosix.client import client, local
 from mosix.controller import round, views
 from mosix.policy import decide
@@ -57,7 +57,21 @@ def test_queue_respects_memory_and_positions(api: client.Client) -> None:
     round.run_round(api)
     assert api.get_job(small).status.phase == job.Phase.PENDING
     waiting = api.get_job(big).status
-    assert (waiting.phase, waiting.queue_position, waiting.priority) == (job.Phase.QUEUED, 1, 10)
+    assert (waiting.phase, waiting.where, waiting.priority) == (job.Phase.QUEUED, "queue", 10)
+
+
+def test_a_new_default_priority_is_shown_on_every_waiting_job_without_its_own(api: client.Client) -> None:
+    """Waiting jobs no round maps again (unchanged) still get the new default as their priority in force."""
+    own, default = _submit(api, queue={"priority": 7}, memoryMb=100000), _submit(api, queue={}, memoryMb=100000)
+    round.run_round(api)
+    assert (api.get_job(own).status.priority, api.get_job(default).status.priority) == (7, 50)
+    round.run_round(api)
+    conf = cluster.MosixCluster.model_validate({"metadata": {"name": cluster.DEFAULT_NAME},
+                                                "spec": {"queue": {"defaultPriority": 70}}})
+    api.store.create(cluster.MosixCluster, conf.wire())
+    outcome = round.run_round(api)
+    assert set(outcome.plan.patches) == {default}
+    assert (api.get_job(own).status.priority, api.get_job(default).status.priority) == (7, 70)
 
 
 def test_requests_become_desired_state(api: client.Client) -> None:
@@ -99,7 +113,8 @@ def test_a_round_plans_for_the_changed_jobs_what_it_would_plan_for_every_job(api
     round.run_round(api)
     api.patch_job(names[1], {"migration": {"to": "node3", "serial": 1}})
     api.patch_job(names[2], {"frozen": True})
-    _submit(api, queue={"priority": 1}, memoryMb=100000)  # first in the queue: the others' positions move
+    _submit(api, queue={"priority": 1}, memoryMb=100000)  # first in the queue
+    api.patch_job(names[4], {"queue": {"priority": 2}})  # mosq cngpri: the priority shown changes
     for turn in range(3):
         by_name = {api.key(j): j for j in api.jobs()}
         conf = api.get_cluster()
@@ -114,6 +129,6 @@ def test_a_round_plans_for_the_changed_jobs_what_it_would_plan_for_every_job(api
         assert sorted(changed.events, key=lambda e: e.job) == sorted(every.events, key=lambda e: e.job)
         assert set(kept.changed(by_name)) == set(changed.patches)  # what it patched, visited next round
         round.apply_plan(api.patch_job_status, by_name, changed, kept)
-        if turn == 0:  # queue positions: the jobs need not be mapped nor visited again
+        if turn == 0:  # priority and where shown: the jobs need not be mapped nor visited again
             assert {e.reason for e in every.events} >= {"MigrationRequested", "FreezeRequested"}
             assert set(kept.changed(by_name)) < set(changed.patches)

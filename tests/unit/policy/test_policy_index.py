@@ -9,10 +9,11 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mosix.policy import decide, decisions, index, ledger, queue, snapshot
+from mosix.policy import decide, decisions, index, ledger, placement, queue, snapshot
 
 S = snapshot.JobState
 NODES = 5
@@ -33,6 +34,9 @@ class World:
     def put(self, job: snapshot.JobView) -> None:
         self.jobs[job.name] = job
         self.index.put(job)
+
+    def node(self, at: int, **changes: Any) -> None:
+        self.nodes[at] = dataclasses.replace(self.nodes[at], **changes)
 
     def drop(self, name: str) -> None:
         del self.jobs[name]
@@ -345,3 +349,163 @@ def test_a_kept_source_is_weighed_again_as_its_jobs_age() -> None:
     plain, fast = world.both()
     assert fast == plain
     assert [(m.job, m.target) for m in fast.migrations] == [("a", "fast")]
+
+
+def unplaced_world(data: st.DataObject) -> World:
+    """A nearly full small cluster, some nodes of another cluster (guests), for jobs waiting on named nodes."""
+    world = World([snapshot.NodeView(name=f"n{i}", number=i, address=f"10.0.0.{i}",
+                                     cpus=data.draw(st.sampled_from([1, 2])),
+                                     load=data.draw(st.sampled_from([1.0, 2.0])),
+                                     memory_free_mb=data.draw(st.sampled_from([600, 4000])), memory_total_mb=8000,
+                                     local=i <= 3, guests_max=1)
+                   for i in range(1, 5)])
+    world.cluster = snapshot.ClusterView(max_running=data.draw(st.sampled_from([None, None, 3])))
+    return world
+
+
+def unplaced_step(world: World, op: str, data: st.DataObject) -> None:
+    """What may make a job waiting on named nodes placeable again (a slot, memory, guests or a policy freed on
+    them, its own change, the nodes renumbered) or leave it waiting."""
+    waiting = [j for j in world.jobs.values() if j.state is S.QUEUED]
+    running = [j for j in world.jobs.values() if j.state is not S.QUEUED]
+    at = data.draw(st.integers(0, len(world.nodes) - 1))
+    node = world.nodes[at]
+    if op == "submit":
+        world.serial += 1
+        kind = data.draw(st.sampled_from([snapshot.PlacementKind.NODE] * 3 + [snapshot.PlacementKind.RANGE,
+                                                                           snapshot.PlacementKind.BEST]))
+        first = data.draw(st.integers(1, 4))
+        world.put(snapshot.JobView(
+            name=f"j{world.serial:03d}", position=world.serial * 10, submitted=world.serial,
+            priority=data.draw(st.sampled_from([None, 20])), placement=kind,
+            node_ref=data.draw(st.sampled_from([str(first), f"10.0.0.{first}", f"n{first}", "n9"])),
+            ranges=((first, min(4, first + data.draw(st.integers(0, 2)))),),
+            home=data.draw(st.sampled_from(["n1", "n4", None])), grid_class=data.draw(st.sampled_from([0, 1])),
+            memory_mb=data.draw(st.sampled_from([0, 0, 500, 3000])),
+            parallel=data.draw(st.sampled_from([1, 1, 1, 2]))))
+    elif op == "finish" and running:  # a job ends: its node's load drops (as the agent reports it)
+        gone = data.draw(st.sampled_from(running))
+        world.drop(gone.name)
+        world.nodes = [dataclasses.replace(n, load=max(0.0, n.load - 1.0)) if n.name == gone.node else n
+                       for n in world.nodes]
+    elif op == "start":
+        for each in [j for j in world.jobs.values() if j.state is S.PENDING]:
+            world.put(dataclasses.replace(each, state=S.RUNNING, started_at=world.now))
+    elif op == "load":
+        world.nodes[at] = dataclasses.replace(node, load=max(0.0, node.load + data.draw(st.sampled_from(
+            [-1.0, 1.0, 0.5, 1e-10]))))
+    elif op == "memory":
+        world.nodes[at] = dataclasses.replace(node, memory_free_mb=node.memory_free_mb + data.draw(
+            st.sampled_from([-500, 500, 3000])))
+    elif op == "guests":
+        world.nodes[at] = dataclasses.replace(node, guests_running=data.draw(st.integers(0, 1)))
+    elif op == "policy":
+        flag = data.draw(st.sampled_from(["alive", "block", "accept", "dontgo", "outsider", "dont_take"]))
+        world.node(at, **{flag: not getattr(node, flag)})
+    elif op == "cpus":
+        world.nodes[at] = dataclasses.replace(node, cpus=data.draw(st.sampled_from([1, 2, 3])))
+    elif op == "renumber":  # two nodes swap numbers: the same names, other references
+        other = data.draw(st.integers(0, len(world.nodes) - 1))
+        a, b = world.nodes[at], world.nodes[other]
+        world.nodes[at], world.nodes[other] = (dataclasses.replace(a, number=b.number),
+                                               dataclasses.replace(b, number=a.number))
+    elif op == "job" and waiting:
+        job = data.draw(st.sampled_from(waiting))
+        changes: list[dict[str, Any]] = [{"memory_mb": 0}, {"node_ref": "1"}, {"ranges": ((1, 4),)}, {"grid_class": 1}]
+        world.put(dataclasses.replace(job, **data.draw(st.sampled_from(changes))))
+    elif op == "look":  # a round whose decisions are not carried out (an agent down, a conflict)
+        plain, fast = world.both()
+        assert fast == plain
+    world.now += 2.0
+
+
+UNPLACED_OPS = ["submit", "submit", "submit", "finish", "start", "load", "load", "memory", "guests", "policy",
+                "cpus", "renumber", "job", "look", "round", "round", "round", "round"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_jobs_kept_unplaced_decide_what_rounds_from_scratch_decide(data: st.DataObject) -> None:
+    """Jobs waiting on named nodes that found none eligible are passed over while those nodes are no better
+    (`queue.Unplaced`); rounds doing so decide, waits and their reasons included, as rounds checking every job."""
+    world = unplaced_world(data)
+    play(world, data.draw(st.lists(st.sampled_from(UNPLACED_OPS), min_size=10, max_size=50)), unplaced_step, data)
+
+
+def test_a_job_kept_unplaced_is_not_checked_again_until_its_node_frees_a_slot(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    world = World([snapshot.NodeView(name="n1", number=1, cpus=1, load=1.0, memory_free_mb=8000),
+                   snapshot.NodeView(name="n2", number=2, cpus=1, load=0.0, memory_free_mb=8000)])
+    world.put(snapshot.JobView(name="stuck", placement=snapshot.PlacementKind.NODE, node_ref="1"))
+    world.put(snapshot.JobView(name="later", position=1, submitted=1, placement=snapshot.PlacementKind.NODE,
+                               node_ref="9"))
+    checked: list[str] = []
+    choose = placement.choose
+
+    def counting(led: ledger.Ledger, job: snapshot.JobView, *, slot: bool) -> snapshot.NodeView | None:
+        if led.index is not None:
+            checked.append(job.name)
+        return choose(led, job, slot=slot)
+
+    monkeypatch.setattr(placement, "choose", counting)
+    waits = [decisions.Wait("stuck", decisions.WaitReason.NO_SLOTS),
+             decisions.Wait("later", decisions.WaitReason.NO_NODE)]
+    for _ in range(2):
+        plain, fast = world.both()
+        assert fast == plain and list(fast.waits) == waits
+    assert checked == ["stuck", "later"]  # once, in the first round
+    world.nodes[0] = dataclasses.replace(world.nodes[0], load=2.0)  # busier: still no slot
+    assert world.both()[1].waits == tuple(waits) and checked == ["stuck", "later"]
+    world.nodes[0] = dataclasses.replace(world.nodes[0], load=0.0)  # a job there ended
+    plain, fast = world.both()
+    assert fast == plain and [a.job for a in fast.admissions] == ["stuck"]
+    assert checked == ["stuck", "later", "stuck"]
+
+
+def _n(number: int, **fields: Any) -> snapshot.NodeView:
+    defaults: dict[str, Any] = {"name": f"n{number}", "cpus": 1, "memory_free_mb": 8000}
+    return snapshot.NodeView(number=number, **defaults | fields)
+
+
+NODE1 = {"placement": snapshot.PlacementKind.NODE, "node_ref": "1"}
+KEPT_CASES: dict[str, tuple[dict[str, Any], list[snapshot.NodeView], Callable[[World], None]]] = {
+    # what the kept job saw, changed alone: (the job, its nodes, the change)
+    "a slot freed": (NODE1, [_n(1, load=1.0)], lambda w: w.node(0, load=0.0)),
+    "more CPUs": (NODE1, [_n(1, load=1.0)], lambda w: w.node(0, cpus=2)),
+    "memory freed": (NODE1 | {"memory_mb": 5000}, [_n(1, memory_free_mb=1000)],
+                     lambda w: w.node(0, memory_free_mb=8000)),
+    "memory taken (no slot, then no memory)": (NODE1 | {"memory_mb": 500}, [_n(1, load=1.0, memory_free_mb=1000)],
+                                               lambda w: w.node(0, memory_free_mb=100)),
+    "a guest left": ({"placement": snapshot.PlacementKind.NODE, "node_ref": "2", "grid_class": 1, "home": "n1"},
+                     [_n(1, load=1.0), _n(2, local=False, guests_running=1, guests_max=1)],
+                     lambda w: w.node(1, guests_running=0)),
+    "its home takes jobs": (NODE1 | {"home": "n3"}, [_n(1), _n(3, load=1.0, dont_take=True)],
+                            lambda w: w.node(1, dont_take=False)),
+    "unblocked": (NODE1, [_n(1, block=True)], lambda w: w.node(0, block=False)),
+    "back alive": (NODE1, [_n(1, alive=False)], lambda w: w.node(0, alive=True)),
+    "accepting": (NODE1, [_n(1, accept=False)], lambda w: w.node(0, accept=True)),
+    "no longer dontgo": (NODE1, [_n(1, dontgo=True)], lambda w: w.node(0, dontgo=False)),
+    "no longer outsider": (NODE1, [_n(1, outsider=True)], lambda w: w.node(0, outsider=False)),
+    "renumbered": (NODE1, [_n(1, load=1.0), _n(2)],
+                   lambda w: w.nodes.__setitem__(slice(0, 2), [_n(2, name="n1", load=1.0), _n(1, name="n2")])),
+    "range widened": ({"placement": snapshot.PlacementKind.RANGE, "ranges": ((1, 1),)}, [_n(1, load=1.0), _n(2)],
+                      lambda w: w.put(dataclasses.replace(w.jobs["kept"], ranges=((1, 2),)))),
+    "the job changed": (NODE1, [_n(1, load=1.0), _n(2)],
+                        lambda w: w.put(dataclasses.replace(w.jobs["kept"], node_ref="2"))),
+}
+
+
+@pytest.mark.parametrize("case", list(KEPT_CASES))
+def test_a_job_kept_unplaced_sees_each_thing_it_depends_on(case: str) -> None:
+    """Each thing a kept job's decision depends on, changed alone, changes the round's decision; the round
+    with the kept job decides as the round from scratch."""
+    fields, nodes, change = KEPT_CASES[case]
+    world = World([*nodes, _n(9)])  # n9: a free CPU no job asks for, so the queue is walked
+    world.put(snapshot.JobView(name="kept", **fields))
+    first = world.both()
+    assert first[0] == first[1] and not first[0].admissions
+    assert "kept" in world.index.unplaced()
+    assert world.both() == first  # kept, passed over
+    change(world)
+    plain, fast = world.both()
+    assert fast == plain != first[0]
