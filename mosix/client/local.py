@@ -20,6 +20,9 @@ CREATE TABLE IF NOT EXISTS objects (
     PRIMARY KEY (kind, namespace, name));
 CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY CHECK (id = 1), rv INTEGER NOT NULL);
 INSERT OR IGNORE INTO counter VALUES (1, 0);
+-- Fields the models dropped, pruned from state kept by an earlier version (as an API server prunes
+-- what its schema no longer has): each `mosix up` runs this.
+UPDATE objects SET body = json_remove(body, '$.status.queuePosition') WHERE kind = 'MosixJob';
 """
 
 
