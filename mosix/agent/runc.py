@@ -129,7 +129,7 @@ class Runtime:
             args.append("--leave-running")
         if page_server is not None:
             args += ["--page-server", page_server]
-        self._call([*args, container_id], log=work_path / "dump.log", env=_criu_env(work_path, criu_config))
+        self._call([*args, container_id], log=work_path / "dump.log", env=criu_env(work_path, criu_config))
 
     def restore(self, container_id: str, bundle: pathlib.Path, image_path: pathlib.Path,
                 work_path: pathlib.Path, stdio: Stdio) -> int:
@@ -137,7 +137,7 @@ class Runtime:
         pid_file = self._pid_file(container_id)
         args = ["restore", "--detach", "--pid-file", str(pid_file), "--image-path", str(image_path),
                 "--work-path", str(work_path), "--bundle", str(bundle), container_id]
-        self._call(args, stdio=stdio, log=work_path / "restore.log", env=_criu_env(work_path))
+        self._call(args, stdio=stdio, log=work_path / "restore.log", env=criu_env(work_path))
         return _read_pid(pid_file)
 
     def _call(self, args: builtins.list[str], stdio: Stdio | None = None, log: pathlib.Path | None = None,
@@ -188,7 +188,7 @@ new namespace (the set holds no rules of it, so none of a lock either): there is
 
 
 
-def _criu_env(work_path: pathlib.Path, config: pathlib.Path | None = None) -> dict[str, str]:
+def criu_env(work_path: pathlib.Path, config: pathlib.Path | None = None) -> dict[str, str]:
     """runc's environment, naming CRIU's config file: `config`, else one of NO_NETWORK_LOCK in work_path."""
     if config is None:
         config = work_path / "criu.conf"
