@@ -489,7 +489,7 @@ def table(results: Results, sizes: list[int], reps: int) -> tuple[str, list[str]
             pod = med.get((PODMAN, mb))
             vs_podman = f"{med[(method, mb)] / pod:.2f}" if method == OURS and pod else ""
             parts = ", ".join(f"{k} {statistics.median(s.parts[k] for s in samples):.2f}"
-                              for k in samples[0].parts)
+                              for k in samples[0].parts if all(k in s.parts for s in samples))
             lines.append(f"{method:<20} {mb:>5} {freeze:>17} {total:>17} {ratio:>11} {vs_podman:>18}  {parts}")
         lines.append("")
     lines.append(f"freeze and total: median (min) of {reps} moves; x raw runc: median total over raw runc's "

@@ -280,6 +280,10 @@ class FrozenDump(HeldDump):
             meta = m._meta(e, held, serial=1, reason="migration", dump_seconds=dumped_at - dump_at)
             checkpoints.publish(staging, self.set_dir, meta)
             self.phases = {"pause": dump_at - self.paused_at, "dump": dumped_at - dump_at}
+            if relay.connected_at is not None and relay.streaming_at is not None:  # the dump's parts
+                self.phases |= {"dump_start": relay.connected_at - dump_at,
+                                "wait_for_peer": relay.streaming_at - relay.connected_at,
+                                "page_stream": dumped_at - relay.streaming_at}
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
