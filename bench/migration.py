@@ -40,6 +40,7 @@ import functools
 import importlib.util
 import itertools
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -182,7 +183,8 @@ class Agent:
         return self.state / "jobs" / name / "stdout"
 
 
-async def start_agents(tmp: pathlib.Path, cache: pathlib.Path) -> tuple[list[Agent], ssl.SSLContext]:
+async def start_agents(tmp: pathlib.Path, cache: pathlib.Path,
+                       agent_log: bool = False) -> tuple[list[Agent], ssl.SSLContext]:
     """Agents on 127.0.0.2 and 127.0.0.3, certified by one cluster CA, and the client context of
     the control plane (this benchmark) that calls them."""
     ca = tls.make_ca(tmp / "ca")
@@ -196,7 +198,8 @@ async def start_agents(tmp: pathlib.Path, cache: pathlib.Path) -> tuple[list[Age
             state = tmp / f"node{n}"
             proc = await asyncio.to_thread(
                 agentproc.spawn, [sys.executable, __file__, "--agent", str(n), "--port", str(port), "--state",
-                                  str(state), "--cache", str(cache), "--tls-dir", str(tmp / f"tls{n}")],
+                                  str(state), "--cache", str(cache), "--tls-dir", str(tmp / f"tls{n}"),
+                                  *(["--agent-log"] if agent_log else [])],
                 f"agent {n}", str(ROOT))
             agents.append(Agent(f"https://{address}:{port}", state, proc))
     except BaseException:
@@ -253,9 +256,14 @@ async def bench_ours(agents: list[Agent], ctx: ssl.SSLContext, mb: int,
                 await call(session, ctx, "POST", f"{src.url}/jobs/{name}/kill")
 
 
-def agent_main(n: int, port: int, state: pathlib.Path, cache: pathlib.Path, tls_dir: pathlib.Path) -> int:
+def agent_main(n: int, port: int, state: pathlib.Path, cache: pathlib.Path, tls_dir: pathlib.Path, *,
+               agent_log: bool = False) -> int:
     """`--agent N`: one node agent (container manager + API), as the agent process runs it without a
-    control plane; says "ready" on stdout, and on SIGTERM kills its jobs and unmounts their layers."""
+    control plane; says "ready" on stdout, and on SIGTERM kills its jobs and unmounts their layers.
+    agent_log: its log (with each migration's phases) on stderr, in milliseconds."""
+    if agent_log:
+        logging.basicConfig(level=logging.INFO, format=f"%(asctime)s.%(msecs)03d node{n} %(message)s",
+                            datefmt="%H:%M:%S")
     address = f"127.0.0.{n}"
     ident = tls.Identity(ca=tls_dir / "ca.crt", cert=tls_dir / f"node{n}.crt", key=tls_dir / f"node{n}.key")
 
@@ -481,7 +489,7 @@ def table(results: Results, sizes: list[int], reps: int) -> tuple[str, list[str]
             pod = med.get((PODMAN, mb))
             vs_podman = f"{med[(method, mb)] / pod:.2f}" if method == OURS and pod else ""
             parts = ", ".join(f"{k} {statistics.median(s.parts[k] for s in samples):.2f}"
-                              for k in samples[0].parts)
+                              for k in samples[0].parts if all(k in s.parts for s in samples))
             lines.append(f"{method:<20} {mb:>5} {freeze:>17} {total:>17} {ratio:>11} {vs_podman:>18}  {parts}")
         lines.append("")
     lines.append(f"freeze and total: median (min) of {reps} moves; x raw runc: median total over raw runc's "
@@ -550,7 +558,7 @@ def check_requirements() -> None:
         raise SystemExit(f"bench/migration.py needs {', '.join(missing)}")
 
 
-async def main_async(sizes: list[int], reps: int, methods: set[str]) -> Results:
+async def main_async(sizes: list[int], reps: int, methods: set[str], agent_log: bool = False) -> Results:
     """Run every method for every size in one temp folder; clean everything up."""
     results: Results = {}
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="mosix-bench-migration-", dir="/var/tmp"))
@@ -560,7 +568,7 @@ async def main_async(sizes: list[int], reps: int, methods: set[str]) -> Results:
         cache = images.Cache(tmp / "images")
         log("building the test image")
         rootfs = (await asyncio.to_thread(cache.resolve, "mosix/testload:local")).rootfs
-        agents, control = await start_agents(tmp, cache.root)
+        agents, control = await start_agents(tmp, cache.root, agent_log)
         if PODMAN in methods:
             podman = Podman(tmp)
             await asyncio.to_thread(podman.import_rootfs, rootfs)
@@ -608,11 +616,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--state", type=pathlib.Path, help=argparse.SUPPRESS)
     p.add_argument("--cache", type=pathlib.Path, help=argparse.SUPPRESS)
     p.add_argument("--tls-dir", type=pathlib.Path, help=argparse.SUPPRESS)
+    p.add_argument("--agent-log", action="store_true",
+                   help="the agents' logs on stderr (each migration's phases, on both sides), in ms")
     p.add_argument("--methods", default="all",
                    help=f"comma-separated subset of: {', '.join(m.replace(' ', '_') for m in METHODS)} (default all)")
     args = p.parse_args(argv)
     if args.agent is not None:
-        return agent_main(args.agent, args.port, args.state, args.cache, args.tls_dir)
+        return agent_main(args.agent, args.port, args.state, args.cache, args.tls_dir, agent_log=args.agent_log)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([64, 256] if args.quick else [64, 256, 1024])
     reps = args.reps or (2 if args.quick else 3)
     methods = set(METHODS) if args.methods == "all" else {m.replace("_", " ") for m in args.methods.split(",")}
@@ -625,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, on_signal)
     started = time.monotonic()
     try:
-        results = asyncio.run(main_async(sizes, reps, methods))
+        results = asyncio.run(main_async(sizes, reps, methods, args.agent_log))
     except Interrupted:
         log("interrupted; everything was cleaned up")
         return 130

@@ -67,19 +67,32 @@ async def migrate(manager: containers.Manager, name: str, peer_url: str, context
         from mosix.agent import postcopy  # it imports this module
 
         return await postcopy.migrate(manager, name, peer_url, context)
-    if pageserver.enabled(manager):
-        return await _streamed(manager, name, peer_url, context)
-    return await _by_set(manager, name, peer_url, context)
+    # One session for the migration's requests: the peer's TLS handshake is done once, not per request.
+    async with aiohttp.ClientSession() as session:
+        peer = _Peer(session, peer_url, context)
+        if pageserver.enabled(manager):
+            return await _streamed(manager, name, peer)
+        return await _by_set(manager, name, peer)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Peer:
+    """The peer agent as one migration talks to it."""
+
+    session: aiohttp.ClientSession
+    url: str
+    context: ssl.SSLContext
 
 
 # --- with a page stream -------------------------------------------------------------------------------
 
 
-async def _open_sink(peer_url: str, name: str, context: ssl.SSLContext) -> dict[str, str] | None:
+async def _open_sink(peer: _Peer, name: str) -> dict[str, str] | None:
     """Ask the peer for a page server for this job: {"id", "page_server"}; None if it has no such endpoint."""
+    peer_url = peer.url
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session, session.post(
-                f"{peer_url}/migrations/page-servers", json={"job": name}, ssl=context) as resp:
+        async with peer.session.post(f"{peer_url}/migrations/page-servers", json={"job": name}, ssl=peer.context,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as resp:
             if resp.status in (404, 405):
                 return None
             body = await resp.json(content_type=None)
@@ -90,15 +103,15 @@ async def _open_sink(peer_url: str, name: str, context: ssl.SSLContext) -> dict[
         raise MigrationFailed(f"migration of {name} to {peer_url} failed before the dump: {e}") from e
 
 
-async def _drop_sink(peer_url: str, sink_id: str, context: ssl.SSLContext) -> None:
+async def _drop_sink(peer: _Peer, sink_id: str) -> None:
     """Tell the peer its page server will not be used (best effort: it expires anyway)."""
     with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, session.delete(
-                f"{peer_url}/migrations/page-servers/{sink_id}", ssl=context) as resp:
+        async with peer.session.delete(f"{peer.url}/migrations/page-servers/{sink_id}", ssl=peer.context,
+                                       timeout=aiohttp.ClientTimeout(total=10)) as resp:
             await resp.read()
 
 
-async def _streamed(manager: containers.Manager, name: str, peer_url: str, context: ssl.SSLContext) -> Result:
+async def _streamed(manager: containers.Manager, name: str, peer: _Peer) -> Result:
     """The dump starts at once, while the peer opens its page server: CRIU's page connection waits in
     the relay for the server's address. A peer without page servers gets the whole set instead."""
     started = time.monotonic()
@@ -106,39 +119,39 @@ async def _streamed(manager: containers.Manager, name: str, peer_url: str, conte
     page_server: concurrent.futures.Future[tuple[str, int]] = concurrent.futures.Future()
     dump = FrozenDump(manager, name, work / "set", page_server)
     try:
-        sink = await _open_sink(peer_url, name, context)
+        sink = await _open_sink(peer, name)
     except BaseException:
-        page_server.set_exception(MigrationFailed(f"{peer_url} opened no page server"))
+        page_server.set_exception(MigrationFailed(f"{peer.url} opened no page server"))
         await _settle(dump)
         shutil.rmtree(work, ignore_errors=True)
         raise
     opened_at = time.monotonic()
     if sink is None:
-        page_server.set_exception(MigrationFailed(f"{peer_url} has no page servers"))
+        page_server.set_exception(MigrationFailed(f"{peer.url} has no page servers"))
         await _settle(dump)
         shutil.rmtree(work, ignore_errors=True)
-        return await _by_set(manager, name, peer_url, context)
+        return await _by_set(manager, name, peer)
     host, _, port = sink["page_server"].rpartition(":")
     page_server.set_result((host, int(port)))
     try:
         await asyncio.wrap_future(dump.ready)
     except errors.AgentError as e:
         shutil.rmtree(work, ignore_errors=True)
-        await _drop_sink(peer_url, sink["id"], context)
+        await _drop_sink(peer, sink["id"])
         if isinstance(e, errors.JobError | unsupported.Unsupported):  # not the peer's doing: the caller's to handle
             raise
-        raise MigrationFailed(f"migration of {name}: the dump into {peer_url}'s page server failed, "
+        raise MigrationFailed(f"migration of {name}: the dump into {peer.url}'s page server failed, "
                               f"the job runs on: {e}") from e
     sent_at = time.monotonic()
     sender = transfer.Sender(dump.set_dir, beside=(dump.upper,))
     try:
-        body = await _hand_over(peer_url, name, sender, context, {PAGES_HEADER: sink["id"]})
+        body = await _hand_over(peer, name, sender, {PAGES_HEADER: sink["id"]})
     except BaseException as e:
         dump.decide(False)
         await asyncio.wrap_future(dump.done)
         shutil.rmtree(work, ignore_errors=True)
-        log.warning("migration of %s to %s failed (%s): it runs on here", name, peer_url, e)
-        _raise_failure(e, name, peer_url)
+        log.warning("migration of %s to %s failed (%s): it runs on here", name, peer.url, e)
+        _raise_failure(e, name, peer.url)
     finally:
         sender.close()
     confirmed_at = time.monotonic()
@@ -148,7 +161,7 @@ async def _streamed(manager: containers.Manager, name: str, peer_url: str, conte
     dump.decide(True)
     dump.done.add_done_callback(lambda done: _released(name, work, done))
     phases = {"page_server": opened_at - started, **dump.phases, "send_and_restore": confirmed_at - sent_at}
-    log.info("migrated %s to %s: %s", name, peer_url, " ".join(f"{k}={v:.3f}" for k, v in phases.items()))
+    log.info("migrated %s to %s: %s", name, peer.url, " ".join(f"{k}={v:.3f}" for k, v in phases.items()))
     return Result(peer_status=body, frozen_seconds=confirmed_at - dump.paused_at, bytes_sent=sender.sent,
                   phases=phases)
 
@@ -267,6 +280,10 @@ class FrozenDump(HeldDump):
             meta = m._meta(e, held, serial=1, reason="migration", dump_seconds=dumped_at - dump_at)
             checkpoints.publish(staging, self.set_dir, meta)
             self.phases = {"pause": dump_at - self.paused_at, "dump": dumped_at - dump_at}
+            if relay.connected_at is not None and relay.streaming_at is not None:  # the dump's parts
+                self.phases |= {"dump_start": relay.connected_at - dump_at,
+                                "wait_for_peer": relay.streaming_at - relay.connected_at,
+                                "page_stream": dumped_at - relay.streaming_at}
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -284,44 +301,42 @@ class FrozenDump(HeldDump):
 # --- the whole set in one tar ---------------------------------------------------------------------------
 
 
-async def _by_set(manager: containers.Manager, name: str, peer_url: str, context: ssl.SSLContext) -> Result:
+async def _by_set(manager: containers.Manager, name: str, peer: _Peer) -> Result:
     work = checkpoints.secure_dir(manager.state_dir / "outgoing") / f"{name}-{time.monotonic_ns()}"
     set_dir = work / "set"
     started = time.monotonic()
     await asyncio.to_thread(manager.stop_into, name, set_dir, "migration")
     sender = transfer.Sender(set_dir)
     try:
-        body = await _hand_over(peer_url, name, sender, context, {})
+        body = await _hand_over(peer, name, sender, {})
     except BaseException as e:
-        log.warning("migration of %s to %s failed (%s): restoring it here", name, peer_url, e)
+        log.warning("migration of %s to %s failed (%s): restoring it here", name, peer.url, e)
         await asyncio.to_thread(manager.restore, name, set_dir)
         shutil.rmtree(work, ignore_errors=True)
-        _raise_failure(e, name, peer_url)
+        _raise_failure(e, name, peer.url)
     finally:
         sender.close()
     shutil.rmtree(work, ignore_errors=True)
     return Result(peer_status=body, frozen_seconds=time.monotonic() - started, bytes_sent=sender.sent)
 
 
-async def _hand_over(peer_url: str, name: str, sender: transfer.Sender, context: ssl.SSLContext,
-                     headers: dict[str, str]) -> dict[str, Any]:
+async def _hand_over(peer: _Peer, name: str, sender: transfer.Sender, headers: dict[str, str]) -> dict[str, Any]:
     """Posts the set to the peer; its status of the job, running there. A lost answer is not a failure
     when the peer, asked by the set's digest, runs the job: taking the job back then would run it twice.
     Any other failure is raised; the caller takes the job back."""
     try:
-        async with aiohttp.ClientSession() as session, session.post(
-                f"{peer_url}/migrations", data=_chunks(sender), ssl=context,
-                headers={transfer.JOB_HEADER: name, **headers}) as resp:
+        async with peer.session.post(f"{peer.url}/migrations", data=_chunks(sender), ssl=peer.context,
+                                     headers={transfer.JOB_HEADER: name, **headers}) as resp:
             body: dict[str, Any] = await resp.json(content_type=None)
             if resp.status != 200:
-                raise MigrationFailed(f"{peer_url} refused {name}: {resp.status} {body.get('error')}")
+                raise MigrationFailed(f"{peer.url} refused {name}: {resp.status} {body.get('error')}")
             return body
     except BaseException as e:
         confirmed = None if isinstance(e, MigrationFailed) or not sender.digest else await _restored_by(
-            peer_url, sender.digest, context)
+            peer, sender.digest)
         if confirmed is None:
             raise
-        log.warning("migration of %s to %s: answer lost (%s) but the peer runs it", name, peer_url, e)
+        log.warning("migration of %s to %s: answer lost (%s) but the peer runs it", name, peer.url, e)
         return confirmed
 
 
@@ -334,11 +349,11 @@ def _raise_failure(e: BaseException, name: str, peer_url: str) -> typing.NoRetur
     raise e
 
 
-async def _restored_by(peer_url: str, digest: str, context: ssl.SSLContext) -> dict[str, Any] | None:
+async def _restored_by(peer: _Peer, digest: str) -> dict[str, Any] | None:
     """The peer's status of the job it restored from the set with this digest, or None."""
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, session.get(
-                f"{peer_url}/migrations/{digest}", ssl=context) as resp:
+        async with peer.session.get(f"{peer.url}/migrations/{digest}", ssl=peer.context,
+                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
             if resp.status != 200:
                 return None
             body: dict[str, Any] = await resp.json()

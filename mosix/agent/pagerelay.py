@@ -24,6 +24,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,14 @@ class Inbound(_Relay):
 
 
 class Outbound(_Relay):
-    """The source's end: one plain connection from the dump on (address, port), over TLS to the peer's relay."""
+    """The source's end: one plain connection from the dump on (address, port), over TLS to the peer's relay.
+    `connected_at` and `streaming_at` (time.monotonic) say when the dump connected and when the peer's relay
+    took the stream: where a dump's time went."""
 
     def __init__(self, address: str, peer: Peer, context: ssl.SSLContext) -> None:
         super().__init__(f"page relay out {address}")
+        self.connected_at: float | None = None
+        self.streaming_at: float | None = None
         self._listener = socket.create_server((address, 0))
         self.port: int = self._listener.getsockname()[1]
         self._peer = peer
@@ -104,6 +109,7 @@ class Outbound(_Relay):
         with self._listener:
             self._listener.settimeout(ACCEPT_TIMEOUT)
             dump, _ = self._listener.accept()
+            self.connected_at = time.monotonic()
             self._listener.close()
         with dump:
             peer = self._peer
@@ -115,6 +121,7 @@ class Outbound(_Relay):
             with socket.create_connection(peer, timeout=30) as raw, self._context.wrap_socket(
                 raw, server_hostname=peer[0]
             ) as secure:
+                self.streaming_at = time.monotonic()
                 _pump(dump, secure)
 
     def close(self) -> None:

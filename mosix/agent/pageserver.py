@@ -26,7 +26,7 @@ import threading
 import time
 import weakref
 
-from mosix.agent import checkpoints, containers, errors, pagerelay, tls
+from mosix.agent import checkpoints, containers, errors, pagerelay, runc, tls
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,9 @@ def tls_options(identity: tls.Identity) -> list[str]:
 
 def write_criu_config(path: pathlib.Path, identity: tls.Identity) -> pathlib.Path:
     """A CRIU config file (0600) switching on TLS with these files, for a CRIU run by runc (runc has
-    no flag for CRIU's --tls options; CRIU reads the file named in CRIU_CONFIG_FILE in RPC mode too)."""
-    text = f"tls\ntls-cacert {identity.ca}\ntls-cert {identity.cert}\ntls-key {identity.key}\n"
+    no flag for CRIU's --tls options; CRIU reads the file named in CRIU_CONFIG_FILE in RPC mode too),
+    with the agent's other CRIU options (runc.NO_NETWORK_LOCK)."""
+    text = f"tls\ntls-cacert {identity.ca}\ntls-cert {identity.cert}\ntls-key {identity.key}\n{runc.NO_NETWORK_LOCK}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)

@@ -317,7 +317,8 @@ def _runc_restore_lazy(runtime: runc.Runtime, name: str, bundle: pathlib.Path, *
     cmd = [runtime.binary, "--root", str(runtime.root), "--log", str(log_file), "restore", "--detach",
            "--lazy-pages", "--pid-file", str(pid_file), "--image-path", str(images_dir), "--work-path", str(work),
            "--bundle", str(bundle), name]
-    proc = subprocess.run(cmd, stdin=stdio.stdin, stdout=stdio.stdout, stderr=stdio.stderr, check=False)
+    proc = subprocess.run(cmd, stdin=stdio.stdin, stdout=stdio.stdout, stderr=stdio.stderr, check=False,
+                          env=runc.criu_env(work))
     err = _tail(log_file)
     log_file.unlink(missing_ok=True)
     if proc.returncode != 0:
