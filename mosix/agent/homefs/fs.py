@@ -42,7 +42,6 @@ TIMEOUT = 1.0  # seconds the kernel may trust names and attributes: the job is t
 BLKSIZE = 1 << 17
 WINDOW = 8 << 20  # bytes written behind at most (unanswered by home)
 FLUSH_EVERY = 0.1  # seconds dirty pages wait in the kernel at most while a file is open for writing
-READ_ONLY = frozenset({"stat", "list", "readlink", "statfs", "open", "release"})  # leave read-ahead be
 # The root as shown while home cannot be reached: a job restored meanwhile (its home node died) still
 # has its working directory; what it opens there fails (EIO) until home is back.
 UNREACHABLE_ROOT = {"mode": 0o40755, "nlink": 2, "uid": 0, "gid": 0, "size": 0, "rdev": 0, "blocks": 0,
