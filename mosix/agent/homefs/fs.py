@@ -77,6 +77,7 @@ class HomeFS(pyfuse3.Operations):
         self._writable: set[int] = set()  # the handles among them open for writing
         self._known: dict[int, tuple[int, int]] = {}  # inode -> home's (size, mtime) as the kernel has the file
         self._written: set[int] = set()  # inodes written since their last flush or fsync (_known is behind)
+        self._mtimes: dict[int, int] = {}  # inode -> its mtime as the kernel has it (it sets them itself)
         self._fresh: set[int] = set()  # inodes numbered since their last open: the kernel's copy is current
         self.unreachable_root = {**UNREACHABLE_ROOT, "mode": root_mode}
         self.paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
@@ -130,6 +131,7 @@ class HomeFS(pyfuse3.Operations):
             self.inodes[path] = ino
             self.paths[ino] = path
             self._known[ino] = (a["size"], a["mtime_ns"])
+            self._mtimes[ino] = a["mtime_ns"]
             self._fresh.add(ino)
         return ino
 
@@ -192,7 +194,7 @@ class HomeFS(pyfuse3.Operations):
         if fields.update_atime:
             args["atime_ns"] = attr.st_atime_ns
         if fields.update_mtime:
-            args["mtime_ns"] = attr.st_mtime_ns
+            args["mtime_ns"] = self._mtimes[inode] = attr.st_mtime_ns
         a = await self._call("setattr", **args)
         if stat.S_ISREG(a["mode"]):
             self._known[inode] = (a["size"], a["mtime_ns"])  # the kernel set them itself: they are its own
@@ -360,14 +362,19 @@ class HomeFS(pyfuse3.Operations):
             await self._flushed(fh)
 
     async def _flushed(self, fh: int) -> None:
-        """The kernel sent every write of fh's file before this flush or fsync: home's size and mtime of
-        it are now the kernel's (as of the mtime it sets itself before a flush)."""
+        """The kernel sent every write of fh's file before this flush or fsync: home's size of it is now
+        the kernel's, and so is its mtime once home is given the kernel's (writes that came after the
+        kernel last sent it, within the same tick of its clock, left home's later)."""
         inode = self._files.get(fh)
         if inode not in self._written:
             return
         self._written.discard(inode)
         try:
-            a = self.home.meta("stat", path=self._path(inode))
+            path = self._path(inode)
+            a = self.home.meta("stat", path=path)
+            mtime = self._mtimes.get(inode)
+            if mtime is not None and a["mtime_ns"] != mtime:
+                a = self.home.meta("setattr", path=path, mtime_ns=mtime)
         except (remote.RemoteError, pyfuse3.FUSEError):
             self._known.pop(inode, None)  # not known: not renumbered either
             return

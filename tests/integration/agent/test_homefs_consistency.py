@@ -282,3 +282,24 @@ async def test_a_file_shortened_at_home_is_seen_shorter(homefs: Mount) -> None:
         assert os.stat(m.away / "f").st_size == 2
 
     await asyncio.to_thread(run)
+
+
+@pytest.mark.root
+async def test_size_and_mtime_through_the_mount_are_homes_after_close(homefs: Mount) -> None:
+    """The kernel keeps a cached file's size and mtime itself; after close, home has the same."""
+    m = homefs
+
+    def run() -> None:
+        fd = os.open(m.away / "f", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for _ in range(100):
+                os.write(fd, b"x" * 1000)
+        finally:
+            os.close(fd)
+        away, home = os.stat(m.away / "f"), os.stat(m.home / "f")
+        assert away.st_size == home.st_size == 100_000
+        assert away.st_mtime_ns == home.st_mtime_ns
+        time.sleep(fs.TIMEOUT + 0.2)  # the kernel asks again: nothing changed, nothing renumbered
+        assert os.stat(m.away / "f").st_ino == away.st_ino
+
+    await asyncio.to_thread(run)
