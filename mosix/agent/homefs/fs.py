@@ -278,7 +278,9 @@ class HomeFS(pyfuse3.Operations):
             # Close-to-open, as NFS: changed at home since the kernel cached it. The kernel keeps its own
             # size under a writeback cache, so the file gets a new number: ESTALE makes it look again.
             await self._call("release", fh=fh)
-            del self.inodes[self._path(inode)]
+            path = self._path(inode)
+            if self.inodes.get(path) == inode:  # (not numbered anew by a lookup meanwhile)
+                del self.inodes[path]
             raise pyfuse3.FUSEError(errno.ESTALE)
         self._opened(fh, inode, flags)
         if flags & os.O_TRUNC:
