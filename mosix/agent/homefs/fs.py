@@ -10,11 +10,12 @@ cache, and the kernel sends them on in large requests (a 4 KiB writer costs a fr
 write). Those are written behind again, as NFS does: answered once the frame is on its way (at most
 WINDOW bytes unanswered); a failure at home is reported at the file's next flush (close) or fsync, and
 everything is at home before close(2), fsync(2), any metadata operation (sizes are home's) and the
-agent's drain (a syncfs of the mount, then DRAIN, before a dump) return. The kernel then owns a cached
-file's size and appends (home opens files without O_APPEND): a file changed at home by someone else
-(not written here since its last flush or fsync) is shown under a new inode number at the next lookup or
-open (the open answers ESTALE, so the kernel looks the name up again), which keeps close-to-open. While
-a file is open for writing, what the kernel caches goes home every FLUSH_EVERY seconds (`write_back`).
+agent's drain (a syncfs of the mount, then DRAIN, before a dump) return. Appends (O_APPEND) skip the
+cache: home places each at its end, whoever else appends there. The kernel owns a cached file's size: a
+file changed at home by someone else (not written here since its last flush or fsync) is shown under a
+new inode number at the next lookup or open (the open answers ESTALE, so the kernel looks the name up
+again), which keeps close-to-open. While a file is open for writing, what the kernel caches goes home
+every FLUSH_EVERY seconds (`write_back`).
 """
 
 from __future__ import annotations
@@ -49,11 +50,18 @@ UNREACHABLE_ROOT = {"mode": 0o40755, "nlink": 2, "uid": 0, "gid": 0, "size": 0, 
 
 
 def _at_home(flags: int) -> int:
-    """The flags home opens a file with: the kernel's writeback cache may read what it writes (partial
-    pages), so write-only is read-write, and it places appends itself (at its own size), so no O_APPEND."""
-    if (flags & os.O_ACCMODE) == os.O_WRONLY:
+    """The flags home opens a file with. Appends skip the kernel's cache (`_file`): home places them, at
+    its end of the file, whoever else appends there. Other writes go through it, and the kernel's
+    writeback may read what it writes (partial pages), so write-only is read-write at home."""
+    if not flags & os.O_APPEND and (flags & os.O_ACCMODE) == os.O_WRONLY:
         flags = flags & ~os.O_ACCMODE | os.O_RDWR
-    return flags & ~os.O_APPEND
+    return flags
+
+
+def _file(fh: int, flags: int) -> pyfuse3.FileInfo:
+    """The kernel's handle: direct (no page cache) for appends, so each reaches home as written, and home's
+    O_APPEND puts it at the end there (a cached append would go at the kernel's idea of the end)."""
+    return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh), direct_io=bool(flags & os.O_APPEND))
 
 
 def _join(parent: str, name: bytes) -> str:
@@ -75,6 +83,7 @@ class HomeFS(pyfuse3.Operations):
         self._sending = trio.Lock()  # write frames go out in the order they were made (FIFO lock)
         self._files: dict[int, int] = {}  # fh -> inode, of the files open here
         self._writable: set[int] = set()  # the handles among them open for writing
+        self._appending: set[int] = set()  # the handles among them that append (home places their writes)
         self._known: dict[int, tuple[int, int]] = {}  # inode -> home's (size, mtime) as the kernel has the file
         self._written: set[int] = set()  # inodes written since their last flush or fsync (_known is behind)
         self._mtimes: dict[int, int] = {}  # inode -> its mtime as the kernel has it (it sets them itself)
@@ -285,7 +294,7 @@ class HomeFS(pyfuse3.Operations):
         self._opened(fh, inode, flags)
         if flags & os.O_TRUNC:
             self.ahead.forget()  # the file is emptied: what other handles fetched of it is gone
-        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(fh))
+        return _file(fh, flags)
 
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: Any) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
@@ -295,7 +304,7 @@ class HomeFS(pyfuse3.Operations):
         entry = self._entry(path, r["attrs"])
         self._fresh.discard(entry.st_ino)
         self._opened(r["fh"], entry.st_ino, flags)
-        return pyfuse3.FileInfo(fh=pyfuse3.FileHandleT(r["fh"])), entry
+        return _file(r["fh"], flags), entry
 
     @property
     def writing(self) -> bool:
@@ -306,6 +315,8 @@ class HomeFS(pyfuse3.Operations):
         self._files[fh] = inode
         if flags & os.O_ACCMODE != os.O_RDONLY:
             self._writable.add(fh)
+        if flags & os.O_APPEND:
+            self._appending.add(fh)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         await self._sent()  # read what was written
@@ -371,6 +382,9 @@ class HomeFS(pyfuse3.Operations):
         if inode not in self._written:
             return
         self._written.discard(inode)
+        if fh in self._appending:  # home placed the appends: the kernel's size may be short of home's
+            self._known[inode] = (-1, -1)  # so the file is numbered anew once nothing writes it here
+            return
         try:
             path = self._path(inode)
             a = self.home.meta("stat", path=path)
@@ -387,6 +401,7 @@ class HomeFS(pyfuse3.Operations):
         self.ahead.forget(fh)
         self._files.pop(fh, None)
         self._writable.discard(fh)
+        self._appending.discard(fh)
         await self._call("release", fh=fh)
 
 

@@ -303,3 +303,29 @@ async def test_size_and_mtime_through_the_mount_are_homes_after_close(homefs: Mo
         assert os.stat(m.away / "f").st_ino == away.st_ino
 
     await asyncio.to_thread(run)
+
+
+@pytest.mark.root
+async def test_appends_from_two_nodes_all_land(make_agent: MakeAgent, ca: tls.Identity, tmp_path: pathlib.Path) -> None:
+    """Two nodes append to one file of the same home directory at once (as `echo >>` from a gang's
+    processes): home places every append at its end, so none overwrites another."""
+    home_dir = tmp_path / "home"
+    home_dir.mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    async for a in mount(make_agent, ca, tmp_path / "a", home_dir):
+        async for b in mount(make_agent, ca, tmp_path / "b", home_dir):
+
+            def append(m: Mount, tag: bytes) -> None:
+                fd = os.open(m.away / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                try:
+                    for i in range(300):
+                        os.write(fd, b"%s %d\n" % (tag, i))
+                finally:
+                    os.close(fd)
+
+            await asyncio.gather(asyncio.to_thread(append, a, b"a"), asyncio.to_thread(append, b, b"b"))
+    lines = (home_dir / "log").read_bytes().splitlines()
+    for tag in (b"a", b"b"):
+        assert [line for line in lines if line.startswith(tag + b" ")] == [b"%s %d" % (tag, i) for i in range(300)]
+    assert len(lines) == 600
