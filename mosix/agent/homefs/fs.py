@@ -43,6 +43,8 @@ TIMEOUT = 1.0  # seconds the kernel may trust names and attributes: the job is t
 BLKSIZE = 1 << 17
 WINDOW = 8 << 20  # bytes written behind at most (unanswered by home)
 FLUSH_EVERY = 0.1  # seconds dirty pages wait in the kernel at most while a file is open for writing
+COALESCE = 1 << 18  # small writes following each other (appends: not cached) go home together, up to this
+HOLD = 0.005  # seconds such writes wait for the next one at most
 # The root as shown while home cannot be reached: a job restored meanwhile (its home node died) still
 # has its working directory; what it opens there fails (EIO) until home is back.
 UNREACHABLE_ROOT = {"mode": 0o40755, "nlink": 2, "uid": 0, "gid": 0, "size": 0, "rdev": 0, "blocks": 0,
@@ -81,6 +83,9 @@ class HomeFS(pyfuse3.Operations):
         self.ahead = readahead.ReadAhead(data)
         self._errors: dict[int, int] = {}  # fh -> errno of a write behind that failed, not reported yet
         self._sending = trio.Lock()  # write frames go out in the order they were made (FIFO lock)
+        self._held: dict[int, tuple[int, bytearray]] = {}  # fh -> (offset, bytes): small writes not sent yet
+        self._timer = False
+        self.nursery: trio.Nursery | None = None  # (set by `serve`) where held writes are sent after HOLD
         self._files: dict[int, int] = {}  # fh -> inode, of the files open here
         self._writable: set[int] = set()  # the handles among them open for writing
         self._appending: set[int] = set()  # the handles among them that append (home places their writes)
@@ -115,9 +120,21 @@ class HomeFS(pyfuse3.Operations):
         await self.data.settle()
 
     async def _sent(self) -> None:
-        """Wait for write frames on their way out: a frame put on the stream after this comes after them."""
+        """Send the small writes held back (all files: a held write's failure is reported like any), and
+        wait for write frames on their way out: a frame put on the stream after this comes after them."""
+        while self._held:
+            fh, (off, buf) = self._held.popitem()
+            try:
+                await self._send(fh, off, bytes(buf))
+            except remote.RemoteError as e:
+                self._errors.setdefault(fh, e.errno or errno.EIO)
         async with self._sending:
             pass
+
+    async def _send_later(self) -> None:
+        await trio.sleep(HOLD)
+        self._timer = False
+        await self._sent()
 
     def _report(self, fh: int) -> None:
         """Raise the error of a write behind on fh, once (as NFS reports it at close or fsync)."""
@@ -333,6 +350,17 @@ class HomeFS(pyfuse3.Operations):
         self.ahead.forget()  # fetched before this write: never to be read after it
         if fh in self._files:
             self._written.add(self._files[fh])
+        held = self._held.get(fh)
+        if held is not None and held[0] + len(held[1]) == off and len(held[1]) + len(buf) <= COALESCE:
+            held[1].extend(buf)
+            return len(buf)
+        await self._sent()
+        if len(buf) < COALESCE // 4 and self.nursery is not None:
+            self._held[fh] = (off, bytearray(buf))
+            if not self._timer:
+                self._timer = True
+                self.nursery.start_soon(self._send_later)
+            return len(buf)
         try:
             await self._send(fh, off, buf)
         except remote.RemoteError as e:
@@ -397,6 +425,7 @@ class HomeFS(pyfuse3.Operations):
         self._known[inode] = (a["size"], a["mtime_ns"])
 
     async def release(self, fh: int) -> None:
+        await self._sent()
         self._errors.pop(fh, None)  # nobody left to tell
         self.ahead.forget(fh)
         self._files.pop(fh, None)
@@ -454,6 +483,7 @@ async def serve(fs: HomeFS, mountpoint: pathlib.Path) -> None:
     """Answer FUSE requests until unmounted, then let the last writes reach home."""
     try:
         async with trio.open_nursery() as nursery:
+            fs.nursery = nursery
             nursery.start_soon(write_back, fs, mountpoint)
             await pyfuse3.main()
             await fs.drain()
