@@ -11,7 +11,8 @@ write). Those are written behind again, as NFS does: answered once the frame is 
 WINDOW bytes unanswered); a failure at home is reported at the file's next flush (close) or fsync, and
 everything is at home before close(2), fsync(2), any metadata operation (sizes are home's) and the
 agent's drain (a syncfs of the mount, then DRAIN, before a dump) return. Appends (O_APPEND) skip the
-cache: home places each at its end, whoever else appends there. The kernel owns a cached file's size: a
+cache: home places each at its end, whoever else appends there (small ones that follow each other are
+held up to HOLD seconds and go as one frame). The kernel owns a cached file's size: a
 file changed at home by someone else (not written here since its last flush or fsync) is shown under a
 new inode number at the next lookup or open (the open answers ESTALE, so the kernel looks the name up
 again), which keeps close-to-open. While a file is open for writing, what the kernel caches goes home
