@@ -12,8 +12,9 @@ directory with the agent's own FUSE mount (homefs.mounts.Mounter → homefs.fs) 
 
 - files: sequential writes (write(2) of the block size, then fsync: the data is on home's disk
   when the clock stops) and sequential reads (cold: the file's page cache dropped with
-  posix_fadvise DONTNEED at home first, so both sides read the same disk), of one file per case,
-  through the FUSE mount and in a local directory on the same disk. Rounds alternate the two, so
+  posix_fadvise DONTNEED at home and through the mount first, so both sides read the same disk), of
+  one file per case, through the FUSE mount and in a local directory on the same disk. Rounds alternate
+  the two (and which goes first), so
   a burst of load elsewhere hits both alike; the table shows the median MB/s and the ratio.
 - stdout: a container printing N lines (`seq`) runs here; its output is pushed home by the
   agent's homeio.Forwarder over the agent API (as the agent's reconcile loop does, but back to
@@ -86,9 +87,9 @@ def write_file(path: pathlib.Path, block: int, total: int) -> float:
     return time.perf_counter() - started
 
 
-def drop_cache(real: pathlib.Path) -> None:
+def drop_cache(path: pathlib.Path) -> None:
     """Forget the file's cached pages (this file only: the machine is shared)."""
-    fd = os.open(real, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -166,7 +167,8 @@ def bench_files(fuse: pathlib.Path, home_dir: pathlib.Path, local: pathlib.Path,
     rates = Rates()
     for r in range(rounds):
         for block, total in sizes.items():
-            for where, directory, real in (("fuse", fuse, home_dir), ("local", local, local)):
+            sides = [("fuse", fuse, home_dir), ("local", local, local)]
+            for where, directory, real in sides[::-1] if r % 2 else sides:  # either may find memory the other freed
                 name = f"f{block}"
                 cpu.start()
                 seconds = write_file(directory / name, block, total)
@@ -174,6 +176,7 @@ def bench_files(fuse: pathlib.Path, home_dir: pathlib.Path, local: pathlib.Path,
                 if where == "fuse":
                     rates.add_cpu("write", block, total, cpu.spent())
                 drop_cache(real / name)
+                drop_cache(directory / name)  # (through FUSE: what this node's kernel caches of it)
                 cpu.start()
                 seconds, got = read_file(directory / name, block)
                 if got != total:

@@ -138,7 +138,7 @@ class Exports:
     def op_open(self, job: str, path: str, flags: int) -> dict[str, Any]:
         p = self._path(job, path)
         fd = os.open(p, (flags & OPEN_FLAGS & ~os.O_CREAT) | os.O_NOFOLLOW | os.O_CLOEXEC)
-        return {"fh": self._keep(job, fd)}
+        return {"fh": self._keep(job, fd), "attrs": attrs(os.fstat(fd))}
 
     def op_create(self, job: str, path: str, flags: int, mode: int) -> dict[str, Any]:
         p = self._path(job, path, follow=False)

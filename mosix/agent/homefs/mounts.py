@@ -10,6 +10,7 @@ path on whichever source this node gives.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import logging
 import os
@@ -25,6 +26,7 @@ from mosix.agent.homefs import wire
 log = logging.getLogger(__name__)
 MOUNT_TIMEOUT = 30.0
 READ_AHEAD_KB = 4096  # the kernel's FUSE default is 128 KiB: one request per 128 KiB of a sequential read
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _bindable(workdir: str) -> bool:
@@ -61,6 +63,17 @@ def _tune(mountpoint: pathlib.Path) -> None:
         pathlib.Path(f"/sys/class/bdi/{_device(mountpoint)}/read_ahead_kb").write_text(str(READ_AHEAD_KB))
     except OSError as e:
         log.warning("read-ahead of %s not raised: %s", mountpoint, e)
+
+
+def _syncfs(mountpoint: pathlib.Path) -> None:
+    """Write back the mount's dirty pages and wait for them (syncfs(2): not in the os module)."""
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"syncfs {mountpoint}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
 
 
 def unmount(mountpoint: pathlib.Path) -> None:
@@ -138,6 +151,7 @@ class Mounter:
         if not ours:
             return
         try:
+            _syncfs(mountpoint)  # what the kernel's writeback cache holds, to the FUSE process
             os.stat(mountpoint / wire.DRAIN.decode())
         except FileNotFoundError:
             return

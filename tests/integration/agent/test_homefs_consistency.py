@@ -13,13 +13,14 @@ import os
 import pathlib
 import ssl
 import subprocess
+import time
 import urllib.parse
 
 import pytest
 import trio
 
 from mosix.agent import containers, errors, jobs, server, tls
-from mosix.agent.homefs import exports, mounts, remote, stream, wire
+from mosix.agent.homefs import exports, fs, mounts, remote, stream, wire
 from tests.ports import free_port
 
 MakeAgent = collections.abc.Callable[..., containers.Manager]
@@ -212,3 +213,119 @@ async def test_sequential_reads_come_in_large_requests(homefs: Mount) -> None:
     with open("/proc/self/mountinfo") as f:
         device = next(fields[2] for fields in map(str.split, f) if fields[4] == real)
     assert int(pathlib.Path(f"/sys/class/bdi/{device}/read_ahead_kb").read_text()) == mounts.READ_AHEAD_KB
+
+
+@pytest.mark.root
+async def test_small_writes_reach_home_while_the_file_stays_open(homefs: Mount) -> None:
+    """The kernel caches writes (its own writeback waits 30 s); the FUSE process sends them on within
+    a fraction of a second while a file is open for writing, so a job's log shows at home as it grows."""
+    m = homefs
+
+    def run() -> None:
+        fd = os.open(m.away / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for i in range(3):
+                os.write(fd, b"line %d\n" % i)
+                want = b"".join(b"line %d\n" % j for j in range(i + 1))
+                deadline = time.monotonic() + 10
+                while (m.home / "log").read_bytes() != want:
+                    assert time.monotonic() < deadline, f"{want!r} not at home: {(m.home / 'log').read_bytes()!r}"
+                    time.sleep(0.02)
+        finally:
+            os.close(fd)
+
+    await asyncio.to_thread(run)
+
+
+@pytest.mark.root
+async def test_appends_land_at_the_end_of_what_home_holds(homefs: Mount) -> None:
+    """Home opens files without O_APPEND (the kernel places appends, at its size of the file): appends
+    from two descriptors, and after a change at home, still go to the end, in order."""
+    m = homefs
+    (m.home / "f").write_bytes(b"home\n")
+
+    def run() -> None:
+        a = os.open(m.away / "f", os.O_WRONLY | os.O_APPEND)
+        b = os.open(m.away / "f", os.O_WRONLY | os.O_APPEND)
+        try:
+            for i in range(50):
+                os.write(a if i % 2 else b, b"%d\n" % i)
+        finally:
+            os.close(a)
+            os.close(b)
+        with (m.home / "f").open("ab") as f:  # another process at home
+            f.write(b"more from home\n")
+        fd = os.open(m.away / "f", os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, b"last\n")
+        finally:
+            os.close(fd)
+
+    await asyncio.to_thread(run)
+    expected = b"home\n" + b"".join(b"%d\n" % i for i in range(50)) + b"more from home\nlast\n"
+    assert (m.home / "f").read_bytes() == expected
+
+
+@pytest.mark.root
+async def test_a_file_shortened_at_home_is_seen_shorter(homefs: Mount) -> None:
+    """The kernel keeps its own size of a cached file; a file home made shorter is shown anew, at the next
+    open and (once the name's cache expires) at the next stat."""
+    m = homefs
+    (m.home / "f").write_bytes(b"0123456789")
+
+    def run() -> None:
+        assert (m.away / "f").read_bytes() == b"0123456789"
+        (m.home / "f").write_bytes(b"0123")
+        assert (m.away / "f").read_bytes() == b"0123"
+        (m.home / "f").write_bytes(b"01")
+        time.sleep(fs.TIMEOUT + 0.2)
+        assert os.stat(m.away / "f").st_size == 2
+
+    await asyncio.to_thread(run)
+
+
+@pytest.mark.root
+async def test_size_and_mtime_through_the_mount_are_homes_after_close(homefs: Mount) -> None:
+    """The kernel keeps a cached file's size and mtime itself; after close, home has the same."""
+    m = homefs
+
+    def run() -> None:
+        fd = os.open(m.away / "f", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            for _ in range(100):
+                os.write(fd, b"x" * 1000)
+        finally:
+            os.close(fd)
+        away, home = os.stat(m.away / "f"), os.stat(m.home / "f")
+        assert away.st_size == home.st_size == 100_000
+        assert away.st_mtime_ns == home.st_mtime_ns
+        time.sleep(fs.TIMEOUT + 0.2)  # the kernel asks again: nothing changed, nothing renumbered
+        assert os.stat(m.away / "f").st_ino == away.st_ino
+
+    await asyncio.to_thread(run)
+
+
+@pytest.mark.root
+async def test_appends_from_two_nodes_all_land(make_agent: MakeAgent, ca: tls.Identity, tmp_path: pathlib.Path) -> None:
+    """Two nodes append to one file of the same home directory at once (as `echo >>` from a gang's
+    processes): home places every append at its end, so none overwrites another."""
+    home_dir = tmp_path / "home"
+    home_dir.mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    async for a in mount(make_agent, ca, tmp_path / "a", home_dir):
+        async for b in mount(make_agent, ca, tmp_path / "b", home_dir):
+
+            def append(m: Mount, tag: bytes) -> None:
+                fd = os.open(m.away / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                try:
+                    for i in range(300):
+                        os.write(fd, b"%s %d\n" % (tag, i))
+                finally:
+                    os.close(fd)
+
+            await asyncio.gather(asyncio.to_thread(append, a, b"a"), asyncio.to_thread(append, b, b"b"))
+    lines = (home_dir / "log").read_bytes().splitlines()
+    for tag in (b"a", b"b"):
+        assert [line for line in lines if line.startswith(tag + b" ")] == [b"%s %d" % (tag, i) for i in range(300)]
+    assert len(lines) == 600
