@@ -31,7 +31,7 @@ from mosix.api import cluster as api_cluster
 from mosix.api import job as api_job
 from mosix.api import node as api_node
 from mosix.client import store
-from mosix.controller import metrics, plan, views
+from mosix.controller import collecting, metrics, plan, views
 from mosix.controller import round as control
 from mosix.policy import decide, decisions, index, snapshot
 
@@ -464,18 +464,21 @@ def controller_rounds(seed: int, nodes: list[snapshot.NodeView], jobs: list[snap
     measured, fresh = Figures(), Figures()
     gc.callbacks.append(COLLECTIONS)
     try:
-        for i in range(warmup + count):
-            st.finish(freed)
-            if i >= warmup and (i - warmup) % fresh_every == 0:
-                again = views.JobViews()
-                check = plan_once(st, again, fresh)
-            else:
-                check = None
-            out = plan_once(st, kept, measured if i >= warmup else Figures())
-            if check is not None and check.patches != out.patches:
-                raise SystemExit("the controller round with kept views planned differently from one with fresh views")
-            control.apply_plan(st.patch, dict(st.jobs), out, kept)  # the jobs as the round read them
-            st.agents()
+        with collecting.BetweenRounds() as gcs:  # as the control loops do: full collections between rounds
+            for i in range(warmup + count):
+                st.finish(freed)
+                if i >= warmup and (i - warmup) % fresh_every == 0:
+                    again = views.JobViews()
+                    check = plan_once(st, again, fresh)
+                else:
+                    check = None
+                out = plan_once(st, kept, measured if i >= warmup else Figures())
+                if check is not None and check.patches != out.patches:
+                    raise SystemExit("the controller round with kept views planned differently from one with fresh "
+                                     "views")
+                control.apply_plan(st.patch, dict(st.jobs), out, kept)  # the jobs as the round read them
+                st.agents()
+                gcs.after_round()
     finally:
         gc.callbacks.remove(COLLECTIONS)
     return measured, fresh

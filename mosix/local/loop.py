@@ -13,7 +13,7 @@ import prometheus_client
 from mosix import stopping
 from mosix.api import meta
 from mosix.client import client, local
-from mosix.controller import plan, round
+from mosix.controller import collecting, plan, round
 
 log = logging.getLogger("mosix.loop")
 
@@ -33,13 +33,15 @@ def record(events_path: pathlib.Path, events: list[plan.Event]) -> None:
 def serve(state_dir: pathlib.Path, interval: float, stop: threading.Event) -> None:
     api = client.Client(local.LocalStore(state_dir))
     events = state_dir / "events.jsonl"
-    while not stop.is_set():
-        try:
-            outcome = round.run_round(api)
-            record(events, outcome.plan.events)
-        except Exception:  # one bad round must not end the loop; the next one retries
-            log.exception("control round failed")
-        stop.wait(interval)
+    with collecting.BetweenRounds() as gcs:
+        while not stop.is_set():
+            try:
+                outcome = round.run_round(api)
+                record(events, outcome.plan.events)
+            except Exception:  # one bad round must not end the loop; the next one retries
+                log.exception("control round failed")
+            gcs.after_round()
+            stop.wait(interval)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ import urllib3
 
 from mosix.api import cluster, job, meta
 from mosix.client import client, kube, store
+from mosix.controller import collecting
 from mosix.controller.operator import control, credentials, runtime
 
 JOBS = (meta.GROUP, meta.VERSION, job.MosixJob.PLURAL)
@@ -89,16 +90,18 @@ async def control_loop(stopped: kopf.DaemonStopped, spec: kopf.Spec, memo: kopf.
                        **_: typing.Any) -> None:
     """Snapshot → policy → patch, like `mosix.local.loop`, plus Events and the cluster's status."""
     rt = runtime.of(memo)
-    while not stopped:
-        try:
-            report = await asyncio.to_thread(control.control_round, rt.api, rt.leader)
-        except Exception:  # one bad round must not end the loop; the next one retries
-            logger.exception("control round failed")
-        else:
-            post(report.notices)
-            for conflict in report.conflicts:
-                logger.info("not written, next round retries: %s", conflict)
-        await stopped.wait(interval(spec))
+    with collecting.BetweenRounds() as gcs:  # while this operator leads: Kopf stops the daemon of one that does not
+        while not stopped:
+            try:
+                report = await asyncio.to_thread(control.control_round, rt.api, rt.leader)
+            except Exception:  # one bad round must not end the loop; the next one retries
+                logger.exception("control round failed")
+            else:
+                post(report.notices)
+                for conflict in report.conflicts:
+                    logger.info("not written, next round retries: %s", conflict)
+            gcs.after_round()
+            await stopped.wait(interval(spec))
 
 
 @kopf.on.create(*JOBS)
