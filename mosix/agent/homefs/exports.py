@@ -7,7 +7,6 @@ at offsets go straight to the real file (O_APPEND included), one chunk per reque
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import itertools
 import os
@@ -16,7 +15,7 @@ import stat
 import threading
 from typing import Any
 
-from mosix.agent.homefs import confine
+from mosix.agent.homefs import confine, syscalls
 
 OPEN_FLAGS = os.O_ACCMODE | os.O_APPEND | os.O_TRUNC | os.O_CREAT | os.O_EXCL | os.O_SYNC | os.O_DSYNC
 
@@ -24,14 +23,6 @@ OPEN_FLAGS = os.O_ACCMODE | os.O_APPEND | os.O_TRUNC | os.O_CREAT | os.O_EXCL | 
 # A write this large (a streaming writer's) starts its way to the disk at once, as the next arrives:
 # a later fsync (or close and fsync) then waits for the last bytes only, not for the whole file.
 WRITE_OUT_FROM = 1 << 18
-_SYNC_FILE_RANGE_WRITE = 2
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.sync_file_range.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-
-
-def _write_out(fd: int, offset: int, size: int) -> None:
-    """Start writing the range to disk, without waiting (sync_file_range: not in the os module)."""
-    _libc.sync_file_range(fd, offset, size, _SYNC_FILE_RANGE_WRITE)  # a hint: a failure shows at fsync
 
 
 class NotExported(PermissionError):
@@ -218,5 +209,5 @@ class Exports:
         while done < len(view):
             done += os.pwrite(fd, view[done:], offset + done)
         if done >= WRITE_OUT_FROM:
-            _write_out(fd, offset, done)
+            syscalls.write_out(fd, offset, done)
         return done

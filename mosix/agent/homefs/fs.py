@@ -22,7 +22,6 @@ every FLUSH_EVERY seconds (`write_back`).
 from __future__ import annotations
 
 import argparse
-import ctypes
 import errno
 import logging
 import os
@@ -36,10 +35,9 @@ import pyfuse3
 import trio
 
 from mosix.agent import tls
-from mosix.agent.homefs import readahead, remote, stream, wire
+from mosix.agent.homefs import readahead, remote, stream, syscalls, wire
 
 log = logging.getLogger("mosix.homefs")
-_libc = ctypes.CDLL(None, use_errno=True)
 TIMEOUT = 1.0  # seconds the kernel may trust names and attributes: the job is the directory's only writer
 BLKSIZE = 1 << 17
 WINDOW = 8 << 20  # bytes written behind at most (unanswered by home)
@@ -514,10 +512,10 @@ def _syncfs(mountpoint: pathlib.Path, device: int) -> None:
     except OSError:
         return
     try:
-        if os.fstat(fd).st_dev == device and _libc.syncfs(fd) != 0:
-            log.warning("syncfs %s: %s", mountpoint, os.strerror(ctypes.get_errno()))
-    except OSError:
-        return
+        if os.fstat(fd).st_dev == device:
+            syscalls.syncfs(fd, mountpoint)
+    except OSError as e:
+        log.warning("%s", e)
     finally:
         os.close(fd)
 

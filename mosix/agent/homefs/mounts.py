@@ -10,7 +10,6 @@ path on whichever source this node gives.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import logging
 import os
@@ -21,12 +20,11 @@ import threading
 import time
 
 from mosix.agent import errors, jobs, spec, tls
-from mosix.agent.homefs import wire
+from mosix.agent.homefs import syscalls, wire
 
 log = logging.getLogger(__name__)
 MOUNT_TIMEOUT = 30.0
 READ_AHEAD_KB = 4096  # the kernel's FUSE default is 128 KiB: one request per 128 KiB of a sequential read
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _bindable(workdir: str) -> bool:
@@ -66,12 +64,10 @@ def _tune(mountpoint: pathlib.Path) -> None:
 
 
 def _syncfs(mountpoint: pathlib.Path) -> None:
-    """Write back the mount's dirty pages and wait for them (syncfs(2): not in the os module)."""
+    """Write back the mount's dirty pages and wait for them."""
     fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        if _libc.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"syncfs {mountpoint}: {os.strerror(err)}")
+        syscalls.syncfs(fd, mountpoint)
     finally:
         os.close(fd)
 
