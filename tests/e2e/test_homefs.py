@@ -41,3 +41,26 @@ def test_a_job_writes_its_home_directory_from_another_node_and_back(cluster: har
     assert cluster.status(name).migrations == 2
     written = [int(x) for x in numbers.read_text().split()[:back + 20]]
     assert written == list(range(back + 20))  # whole and in order across both moves: the offset was kept
+
+
+def test_the_home_directory_stays_mounted_through_a_crash_of_the_agent_running_the_job(
+        cluster: harness.Cluster) -> None:
+    """The FUSE process of a job away from home outlives a crash of that node's agent: the job writes on
+    through it, and the restarted agent drains and releases the mount when the job goes home."""
+    cluster.up(nodes=2)
+    numbers = cluster.workdir / "numbers"
+    name = cluster.submit("-2", "sh", "-c", COUNT.format(n=100_000))
+    cluster.wait_for("the job on node2", lambda: cluster.status(name).node == "node2"
+                     and cluster.status(name).phase == job.Phase.RUNNING)
+    cluster.wait_for("lines from node2 in home's directory", lambda: _lines(numbers) >= 10)
+    cluster.crash_agent(2)
+    crashed = _lines(numbers)
+    cluster.wait_for("lines written while node2's agent restarted", lambda: _lines(numbers) >= crashed + 20)
+    cluster.run("migrate", name, "home")
+    cluster.wait_for("the job back home", lambda: cluster.status(name).node == "node1"
+                     and cluster.status(name).phase == job.Phase.RUNNING)
+    back = _lines(numbers)
+    cluster.wait_for("lines written at home", lambda: _lines(numbers) >= back + 20)
+    assert cluster.status(name).migrations == 1
+    written = [int(x) for x in numbers.read_text().split()[:back + 20]]
+    assert written == list(range(back + 20))

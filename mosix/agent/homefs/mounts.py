@@ -140,11 +140,10 @@ class Mounter:
     def drain(self, job_dir: pathlib.Path) -> None:
         """Return once every write the job made through its FUSE mount here is at home (the job is paused:
         a dump must not leave writes behind in a FUSE process about to go); a write that failed at home
-        raises, so the dump fails and the job, resumed here, is told at its next write or close."""
+        raises, so the dump fails and the job, resumed here, is told at its next write or close. A mount
+        left by this agent's predecessor (its FUSE process outlives an agent crash) is drained alike."""
         mountpoint = job_dir / "home"
-        with self._lock:
-            ours = mountpoint in self._procs
-        if not ours:
+        if not is_mounted(mountpoint):  # one this agent mounted, or its predecessor did before a crash
             return
         try:
             _syncfs(mountpoint)  # what the kernel's writeback cache holds, to the FUSE process

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import contextlib
 import dataclasses
 import errno
 import os
@@ -36,6 +37,7 @@ class Mount:
     served: exports.Exports
     url: str
     client: ssl.SSLContext  # an agent's certificate, as the FUSE process has
+    identity: tls.Identity  # the mounting agent's TLS files
 
 
 async def mount(make_agent: MakeAgent, ca: tls.Identity, tmp_path: pathlib.Path,
@@ -54,7 +56,7 @@ async def mount(make_agent: MakeAgent, ca: tls.Identity, tmp_path: pathlib.Path,
         away = await asyncio.to_thread(mounter.source, jobs.Job(name="job", args=("x",), workdir=str(home_dir),
                                                                home_url=url), job_dir)
         assert away is not None and mounts.is_mounted(away)
-        yield Mount(home_dir, away, job_dir, mounter, served, url, tls.client_context(away_id))
+        yield Mount(home_dir, away, job_dir, mounter, served, url, tls.client_context(away_id), away_id)
     finally:
         await asyncio.to_thread(mounter.close)
         await runner.cleanup()
@@ -113,6 +115,30 @@ async def test_a_write_failing_at_home_is_reported_at_fsync_or_close(full_homefs
             m.mounter.drain(m.job_dir)  # a dump now would hide the failure from the job
         assert failures(lambda: os.close(fd)) == [errno.ENOSPC]  # closed all the same; the error is the write's
         m.mounter.drain(m.job_dir)  # reported: nothing held back any more
+
+    await asyncio.to_thread(run)
+
+
+@pytest.mark.root
+async def test_an_agent_restarted_after_a_crash_drains_and_releases_the_mounts_it_inherited(
+        full_homefs: Mount) -> None:
+    """The FUSE process outlives a crash of its agent (its own session; the keeper adopts it), and so does
+    the job's mount. The restarted agent, which did not start that process, still drains the mount before
+    a dump and unmounts it when the job leaves."""
+    m = full_homefs
+    restarted = mounts.Mounter(url="https://127.0.0.3:1", identity=m.identity)  # knows of no FUSE process
+
+    def run() -> None:
+        with (m.home / "filler").open("wb") as f, contextlib.suppress(OSError):
+            f.write(b"f" * 2 * MiB)  # home's disk full
+        fd = os.open(m.away / "small", os.O_WRONLY | os.O_CREAT, 0o600)
+        assert os.write(fd, b"x" * 4096) == 4096  # behind: home's refusal is not reported yet
+        with pytest.raises(errors.JobError, match="not all done"):
+            restarted.drain(m.job_dir)  # a dump now would hide the failure from the job
+        assert failures(lambda: os.close(fd)) == [errno.ENOSPC]
+        restarted.drain(m.job_dir)
+        restarted.release(m.job_dir)  # the job left: its mount goes, and with it the FUSE process
+        assert not mounts.is_mounted(m.away)
 
     await asyncio.to_thread(run)
 
