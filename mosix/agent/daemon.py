@@ -269,6 +269,8 @@ class Agent:
     def reconcile(self) -> None:
         """One pass over the jobs placed here."""
         listed = self.api.jobs()
+        self.home.set_finished(self.api.key(j) for j in listed  # their followers stop waiting for output
+                               if j.status.phase.finished and j.status.home_node == self.me.name)
         placed_here = {container_name(self.api.key(j)) for j in listed if j.status.node == self.me.name}
         for j in listed:
             placed_here |= self.gangs.placed_here(self.api.key(j), j)

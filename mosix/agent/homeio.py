@@ -17,7 +17,7 @@ import pathlib
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from mosix.agent import checkpoints, containers, errors
 
@@ -48,6 +48,43 @@ class HomeOutput:
     def __init__(self, root: pathlib.Path) -> None:
         self.root = root
         self._lock = threading.Lock()
+        self._listeners: dict[str, set[Callable[[], None]]] = {}
+        self._finished: frozenset[str] = frozenset()  # keys of this home's jobs that finished
+
+    def listen(self, key: str, changed: Callable[[], None]) -> Callable[[], None]:
+        """Calls `changed` (in whichever thread) each time the output of `key` grows or its job finishes,
+        so that a reader can wait for more instead of polling; returns what stops it."""
+        with self._lock:
+            self._listeners.setdefault(key, set()).add(changed)
+
+        def stop() -> None:
+            with self._lock:
+                listeners = self._listeners.get(key, set())
+                listeners.discard(changed)
+                if not listeners:
+                    self._listeners.pop(key, None)
+
+        return stop
+
+    def finished(self, key: str) -> bool:
+        """Whether the job of `key` (or of its process, `KEY_INDEX`) finished: no more output will come."""
+        return key.partition("_")[0] in self._finished
+
+    def set_finished(self, keys: Iterable[str]) -> None:
+        """The keys of this home's finished jobs, as the store lists them now; their readers are told."""
+        keys = frozenset(keys)
+        new, self._finished = keys - self._finished, keys
+        if new:
+            with self._lock:
+                told = [f for key, fs in self._listeners.items() if key.partition("_")[0] in new for f in fs]
+            for changed in told:
+                changed()
+
+    def _grew(self, key: str) -> None:
+        with self._lock:
+            told = list(self._listeners.get(key, ()))
+        for changed in told:
+            changed()
 
     def path(self, key: str, stream: str) -> pathlib.Path:
         if stream not in STREAMS:
@@ -78,7 +115,9 @@ class HomeOutput:
                 os.write(fd, data)
             finally:
                 os.close(fd)
-            return size + len(data)
+        if data:
+            self._grew(key)
+        return size + len(data)
 
     def add_input(self, key: str, data: bytes) -> int:
         """Append to the job's input (what mosrun -i read from its terminal); the input's new size."""

@@ -4,8 +4,10 @@ The peer API (server.py) takes only certificates of the mosix cluster CA; this o
 own Kubernetes credentials, checked by the API server (delegated.py), and serves only jobs whose home
 is this node:
 
-    GET  /namespaces/{ns}/mosixjobs/{name}/log?stream=stdout|stderr&offset=N[&process=I]
-         the kept output from offset N; needs `get` on mosixjobs/log (the job's namespace and name)
+    GET  /namespaces/{ns}/mosixjobs/{name}/log?stream=stdout|stderr&offset=N[&process=I][&wait=S]
+         the kept output from offset N; needs `get` on mosixjobs/log (the job's namespace and name).
+         With wait, an answer that would be empty is held up to S seconds, until output arrives or the
+         job finishes (X-Mosix-Held says which): followers get output as it comes without polling.
     POST /namespaces/{ns}/mosixjobs/{name}/input[?end=1]
          the body appended to the job's input (end=1: the input ends); needs `create` on mosixjobs/input
 
@@ -15,6 +17,7 @@ is this node:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import re
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 
 RESOURCE = "mosixjobs"
 HOME_TTL = 30.0  # how long "this job's home is here" is believed without asking again
+MAX_WAIT = 30.0  # the longest a log request with nothing to answer yet is held (?wait=SECONDS)
+HELD_HEADER = "X-Mosix-Held"  # on an answer to ?wait: "held", or "finished" (the job ended: nothing more will come)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +177,37 @@ async def _log(request: web.Request) -> web.Response:
         if not process.isdigit():
             raise ValueError(f"process {process!r}: a process index")
         key += f"_{process}"  # the agents' name for a process's output (a gang or -S file)
-    data = await asyncio.to_thread(request.app[HOME].read, key, q.get("stream", "stdout"), int(q.get("offset", "0")))
-    return web.Response(body=data, content_type="application/octet-stream")
+    stream, offset, wait = q.get("stream", "stdout"), int(q.get("offset", "0")), float(q.get("wait", "0"))
+    if not 0 <= wait <= MAX_WAIT:
+        raise ValueError(f"wait={wait}: seconds to hold an empty answer, 0 to {MAX_WAIT:g}")
+    home = request.app[HOME]
+    if wait == 0:
+        data = await asyncio.to_thread(home.read, key, stream, offset)
+        return web.Response(body=data, content_type="application/octet-stream")
+    data = await _held(home, key, stream, offset, wait)
+    return web.Response(body=data, content_type="application/octet-stream",
+                        headers={HELD_HEADER: "finished" if home.finished(key) else "held"})
+
+
+async def _held(home: homeio.HomeOutput, key: str, stream: str, offset: int, wait: float) -> bytes:
+    """The output from offset; if there is none yet, what arrives within `wait` seconds: the answer goes as
+    soon as the job's output grows (either stream, so a follower reading both wakes up) or the job finishes."""
+    loop = asyncio.get_running_loop()
+    grew = asyncio.Event()
+
+    def changed() -> None:  # in the thread that appended
+        loop.call_soon_threadsafe(grew.set)
+
+    stop = home.listen(key, changed)
+    try:
+        data = await asyncio.to_thread(home.read, key, stream, offset)
+        if data or home.finished(key):
+            return data
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(grew.wait(), wait)
+        return await asyncio.to_thread(home.read, key, stream, offset)
+    finally:
+        stop()
 
 
 async def _input(request: web.Request) -> web.Response:

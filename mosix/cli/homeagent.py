@@ -46,6 +46,11 @@ class HomeAgent:
 
     def call(self, method: str, what: str, query: dict[str, Any], body: bytes | None = None) -> bytes:
         """One request to the job's `what` (log or input); a refusal (401, 403, 404) is usage.Refused."""
+        return self.request(method, what, query, body)[0]
+
+    def request(self, method: str, what: str, query: dict[str, Any],
+                body: bytes | None = None) -> tuple[bytes, http.client.HTTPResponse]:
+        """`call`, with the response (its headers)."""
         path = f"{self.base}/{what}?{urllib.parse.urlencode(query)}"
         for attempt in (1, 2):  # a kept-alive connection the agent closed: once more on a new one
             if self.conn is None:
@@ -67,4 +72,4 @@ class HomeAgent:
             except (ValueError, KeyError, TypeError):
                 message = data.decode(errors="replace")
             raise usage.Refused(f"the agent of node {self.home} refused: {message} (HTTP {resp.status})")
-        return data
+        return data, resp

@@ -16,6 +16,8 @@ from mosix.cli import homeagent, usage
 from mosix.client import client, local
 
 STREAMS = ("stdout", "stderr")
+HELD_HEADER = "X-Mosix-Held"  # the agent's answer to a held request (mosix/agent/userapi.py)
+STATUS_EVERY = 5.0  # seconds between looks at the job's status while its home agent holds requests for output
 
 Reader = Callable[[str, int], bytes]  # (stream, offset) -> the bytes kept from there on
 
@@ -34,21 +36,33 @@ def _local_reader(api: client.Client, store: local.LocalStore, j: job.MosixJob, 
     return read
 
 
-def _kube_reader(api: client.Client, j: job.MosixJob, home: str, process: str | None) -> Reader:
-    agent = homeagent.HomeAgent(api, j, home)
+class KubeReader:
+    """The job's output from its home agent's user API; `hold` waits there for more instead of polling."""
 
-    def read(stream: str, offset: int) -> bytes:
+    def __init__(self, api: client.Client, j: job.MosixJob, home: str, process: str | None) -> None:
+        self.agent = homeagent.HomeAgent(api, j, home)
+        self.process = process
+
+    def _query(self, stream: str, offset: int) -> dict[str, str | int]:
+        query: dict[str, str | int] = {"stream": stream, "offset": offset}
+        if self.process is not None:
+            query["process"] = self.process
+        return query
+
+    def __call__(self, stream: str, offset: int) -> bytes:
         out = b""
         while True:
-            query: dict[str, str | int] = {"stream": stream, "offset": offset + len(out)}
-            if process is not None:
-                query["process"] = process
-            data = agent.call("GET", "log", query)
+            data = self.agent.call("GET", "log", self._query(stream, offset + len(out)))
             out += data
             if len(data) < homeagent.CHUNK:
                 return out
 
-    return read
+    def hold(self, stream: str, offset: int, seconds: float) -> tuple[bytes, str | None]:
+        """The output from offset, or what arrives there within `seconds` (the agent answers as soon as
+        either stream grows or the job finishes); and how the agent held the request: "held", "finished"
+        (nothing more will come), or None (an agent that answers at once)."""
+        data, resp = self.agent.request("GET", "log", {**self._query(stream, offset), "wait": f"{seconds:.3f}"})
+        return data, resp.getheader(HELD_HEADER)
 
 
 def reader(api: client.Client, j: job.MosixJob, process: str | None = None) -> Reader | None:
@@ -60,7 +74,7 @@ def reader(api: client.Client, j: job.MosixJob, process: str | None = None) -> R
     suffix = "" if process is None else f"_{process}"  # the agents' name for a process's output
     if isinstance(api.store, local.LocalStore):
         return _local_reader(api, api.store, j, home, suffix)
-    return _kube_reader(api, j, home, process)
+    return KubeReader(api, j, home, process)
 
 
 class Lines:
@@ -129,11 +143,32 @@ def follow(api: client.Client, name: str, *, until_finished: bool = True, poll: 
         last = current.status.phase.finished or not until_finished
         if read is not None:
             for stream in STREAMS:
-                data = read(stream, offsets[stream])
-                if data:
-                    sinks[stream].write(data)
-                    sinks[stream].flush()
-                    offsets[stream] += len(data)
+                _copy(sinks, offsets, stream, read(stream, offsets[stream]))
         if last:
             return current
-        time.sleep(poll if isinstance(api.store, local.LocalStore) else max(poll, 1.0))
+        if isinstance(read, KubeReader):
+            _held(read, sinks, offsets)
+        else:
+            time.sleep(poll if isinstance(api.store, local.LocalStore) else max(poll, 1.0))
+
+
+def _copy(sinks: dict[str, typing.BinaryIO], offsets: dict[str, int], stream: str, data: bytes) -> None:
+    if data:
+        sinks[stream].write(data)
+        sinks[stream].flush()
+        offsets[stream] += len(data)
+
+
+def _held(read: KubeReader, sinks: dict[str, typing.BinaryIO], offsets: dict[str, int]) -> None:
+    """Copies output as the home agent hands it over (it holds each request until there is some), for up
+    to STATUS_EVERY seconds; returns sooner when the agent says the job finished."""
+    deadline = time.monotonic() + STATUS_EVERY
+    while (left := deadline - time.monotonic()) > 0:
+        data, held = read.hold("stdout", offsets["stdout"], left)
+        _copy(sinks, offsets, "stdout", data)
+        _copy(sinks, offsets, "stderr", read("stderr", offsets["stderr"]))
+        if held == "finished":
+            return
+        if held is None:  # an agent that cannot hold requests: poll it once a second
+            time.sleep(1.0)
+            return

@@ -9,6 +9,7 @@ of a client CA made here, by certificate.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import dataclasses
 import http.client
 import json
@@ -55,6 +56,17 @@ class Served:
             conn.request(method, path, body=body, headers={"Authorization": f"Bearer {token}"} if token else {})
             resp = conn.getresponse()
             return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def held(self, path: str, token: str) -> tuple[int, bytes, str | None]:
+        """A log request with ?wait: its status, body and how the agent held it."""
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port,
+                                           context=ssl.create_default_context(cafile=str(self.ca)), timeout=60)
+        try:
+            conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+            resp = conn.getresponse()
+            return resp.status, resp.read(), resp.getheader(userapi.HELD_HEADER)
         finally:
             conn.close()
 
@@ -153,3 +165,41 @@ def test_a_client_certificate_of_the_clusters_client_ca_authenticates(served: Se
     stranger = tls.issue(tls.make_ca(tmp_path / "other-ca"), tmp_path / "stranger", "tester")
     with pytest.raises((ssl.SSLError, ConnectionError)):
         served.call("GET", served.log(), cert=stranger)
+
+
+def test_a_held_log_request_answers_when_output_arrives_or_the_job_finishes(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mosix logs -f` and mosrun hold a request at the home agent instead of polling it."""
+    key, after = f"{served.namespace}/job1", served.log().replace("offset=0", "offset=6")
+    assert served.held(after + "&wait=x", served.admin)[0] == 400
+    assert served.held(after + f"&wait={userapi.MAX_WAIT + 1:g}", served.admin)[0] == 400
+    assert served.held(served.log() + "&wait=5", served.admin) == (200, b"hello\n", "held")  # there already
+    assert served.held(after + "&wait=0.2", served.admin) == (200, b"", "held")  # nothing came
+
+    holding = threading.Event()
+    listen = served.home.listen
+
+    def spied(key: str, changed: collections.abc.Callable[[], None]) -> collections.abc.Callable[[], None]:
+        stop = listen(key, changed)
+        holding.set()
+        return stop
+
+    monkeypatch.setattr(served.home, "listen", spied)
+
+    def then(step: collections.abc.Callable[[], object]) -> threading.Thread:
+        """Runs step once a request is held."""
+        holding.clear()
+        thread = threading.Thread(target=lambda: (holding.wait(30), step()))
+        thread.start()
+        return thread
+
+    wait = f"&wait={userapi.MAX_WAIT:g}"
+    for step, answer in [(lambda: served.home.append(key, "stdout", 6, b"more\n"), (200, b"more\n", "held")),
+                         (lambda: served.home.set_finished([key]), (200, b"", "finished"))]:
+        thread = then(step)
+        began = time.monotonic()
+        got = served.held(after.replace("offset=6", f"offset={served.home.size(key, 'stdout')}") + wait, served.admin)
+        thread.join()
+        assert got == answer
+        assert time.monotonic() - began < userapi.MAX_WAIT - 5  # woken, not answered when the wait ran out
+    assert served.held(after + wait, served.admin) == (200, b"more\n", "finished")  # finished: never held
