@@ -55,12 +55,14 @@ IsHome = Callable[[str, str], bool]  # (namespace, name) -> is this node the job
 REVIEWER: web.AppKey[delegated.Reviewer] = web.AppKey("reviewer", delegated.Reviewer)
 HOME: web.AppKey[homeio.HomeOutput] = web.AppKey("home", homeio.HomeOutput)
 IS_HOME: web.AppKey[IsHome] = web.AppKey("is_home")
+HOLDING: web.AppKey[set[asyncio.Event]] = web.AppKey("holding", set)  # each held request's wake-up
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 def app(home: homeio.HomeOutput, reviewer: delegated.Reviewer, is_home: IsHome) -> web.Application:
     a = web.Application(middlewares=[_errors], client_max_size=2 * homeio.CHUNK)
-    a[HOME], a[REVIEWER], a[IS_HOME] = home, reviewer, is_home
+    a[HOME], a[REVIEWER], a[IS_HOME], a[HOLDING] = home, reviewer, is_home, set()
+    a.on_shutdown.append(_release_held)  # a stopping agent answers held requests at once, not after their wait
     a.add_routes([
         web.get("/namespaces/{namespace}/mosixjobs/{name}/log", _log),
         web.post("/namespaces/{namespace}/mosixjobs/{name}/input", _input),
@@ -184,16 +186,23 @@ async def _log(request: web.Request) -> web.Response:
     if wait == 0:
         data = await asyncio.to_thread(home.read, key, stream, offset)
         return web.Response(body=data, content_type="application/octet-stream")
-    data = await _held(home, key, stream, offset, wait)
+    data = await _held(request, key, stream, offset, wait)
     return web.Response(body=data, content_type="application/octet-stream",
                         headers={HELD_HEADER: "finished" if home.finished(key) else "held"})
 
 
-async def _held(home: homeio.HomeOutput, key: str, stream: str, offset: int, wait: float) -> bytes:
+async def _release_held(a: web.Application) -> None:
+    for wake in a[HOLDING]:
+        wake.set()
+
+
+async def _held(request: web.Request, key: str, stream: str, offset: int, wait: float) -> bytes:
     """The output from offset; if there is none yet, what arrives within `wait` seconds: the answer goes as
     soon as the job's output grows (either stream, so a follower reading both wakes up) or the job finishes."""
+    home, holding = request.app[HOME], request.app[HOLDING]
     loop = asyncio.get_running_loop()
     grew = asyncio.Event()
+    holding.add(grew)
 
     def changed() -> None:  # in the thread that appended
         loop.call_soon_threadsafe(grew.set)
@@ -208,6 +217,7 @@ async def _held(home: homeio.HomeOutput, key: str, stream: str, offset: int, wai
         return await asyncio.to_thread(home.read, key, stream, offset)
     finally:
         stop()
+        holding.discard(grew)
 
 
 async def _input(request: web.Request) -> web.Response:

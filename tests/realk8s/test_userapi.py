@@ -45,6 +45,7 @@ class Served:
     namespace: str
     admin: str
     tester: str
+    shutdown: collections.abc.Callable[[], None]  # the agent's user API begins to stop (aiohttp's on_shutdown)
 
     def call(self, method: str, path: str, token: str | None = None, body: bytes | None = None,
              cert: tls.Identity | None = None) -> tuple[int, bytes]:
@@ -120,7 +121,8 @@ def served(kube_apiserver: Kube, tmp_path: pathlib.Path) -> Iterator[Served]:
         "127.0.0.1", port, context, home=home, reviewer=delegated.Reviewer(api_client),
         is_home=lambda ns, name: name != "elsewhere"), loop).result(30)
     try:
-        yield Served(kube_apiserver, port, ca.cert, user_ca, home, namespace, admin, tester)
+        yield Served(kube_apiserver, port, ca.cert, user_ca, home, namespace, admin, tester,
+                     lambda: asyncio.run_coroutine_threadsafe(runner.shutdown(), loop).result(30))
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
@@ -203,3 +205,9 @@ def test_a_held_log_request_answers_when_output_arrives_or_the_job_finishes(
         assert got == answer
         assert time.monotonic() - began < userapi.MAX_WAIT - 5  # woken, not answered when the wait ran out
     assert served.held(after + wait, served.admin) == (200, b"more\n", "finished")  # finished: never held
+
+    thread = then(served.shutdown)  # a stopping agent answers what it holds at once, not after the wait
+    began = time.monotonic()
+    assert served.held(served.log("job2") + wait, served.admin) == (200, b"", "held")
+    thread.join()
+    assert time.monotonic() - began < userapi.MAX_WAIT - 5
