@@ -22,6 +22,17 @@ def _lines(path: pathlib.Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+def _home_and_whole(cluster: harness.Cluster, name: str, numbers: pathlib.Path) -> None:
+    """The job goes home and writes on there; what it wrote is whole and in order: its offset was kept."""
+    cluster.run("migrate", name, "home")
+    cluster.wait_for("the job back home", lambda: cluster.status(name).node == "node1"
+                     and cluster.status(name).phase == job.Phase.RUNNING)
+    back = _lines(numbers)
+    cluster.wait_for("lines written at home again", lambda: _lines(numbers) >= back + 20)
+    written = [int(x) for x in numbers.read_text().split()[:back + 20]]
+    assert written == list(range(back + 20))
+
+
 def test_a_job_writes_its_home_directory_from_another_node_and_back(cluster: harness.Cluster) -> None:
     cluster.up(nodes=2)
     numbers = cluster.workdir / "numbers"  # mosrun runs in cluster.workdir: the job's working directory
@@ -33,14 +44,8 @@ def test_a_job_writes_its_home_directory_from_another_node_and_back(cluster: har
                      and cluster.status(name).phase == job.Phase.RUNNING)
     moved = _lines(numbers)
     cluster.wait_for("lines from node2 in home's directory", lambda: _lines(numbers) >= moved + 20)
-    cluster.run("migrate", name, "home")
-    cluster.wait_for("the job back home", lambda: cluster.status(name).node == "node1"
-                     and cluster.status(name).phase == job.Phase.RUNNING)
-    back = _lines(numbers)
-    cluster.wait_for("lines written at home again", lambda: _lines(numbers) >= back + 20)
+    _home_and_whole(cluster, name, numbers)
     assert cluster.status(name).migrations == 2
-    written = [int(x) for x in numbers.read_text().split()[:back + 20]]
-    assert written == list(range(back + 20))  # whole and in order across both moves: the offset was kept
 
 
 def test_the_home_directory_stays_mounted_through_a_crash_of_the_agent_running_the_job(
@@ -56,11 +61,5 @@ def test_the_home_directory_stays_mounted_through_a_crash_of_the_agent_running_t
     cluster.crash_agent(2)
     crashed = _lines(numbers)
     cluster.wait_for("lines written while node2's agent restarted", lambda: _lines(numbers) >= crashed + 20)
-    cluster.run("migrate", name, "home")
-    cluster.wait_for("the job back home", lambda: cluster.status(name).node == "node1"
-                     and cluster.status(name).phase == job.Phase.RUNNING)
-    back = _lines(numbers)
-    cluster.wait_for("lines written at home", lambda: _lines(numbers) >= back + 20)
+    _home_and_whole(cluster, name, numbers)
     assert cluster.status(name).migrations == 1
-    written = [int(x) for x in numbers.read_text().split()[:back + 20]]
-    assert written == list(range(back + 20))
