@@ -41,6 +41,19 @@ long options:    --image IMAGE  --name NAME  --home NODE  --env K=V  --detach
 
 NODE_NUMBER = re.compile(r"^[0-9]+$")
 NODE_IP = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$")
+REQUIRED = {  # flags whose value must be attached, and what it is
+    "r": "a host name attached, e.g. -rmos1",
+    "m": "the memory in MB attached, e.g. -m1000",
+    "J": "a job id attached, e.g. -J20",
+    "P": "the number of processes attached, e.g. -P4",
+    "S": "the most lines to run at once, e.g. -S4 commands-file",
+    "C": "a file base name attached, e.g. -C/tmp/ckpt",
+    "A": "minutes attached, e.g. -A20",
+    "N": "the most checkpoints attached, e.g. -N5",
+    "I": "a checkpoint file attached, e.g. -I/tmp/ckpt.1",
+    "R": "a checkpoint file attached, e.g. -R/tmp/ckpt.1",
+    "O": "fd=file pairs attached, e.g. -O3=/path",
+}
 RANGES = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
 
 
@@ -181,6 +194,8 @@ def parse(
             continue
         letter, value = word[1], word[2:]
         flag = word if letter.isdigit() else f"-{letter}"
+        if letter in REQUIRED and not value:
+            raise usage.UsageError(flag, f"needs {REQUIRED[letter]}")
         if letter.isdigit():
             target = word[1:]
             if NODE_NUMBER.match(target):
@@ -207,8 +222,6 @@ def parse(
             elif letter == "i":
                 once(flag, "stdin", True)
         elif letter == "r":
-            if not value:
-                raise usage.UsageError(flag, "needs a host name attached, e.g. -rmos1")
             if not re.match(job.NODE_REF_PATTERN, value):
                 raise usage.UsageError(flag, f"not a valid host name: {value!r}")
             place(flag, job.Placement.NODE, node=value)
@@ -217,23 +230,15 @@ def parse(
         elif letter == "G":
             once(flag, "grid_class", _int(flag, value, "grid class", 0, 65535) if value else 1)
         elif letter == "m":
-            if not value:
-                raise usage.UsageError(flag, "needs the memory in MB attached, e.g. -m1000")
             once(flag, "memory_mb", _int(flag, value, "memory (MB)", 1, 16777216))
         elif letter == "J":
-            if not value:
-                raise usage.UsageError(flag, "needs a job id attached, e.g. -J20")
             once(flag, "job_id", _int(flag, value, "job id", 0, 2147483647))
         elif letter in "qQ":  # the tutorial's "-q / -Q": both queue the job
             priority = _int(flag, value, "priority", 0, job.MAX_PRIORITY) if value else None
             once(flag, "queue", job.Queue(priority=priority))
         elif letter == "P":
-            if not value:
-                raise usage.UsageError(flag, "needs the number of processes attached, e.g. -P4")
             once(flag, "parallel", _int(flag, value, "process count", 1, 100000))
         elif letter == "S":
-            if not value:
-                raise usage.UsageError(flag, "needs the most lines to run at once, e.g. -S4 commands-file")
             commands_max = _int(flag, value, "max running lines", 1, 100000)
         elif letter in "EM":
             if "batch" in fields:
@@ -242,28 +247,16 @@ def parse(
             if value:
                 batch_dir = _dir(flag, value)
         elif letter == "C":
-            if not value:
-                raise usage.UsageError(flag, "needs a file base name attached, e.g. -C/tmp/ckpt")
             ckpt["base"] = value
         elif letter == "A":
-            if not value:
-                raise usage.UsageError(flag, "needs minutes attached, e.g. -A20")
             ckpt["interval_minutes"] = _int(flag, value, "checkpoint interval (minutes)", 1, 525600)
         elif letter == "N":
-            if not value:
-                raise usage.UsageError(flag, "needs the most checkpoints attached, e.g. -N5")
             ckpt["max_sets"] = _int(flag, value, "checkpoint count", 1, 1000)
         elif letter == "I":
-            if not value:
-                raise usage.UsageError(flag, "needs a checkpoint file attached, e.g. -I/tmp/ckpt.1")
             req.inspect = value
         elif letter == "R":
-            if not value:
-                raise usage.UsageError(flag, "needs a checkpoint file attached, e.g. -R/tmp/ckpt.1")
             recover_from = value
         elif letter == "O":
-            if not value:
-                raise usage.UsageError(flag, "needs fd=file pairs attached, e.g. -O3=/path")
             remap = (flag, _fd_remap(flag, value))
         elif letter == "X":
             private.append(_dir(flag, value))

@@ -258,6 +258,14 @@ def test_bad_command_line_names_its_flag(line: str, flag: str, words: str) -> No
     assert words in caught.value.message
 
 
+@pytest.mark.parametrize("letter", sorted(mosrun.REQUIRED))
+def test_a_flag_without_its_attached_value_says_what_to_attach(letter: str) -> None:
+    with pytest.raises(usage.UsageError) as caught:
+        _parse(f"mosrun -{letter} myprog")
+    assert caught.value.flag == f"-{letter}"
+    assert caught.value.message.startswith("needs ") and f"e.g. -{letter}" in caught.value.message
+
+
 def test_usage_error_exits_2_and_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
     assert mosrun.main(["-q99999", "myprog"]) == usage.USAGE_EXIT
     err = capsys.readouterr().err
