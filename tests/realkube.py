@@ -303,19 +303,28 @@ def cgroup_v1() -> bool:
     return not pathlib.Path("/sys/fs/cgroup/cgroup.controllers").is_file()
 
 
-def kubelet_for_cgroup_v1(kube_bin: pathlib.Path, folder: pathlib.Path) -> pathlib.Path:
-    """A KUBE_BIN in folder whose kubelet runs on cgroup v1 (``--fail-cgroupv1=false``), the rest linked.
+def shimmed(kube_bin: pathlib.Path, folder: pathlib.Path, *, cgroup_v1: bool) -> pathlib.Path:
+    """A KUBE_BIN in folder for shared/k8s/cluster, written for Kubernetes 1.34, to start 1.37 with:
 
-    Since Kubernetes 1.35 the kubelet refuses cgroup v1 unless told otherwise, and shared/k8s/cluster
-    (written for 1.34) does not tell it; a flag given on the command line overrides its config file.
+    - kube-controller-manager: the script disables three cloud controllers by names 1.35+ no longer
+      knows, and the controller-manager then exits at start; their code is gone, so `--controllers=*`;
+    - kubelet, on cgroup v1: since 1.35 it refuses cgroup v1 unless told `--fail-cgroupv1=false`
+      (a flag on the command line overrides its config file).
+
+    The shims exec the real binaries, so the script's pid files name them. The rest is linked.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    shims = {"kube-controller-manager": 'for a do shift; case "$a" in --controllers=*) set -- "$@" '
+                                        '--controllers=\'*\';; *) set -- "$@" "$a";; esac; done'}
+    if cgroup_v1:
+        shims["kubelet"] = "set -- --fail-cgroupv1=false \"$@\""
     for binary in kube_bin.iterdir():
-        if binary.name != "kubelet" and not (folder / binary.name).exists():
+        if binary.name not in shims and not (folder / binary.name).exists():
             (folder / binary.name).symlink_to(binary.resolve())
-    shim = folder / "kubelet"
-    shim.write_text(f'#!/bin/sh\nexec "{(kube_bin / "kubelet").resolve()}" --fail-cgroupv1=false "$@"\n')
-    shim.chmod(0o755)
+    for name, args in shims.items():
+        shim = folder / name
+        shim.write_text(f'#!/bin/sh\n{args}\nexec "{(kube_bin / name).resolve()}" "$@"\n')
+        shim.chmod(0o755)
     return folder
 
 
@@ -459,8 +468,7 @@ def kube_cluster(request: pytest.FixtureRequest,
             unavailable(f"127.0.0.1:{CLUSTER_ETCD_PORT} is taken: a single-node cluster is already up "
                         "(shared/k8s/cluster down)")
             return
-        if cgroup_v1():
-            kube_bin = kubelet_for_cgroup_v1(kube_bin, tmp_path_factory.mktemp("kube-bin"))
+        kube_bin = shimmed(kube_bin, tmp_path_factory.mktemp("kube-bin"), cgroup_v1=cgroup_v1())
         with cluster(tmp_path_factory.mktemp("cluster"), kube_bin, scripts,
                      request.config.stash[_tier_key]) as kube:
             yield kube

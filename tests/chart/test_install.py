@@ -12,13 +12,8 @@ On the cluster of ``kube_cluster`` (``shared/k8s/cluster``, pods really run), as
    credentials checked by the API server: no pods/exec);
 5. ``helm uninstall`` leaves no mosix pods behind.
 
-Each step's time is printed (never asserted). Two things of this machine, not of the chart, are prepared first:
+Each step's time is printed (never asserted). One thing of this machine, not of the chart, is prepared first:
 
-* the cluster's kube-controller-manager: ``shared/k8s/cluster`` (written for Kubernetes 1.34) disables three cloud
-  controllers by name, which 1.35+ no longer knows, so the controller-manager exits at start and no Deployment or
-  DaemonSet ever gets a pod. When it is found dead that way, it is started again with the script's arguments and
-  ``--controllers=*`` (its pid in the script's pid file, so ``cluster down`` stops it). tests/realkube.py should
-  rather wrap it as it wraps the kubelet; then this does nothing.
 * the agent mounts its state folder (hostPath) with Bidirectional propagation, so the job rootfs overlays it mounts
   outlive the pod; the kubelet allows that only on a shared mount. Every systemd host (and kind node) has ``/``
   shared; this machine's ``/`` is private, so the folder is made a shared bind mount of itself for the test (as a
@@ -58,7 +53,6 @@ TAG = "install-test"
 JOB = "install-check"
 LINES = 40  # testload -n LINES -d DELAY: an idle counter, long enough to be seen running
 DELAY = 0.25
-CONTROLLERS_GONE = "is not in the list of known controllers"
 BIN = pathlib.Path(sys.executable).parent  # the venv's console scripts (mosps, mosctl)
 
 Say = Callable[[str], None]
@@ -100,44 +94,6 @@ def cluster_script() -> pathlib.Path:
     """shared/k8s/cluster (``$MOSIX_SHARED`` else the shared folder beside the repository), as realkube finds it."""
     shared = pathlib.Path(os.environ.get("MOSIX_SHARED") or REPO.parent / "shared")
     return shared / "k8s" / "cluster"
-
-
-def pid_alive(pid_file: pathlib.Path) -> bool:
-    try:
-        os.kill(int(pid_file.read_text().strip()), 0)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def ensure_controller_manager(kube: Kube, say: Say) -> None:
-    """Restarts the cluster's kube-controller-manager when it died of the 1.34-era --controllers list."""
-    folder = kube.dir
-    if folder is None or not (folder / "kcm.kubeconfig").is_file():
-        return  # a cluster given from outside: its controller-manager is its own business
-    pid_file, log = folder / "controller-manager.pid", folder / "logs" / "controller-manager.log"
-    if pid_alive(pid_file):
-        return
-    text = log.read_text(errors="replace") if log.is_file() else ""
-    if CONTROLLERS_GONE not in text:
-        pytest.fail(f"the cluster's kube-controller-manager is not running:\n{text[-2000:]}", pytrace=False)
-    say("install: kube-controller-manager exited at start (" + CONTROLLERS_GONE + "); starting it with "
-        "--controllers=* (tests/realkube.py should wrap it like the kubelet)")
-    args = [str(folder / "bin" / "kube-controller-manager"), "--kubeconfig=kcm.kubeconfig",
-            "--authentication-kubeconfig=kcm.kubeconfig", "--authorization-kubeconfig=kcm.kubeconfig",
-            "--bind-address=127.0.0.1", "--secure-port=11257", "--leader-elect=false",
-            "--service-account-private-key-file=pki/sa.key", "--root-ca-file=pki/ca.crt",
-            "--use-service-account-credentials=true", "--cluster-signing-cert-file=pki/ca.crt",
-            "--cluster-signing-key-file=pki/ca.key", "--service-cluster-ip-range=10.0.0.0/24",
-            "--allocate-node-cidrs=false", "--controllers=*"]
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(args, cwd=folder, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    pid_file.write_text(f"{proc.pid}\n")  # `cluster down` stops it by this file
-    time.sleep(2)
-    if proc.poll() is not None:
-        pytest.fail(f"kube-controller-manager exited again:\n{log.read_text(errors='replace')[-2000:]}",
-                    pytrace=False)
 
 
 def propagation(path: pathlib.Path) -> tuple[str, str]:
@@ -248,7 +204,7 @@ def say(capsys: pytest.CaptureFixture[str]) -> Say:
 
 @pytest.fixture
 def prepared(kube_cluster: Kube, say: Say) -> Iterator[Kube]:
-    """The cluster with a working controller-manager and the agent's state folder on a shared mount."""
+    """The cluster with the agent's state folder on a shared mount."""
     if kube_cluster.dir is None:
         unavailable("the real install needs the single-node cluster started here (its images are loaded into its "
                     "containerd with shared/k8s/cluster load)")
@@ -256,7 +212,6 @@ def prepared(kube_cluster: Kube, say: Say) -> Iterator[Kube]:
         unavailable("the real install needs root (shared/k8s/cluster load, the agent's host folder)")
     if not cluster_script().is_file():
         unavailable(f"no {cluster_script()}")
-    ensure_controller_manager(kube_cluster, say)
     with shared_mount(pathlib.Path(chart_values()["agent"]["hostPaths"]["state"]), say):
         yield kube_cluster
 
