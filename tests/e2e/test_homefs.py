@@ -54,7 +54,7 @@ def test_the_home_directory_stays_mounted_through_a_crash_of_the_agent_running_t
     through it, and the restarted agent drains and releases the mount when the job goes home."""
     cluster.up(nodes=2)
     numbers = cluster.workdir / "numbers"
-    name = cluster.submit("-2", "sh", "-c", COUNT.format(n=100_000))
+    name = cluster.submit("-2", "-c", "sh", "-c", COUNT.format(n=100_000))  # -c: the I/O policy leaves it there
     cluster.wait_for("the job on node2", lambda: cluster.status(name).node == "node2"
                      and cluster.status(name).phase == job.Phase.RUNNING)
     cluster.wait_for("lines from node2 in home's directory", lambda: _lines(numbers) >= 10)
