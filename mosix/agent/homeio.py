@@ -35,6 +35,11 @@ class Gap(errors.AgentError):
         super().__init__(f"home has {size} bytes; output must continue from there")
 
 
+def _job_of(key: str) -> str:
+    """The job's key, of a job's or of one of its processes' output (`KEY_INDEX`: names have no "_")."""
+    return key.partition("_")[0]
+
+
 def _safe(key: str) -> str:
     name = key.replace("/", ".")
     if not name or name.startswith(".") or not all(c.isalnum() or c in "-_." for c in name):
@@ -52,8 +57,10 @@ class HomeOutput:
         self._finished: frozenset[str] = frozenset()  # keys of this home's jobs that finished
 
     def listen(self, key: str, changed: Callable[[], None]) -> Callable[[], None]:
-        """Calls `changed` (in whichever thread) each time the output of `key` grows or its job finishes,
-        so that a reader can wait for more instead of polling; returns what stops it."""
+        """Calls `changed` (in whichever thread) each time the output of the job of `key` grows (any of its
+        processes', `KEY_INDEX`, for a gang or -S file) or the job finishes, so that a reader can wait for
+        more instead of polling; returns what stops it."""
+        key = _job_of(key)
         with self._lock:
             self._listeners.setdefault(key, set()).add(changed)
 
@@ -68,21 +75,18 @@ class HomeOutput:
 
     def finished(self, key: str) -> bool:
         """Whether the job of `key` (or of its process, `KEY_INDEX`) finished: no more output will come."""
-        return key.partition("_")[0] in self._finished
+        return _job_of(key) in self._finished
 
     def set_finished(self, keys: Iterable[str]) -> None:
         """The keys of this home's finished jobs, as the store lists them now; their readers are told."""
         keys = frozenset(keys)
         new, self._finished = keys - self._finished, keys
-        if new:
-            with self._lock:
-                told = [f for key, fs in self._listeners.items() if key.partition("_")[0] in new for f in fs]
-            for changed in told:
-                changed()
+        for key in new:
+            self._tell(key)
 
-    def _grew(self, key: str) -> None:
+    def _tell(self, job_key: str) -> None:
         with self._lock:
-            told = list(self._listeners.get(key, ()))
+            told = list(self._listeners.get(job_key, ()))
         for changed in told:
             changed()
 
@@ -116,7 +120,7 @@ class HomeOutput:
             finally:
                 os.close(fd)
         if data:
-            self._grew(key)
+            self._tell(_job_of(key))
         return size + len(data)
 
     def add_input(self, key: str, data: bytes) -> int:

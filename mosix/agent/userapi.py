@@ -198,7 +198,8 @@ async def _release_held(a: web.Application) -> None:
 
 async def _held(request: web.Request, key: str, stream: str, offset: int, wait: float) -> bytes:
     """The output from offset; if there is none yet, what arrives within `wait` seconds: the answer goes as
-    soon as the job's output grows (either stream, so a follower reading both wakes up) or the job finishes."""
+    soon as the job's output grows (any stream of it or of its processes: a follower of all wakes up) or the
+    job finishes."""
     home, holding = request.app[HOME], request.app[HOLDING]
     loop = asyncio.get_running_loop()
     grew = asyncio.Event()

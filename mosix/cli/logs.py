@@ -6,10 +6,11 @@ the home agent's user API with the user's own credentials (homeagent.py; RBAC: g
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from mosix.api import job
 from mosix.cli import homeagent, usage
@@ -59,7 +60,7 @@ class KubeReader:
 
     def hold(self, stream: str, offset: int, seconds: float) -> tuple[bytes, str | None]:
         """The output from offset, or what arrives there within `seconds` (the agent answers as soon as
-        either stream grows or the job finishes); and how the agent held the request: "held", "finished"
+        any output of the job grows or the job finishes); and how the agent held the request: "held", "finished"
         (nothing more will come), or None (an agent that answers at once)."""
         data, resp = self.agent.request("GET", "log", {**self._query(stream, offset), "wait": f"{seconds:.3f}"})
         return data, resp.getheader(HELD_HEADER)
@@ -130,7 +131,12 @@ def follow(api: client.Client, name: str, *, until_finished: bool = True, poll: 
                 unreadable = True
             if last:
                 return current
-            time.sleep(poll if isinstance(api.store, local.LocalStore) else max(poll, 1.0))
+            watch = next((r for r in merged.readers.values() if isinstance(r, KubeReader)), None)
+            if watch is not None and not unreadable:
+                _held(watch, merged.offsets, (watch.process, "stderr"),
+                      functools.partial(merged.copy, api, current, sinks))
+            else:
+                time.sleep(poll if isinstance(api.store, local.LocalStore) else max(poll, 1.0))
             continue
         if read is None and not unreadable:
             try:
@@ -142,31 +148,37 @@ def follow(api: client.Client, name: str, *, until_finished: bool = True, poll: 
                 unreadable = True
         last = current.status.phase.finished or not until_finished
         if read is not None:
-            for stream in STREAMS:
-                _copy(sinks, offsets, stream, read(stream, offsets[stream]))
+            _copy_all(read, sinks, offsets)
         if last:
             return current
         if isinstance(read, KubeReader):
-            _held(read, sinks, offsets)
+            _held(read, offsets, "stderr", functools.partial(_copy_all, read, sinks, offsets))
         else:
             time.sleep(poll if isinstance(api.store, local.LocalStore) else max(poll, 1.0))
 
 
-def _copy(sinks: dict[str, typing.BinaryIO], offsets: dict[str, int], stream: str, data: bytes) -> None:
-    if data:
-        sinks[stream].write(data)
-        sinks[stream].flush()
-        offsets[stream] += len(data)
+def _copy_all(read: Reader, sinks: dict[str, typing.BinaryIO], offsets: dict[str, int]) -> None:
+    """Writes what is new on both streams to our own."""
+    for stream in STREAMS:
+        data = read(stream, offsets[stream])
+        if data:
+            sinks[stream].write(data)
+            sinks[stream].flush()
+            offsets[stream] += len(data)
 
 
-def _held(read: KubeReader, sinks: dict[str, typing.BinaryIO], offsets: dict[str, int]) -> None:
-    """Copies output as the home agent hands it over (it holds each request until there is some), for up
-    to STATUS_EVERY seconds; returns sooner when the agent says the job finished."""
+def _held(watch: KubeReader, offsets: Mapping[typing.Any, int], at: object, copy: Callable[[], None]) -> None:
+    """Copies output as the home agent hands it over, for up to STATUS_EVERY seconds: a request held on
+    `watch`'s stderr, at offsets[at], is answered when any output of the job grows, anywhere (then `copy`
+    reads it all, that stream's answer too), or when the job finished (then this returns at once). A
+    refusal returns too: the caller's next copy meets it and handles it."""
     deadline = time.monotonic() + STATUS_EVERY
     while (left := deadline - time.monotonic()) > 0:
-        data, held = read.hold("stdout", offsets["stdout"], left)
-        _copy(sinks, offsets, "stdout", data)
-        _copy(sinks, offsets, "stderr", read("stderr", offsets["stderr"]))
+        try:
+            _, held = watch.hold("stderr", offsets.get(at, 0), left)
+            copy()
+        except usage.Refused:
+            return
         if held == "finished":
             return
         if held is None:  # an agent that cannot hold requests: poll it once a second

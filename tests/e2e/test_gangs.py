@@ -14,11 +14,8 @@ def _finished(cluster: harness.Cluster, name: str) -> bool:
     return cluster.status(name).phase.finished
 
 
-def _logs(cluster: harness.Cluster, name: str) -> list[str] | None:
-    """The job's output lines at home; None on Kubernetes, where they are read in the home node's agent
-    pod and these agents run as local processes (tests/chart/test_install.py covers that path)."""
-    if cluster.kind != "local":
-        return None
+def _logs(cluster: harness.Cluster, name: str) -> list[str]:
+    """The job's output lines at home (on Kubernetes, through the home agent's user API)."""
     return cluster.run("mosix", "logs", name).stdout.splitlines()
 
 
@@ -43,9 +40,8 @@ def test_a_gang_waits_for_three_free_slots_then_runs_one_process_per_node(cluste
     ends = [meta.seconds(p.completion_time) or 0.0 for p in done.processes.values()]
     assert max(starts) < min(ends)  # released together: all three ran at the same time
     lines = _logs(cluster, gang)
-    if lines is not None:
-        assert sorted(line for line in lines if "done" in line) == [f"process {i} done" for i in range(3)]
-        assert sorted(line for line in lines if "done" not in line) == sorted(["0", "1", "2"] * 3)
+    assert sorted(line for line in lines if "done" in line) == [f"process {i} done" for i in range(3)]
+    assert sorted(line for line in lines if "done" not in line) == sorted(["0", "1", "2"] * 3)
 
 
 def _most_at_once(intervals: list[tuple[float, float]]) -> int:
@@ -80,9 +76,8 @@ def test_a_commands_file_runs_at_most_max_lines_at_once_and_all_of_them(cluster:
                  for p in done.processes.values()]
     assert _most_at_once(intervals) <= 2
     lines = _logs(cluster, name)
-    if lines is not None:
-        assert sorted(line for line in lines if line.startswith("line")) == [f"line {i}" for i in range(1, 6)]
-        assert sorted(line for line in lines if not line.startswith("line")) == sorted(["0", "1"] * 5)
+    assert sorted(line for line in lines if line.startswith("line")) == [f"line {i}" for i in range(1, 6)]
+    assert sorted(line for line in lines if not line.startswith("line")) == sorted(["0", "1"] * 5)
 
 
 def test_a_failing_line_fails_the_job_with_its_exit_code_after_the_others_ran(cluster: harness.Cluster) -> None:

@@ -25,6 +25,15 @@ def test_foreground_mosrun_streams_output_and_returns_the_exit_code(cluster: har
     assert (failed.returncode, failed.stdout, failed.stderr) == (3, "out\n", "err\n")
 
 
+def test_foreground_mosrun_of_a_commands_file_streams_every_lines_output(cluster: harness.Cluster) -> None:
+    cluster.up(nodes=2)
+    commands = cluster.workdir / "commands"
+    commands.write_text("".join(f'sh -c "echo out {i}; sleep 0.3; echo err {i} >&2"\n' for i in range(4)))
+    done = cluster.run("mosrun", "-S2", str(commands))
+    assert sorted(done.stdout.splitlines()) == [f"out {i}" for i in range(4)]
+    assert sorted(done.stderr.splitlines()) == [f"err {i}" for i in range(4)]
+
+
 def until_stopped(*program: str) -> tuple[str, ...]:
     """The program (a counter) until the file `stop` appears in the job's working directory, then "stopped": the
     job runs as long as the scenario needs, however slow the control plane."""
