@@ -116,16 +116,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def fuse_pid(mountpoint: pathlib.Path) -> int:
-    """The FUSE process serving mountpoint (the agent's own `homefs.fs`)."""
-    for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
-        with contextlib.suppress(OSError):
-            args = cmdline.read_bytes().split(b"\0")
-            if b"mosix.agent.homefs.fs" in args and os.fsencode(mountpoint) in args:
-                return int(cmdline.parent.name)
-    raise RuntimeError(f"no FUSE process for {mountpoint}")
-
-
 @dataclasses.dataclass
 class Rates:
     """MB/s samples per (operation, block, where), and the CPU the home agent and the FUSE process spent
@@ -249,7 +239,9 @@ def run(sizes: dict[int, int], rounds: int, lines: int) -> None:
         fuse = mounter.source(jobs.Job(name=JOB, args=("x",), workdir=str(home_dir), home_url=url), job_dir)
         assert fuse is not None
         log(f"home directory {home_dir} mounted at {fuse} from {url}")
-        cpu = CPU({"home": home_proc.pid, "fuse": fuse_pid(fuse)})
+        fuse_pid = mounter.server_pid(job_dir)
+        assert fuse_pid is not None, f"no FUSE process for {fuse}"
+        cpu = CPU({"home": home_proc.pid, "fuse": fuse_pid})
         rates = bench_files(fuse, home_dir, local, sizes, rounds, cpu=cpu)
         mounter.release(job_dir)
         mounter = None

@@ -371,6 +371,10 @@ class Manager:
         if e.state != state:
             raise errors.JobError(f"job {e.job.name} is {e.state.value.lower()}, not {state.value.lower()}")
 
+    def home_link_pid(self, name: str) -> int | None:
+        """The FUSE process carrying the job's working directory from its home, when it runs away."""
+        return self.homefs.server_pid(self._job_dir(name))
+
     def _job_dir(self, name: str) -> pathlib.Path:
         return self.state_dir / "jobs" / name
 

@@ -383,11 +383,13 @@ class Agent:
                               "origPid": self.manager.status(name).pid})
 
     def _measure_io(self, key: str, name: str, j: job.MosixJob, pid: int) -> None:
-        """Samples the job's I/O (and, away from home, what was forwarded home) and publishes its
-        rates every `IO_PUBLISH_EVERY` seconds when they changed."""
+        """Samples the job's I/O (and, away from home, what crossed the link: its forwarded output and its
+        FUSE process's traffic) and publishes its rates every `IO_PUBLISH_EVERY` seconds when they changed."""
         away = (j.status.home_node or self.me.name) != self.me.name
         forwarded = self.forwarder.forwarded.pop(name, 0)
-        rates = self.iostats.sample(name, nodestatus.descendants(pid), j.spec.io_decay, forwarded if away else 0)
+        link = self.manager.home_link_pid(name) if away else None
+        rates = self.iostats.sample(name, nodestatus.descendants(pid), j.spec.io_decay, forwarded if away else 0,
+                                    link_pids=() if link is None else (link,))
         if rates is None or time.monotonic() - self._io_published.get(name, 0.0) < IO_PUBLISH_EVERY:
             return  # on a first sample here, the rate published where the job ran before stands
         self._io_published[name] = time.monotonic()

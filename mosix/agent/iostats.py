@@ -3,8 +3,13 @@
 A job's I/O is what its processes read and wrote through system calls (`rchar` + `wchar` of
 /proc/PID/io: files, pipes and its output alike). That counter works the same for every job
 container here, whereas the cgroup's blkio/io.stat on this machine (cgroup v1, buffered writes
-to the overlay) sees only the little that reaches a disk, late and unattributed. Away from home,
-the bytes the agent forwards home for the job are also kept apart: MOSIX's remote system calls.
+to the overlay) sees only the little that reaches a disk, late and unattributed.
+
+Away from home, the I/O that crosses the link is kept apart too: MOSIX's remote system calls. It is
+the job's output the agent forwards home, and its working directory's traffic, which its FUSE
+process carries (every byte of it passes that process twice: from /dev/fuse to the link, or from
+the link to /dev/fuse, so half its rchar + wchar). Its `-X` private files and its own root file
+system are local wherever it runs, and never count there.
 
 The rate is a decayed average: bytes and elapsed seconds both keep `decay`/10000 of themselves
 per second, so a young job's rate is its mean so far, an old one's weighs recent seconds most,
@@ -47,7 +52,7 @@ class Rate:
 
 @dataclasses.dataclass(frozen=True)
 class Reading:
-    """One job's rates in KB/s: all its I/O, and the part forwarded home while it ran away."""
+    """One job's rates in KB/s: all its I/O, and what crossed the link to home while it ran away."""
 
     io_kbps: float
     remote_kbps: float
@@ -59,6 +64,7 @@ class _Job:
     remote: Rate
     last: float
     counters: dict[Process, int] = dataclasses.field(default_factory=dict)
+    link: dict[Process, int] = dataclasses.field(default_factory=dict)  # of the processes carrying its remote I/O
 
 
 def process_io(pid: int, proc: pathlib.Path = PROC) -> tuple[Process, int] | None:
@@ -71,6 +77,11 @@ def process_io(pid: int, proc: pathlib.Path = PROC) -> tuple[Process, int] | Non
         return None
 
 
+def _grown(before: dict[Process, int], now: dict[Process, int]) -> int:
+    """Bytes the processes in `now` moved since `before` (all of it for one new since then)."""
+    return sum(max(0, value - before.get(key, 0)) for key, value in now.items())
+
+
 class Statistics:
     """The decayed I/O rates of the jobs on one agent, by container name; thread-safe."""
 
@@ -80,28 +91,32 @@ class Statistics:
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
 
-    def sample(self, name: str, pids: Iterable[int], decay: int | None = None, remote_bytes: int = 0) -> Reading | None:
-        """Adds the I/O the job's processes `pids` did since the last sample, and `remote_bytes`
-        forwarded home meanwhile; returns the rates, or None on the job's first sample here (a
-        baseline: what its processes did before this agent watched them is not its to count).
-        `decay` is -d (None: `DEFAULT_DECAY`)."""
+    def sample(self, name: str, pids: Iterable[int], decay: int | None = None, remote_bytes: int = 0,
+               link_pids: Iterable[int] = ()) -> Reading | None:
+        """Adds the I/O the job's processes `pids` did since the last sample, and its remote I/O meanwhile:
+        `remote_bytes` forwarded home, and half what `link_pids` (its FUSE process) moved; returns the
+        rates, or None on the job's first sample here (a baseline: what its processes did before this
+        agent watched them is not its to count). `decay` is -d (None: `DEFAULT_DECAY`)."""
         keep = (DEFAULT_DECAY if decay is None else decay) / 10000.0
         now = self._clock()
-        counters = dict(found for pid in pids if (found := process_io(pid, self._proc)) is not None)
+        counters = self._counters(pids)
+        link = self._counters(link_pids)
         with self._lock:
             job = self._jobs.get(name)
             if job is None:
-                self._jobs[name] = _Job(Rate(keep), Rate(keep), now, counters)
+                self._jobs[name] = _Job(Rate(keep), Rate(keep), now, counters, link)
                 return None
             job.io.keep = job.remote.keep = keep
             elapsed = now - job.last
             if elapsed <= 0:
                 return self._reading(job)
-            grown = sum(max(0, value - job.counters.get(key, 0)) for key, value in counters.items())
-            job.io.add(grown, elapsed)
-            job.remote.add(remote_bytes, elapsed)
-            job.counters, job.last = counters, now
+            job.io.add(_grown(job.counters, counters), elapsed)
+            job.remote.add(remote_bytes + _grown(job.link, link) / 2, elapsed)
+            job.counters, job.link, job.last = counters, link, now
             return self._reading(job)
+
+    def _counters(self, pids: Iterable[int]) -> dict[Process, int]:
+        return dict(found for pid in pids if (found := process_io(pid, self._proc)) is not None)
 
     def reading(self, name: str) -> Reading | None:
         """The job's rates as of its last sample, or None when it is not watched."""

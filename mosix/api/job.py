@@ -434,12 +434,13 @@ class MosixJobStatus(meta.Model):
         default=None,
         ge=0,
         description="The job's I/O rate in KB/s (bytes its processes read and wrote, decayed by -d), as its agent "
-        "measured it; the policy brings an I/O-heavy job running away back home unless -c.",
+        "measured it; the policy keeps an I/O-heavy job at home unless -c.",
     )
     remote_io_kbps: float | None = Field(
         default=None,
         ge=0,
-        description="Of that, the KB/s its agent sent home while the job ran away (MOSIX's remote system calls).",
+        description="The KB/s that crossed the link to home while the job ran away (MOSIX's remote system calls): "
+        "its output and its working directory's traffic; the policy weighs this, not ioRateKbps, for a job away.",
     )
     processes: dict[str, ProcessStatus] = Field(
         default_factory=dict,

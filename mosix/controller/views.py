@@ -71,11 +71,21 @@ def job_view(j: job.MosixJob, key: str | None = None) -> snapshot.JobView:
         started_at=meta.seconds(st.start_time),
         last_migration=meta.seconds(st.last_migration_time),
         frozen_reason=snapshot.FreezeReason(st.frozen.value) if st.frozen else None,
-        io_rate_kbps=st.io_rate_kbps or 0.0,
+        io_rate_kbps=home_io_kbps(st, st.home_node or s.home_node),
         stay_on_syscalls=s.stay_on_syscalls,
         checkpoints=_checkpoints(st.checkpoints),
         processes=procs,
     )
+
+
+def home_io_kbps(st: job.MosixJobStatus, home: str | None) -> float:
+    """The I/O rate the policy weighs. Away from home it is what crosses the link (its agent's remote rate),
+    so `-X` private files and its own root file system, local wherever it runs, never bring it home. At home
+    it is all its I/O: there its working directory's bytes cannot be told from the others, and all of it
+    is what could go home if the job left."""
+    if st.node is not None and home is not None and st.node != home:
+        return st.remote_io_kbps or 0.0
+    return st.io_rate_kbps or 0.0
 
 
 _READ = tuple(f for f in job.MosixJobStatus.model_fields if f not in ("priority", "where", "message"))

@@ -134,7 +134,8 @@ class JobView:
     ties. `memory_mb` is the most the job needs (-m), 0 when unknown. `commands_*` describe a
     -S commands file. `expected_remaining_s` is a hint; without it the balancer takes the
     job's age as its expected remaining time, as MOSIX does. `io_rate_kbps` is the job's
-    decayed I/O rate as its agent measured it; `stay_on_syscalls` is -c (never home for it).
+    decayed rate of I/O that goes home as its agent measured it (away: what crossed the link; at
+    home: all its I/O, see `mosix.controller.views.home_io_kbps`); `stay_on_syscalls` is -c (never home for it).
     `processes` lists a gang's or a commands file's started processes (empty for a one-process
     job, which `node` describes).
     """

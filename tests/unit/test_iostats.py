@@ -107,3 +107,15 @@ def test_remote_bytes_and_clear(world: World) -> None:
     assert stats.sample("j", [7], decay=10000) == iostats.Reading(0.0, 0.0)  # what came before clear is gone
     stats.forget("j")
     assert stats.reading("j") is None
+
+
+def test_the_fuse_process_carries_remote_io_at_half_its_traffic(world: World) -> None:
+    """Each byte of the working directory passes the FUSE process twice (/dev/fuse and the link)."""
+    stats = iostats.Statistics(world.clock, world.root)
+    world.proc(7, 0, 0)
+    world.proc(30, 100, 100)  # the FUSE process: what it did before the baseline is not counted
+    stats.sample("j", [7], decay=10000, link_pids=[30])
+    world.now += 1.0
+    world.proc(7, 0, 8192)  # 4 KiB into a -X private file, 4 KiB into the working directory
+    world.proc(30, 100 + 4096, 100 + 4096)  # read from /dev/fuse, written to the link
+    assert stats.sample("j", [7], decay=10000, remote_bytes=1024, link_pids=[30]) == iostats.Reading(8.0, 5.0)

@@ -24,6 +24,7 @@ from mosix.agent.homefs import syscalls, wire
 
 log = logging.getLogger(__name__)
 MOUNT_TIMEOUT = 30.0
+FS_MODULE = "mosix.agent.homefs.fs"  # the FUSE process: python -m FS_MODULE … MOUNTPOINT
 READ_AHEAD_KB = 4096  # the kernel's FUSE default is 128 KiB: one request per 128 KiB of a sequential read
 
 
@@ -117,7 +118,7 @@ class Mounter:
         self.release(mountpoint.parent)
         mountpoint.mkdir(mode=0o700, exist_ok=True)
         logfile = mountpoint.parent / "homefs.log"
-        cmd = [sys.executable, "-m", "mosix.agent.homefs.fs", "--url", job.home_url, "--job", job.name,
+        cmd = [sys.executable, "-m", FS_MODULE, "--url", job.home_url, "--job", job.name,
                "--tls-ca", str(self.identity.ca), "--tls-cert", str(self.identity.cert),
                "--tls-key", str(self.identity.key), "--root-mode", oct(job.workdir_mode), str(mountpoint)]
         with logfile.open("ab") as log_out:
@@ -136,6 +137,23 @@ class Mounter:
             self._procs[mountpoint] = proc
         log.info("job %s: %s mounted from %s", job.name, job.workdir, job.home_url)
         return mountpoint
+
+    def server_pid(self, job_dir: pathlib.Path) -> int | None:
+        """The FUSE process serving the job's home mount here, if it has one: the one this agent started,
+        or, for a mount its predecessor left before a crash, the `fs` process named with that mount point."""
+        mountpoint = job_dir / "home"
+        with self._lock:
+            proc = self._procs.get(mountpoint)
+        if proc is not None:
+            return proc.pid if proc.poll() is None else None
+        if not is_mounted(mountpoint):
+            return None
+        for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):
+                args = cmdline.read_bytes().split(b"\0")
+                if FS_MODULE.encode() in args and os.fsencode(mountpoint) in args:
+                    return int(cmdline.parent.name)
+        return None
 
     def drain(self, job_dir: pathlib.Path) -> None:
         """Return once every write the job made through its FUSE mount here is at home (the job is paused:

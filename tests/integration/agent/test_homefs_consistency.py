@@ -129,6 +129,8 @@ async def test_an_agent_restarted_after_a_crash_drains_and_releases_the_mounts_i
     restarted = mounts.Mounter(url="https://127.0.0.3:1", identity=m.identity)  # knows of no FUSE process
 
     def run() -> None:
+        started = m.mounter.server_pid(m.job_dir)
+        assert started is not None and restarted.server_pid(m.job_dir) == started  # its traffic is the job's
         with (m.home / "filler").open("wb") as f, contextlib.suppress(OSError):
             f.write(b"f" * 2 * MiB)  # home's disk full
         fd = os.open(m.away / "small", os.O_WRONLY | os.O_CREAT, 0o600)
@@ -138,7 +140,7 @@ async def test_an_agent_restarted_after_a_crash_drains_and_releases_the_mounts_i
         assert failures(lambda: os.close(fd)) == [errno.ENOSPC]
         restarted.drain(m.job_dir)
         restarted.release(m.job_dir)  # the job left: its mount goes, and with it the FUSE process
-        assert not mounts.is_mounted(m.away)
+        assert not mounts.is_mounted(m.away) and restarted.server_pid(m.job_dir) is None
 
     await asyncio.to_thread(run)
 

@@ -137,3 +137,14 @@ def test_changed_jobs_are_those_mapped_afresh_or_patched_since_the_last_plan() -
     cache.planned([], [])
     cache.mapped(jobs)
     assert cache.changed(jobs) == {}
+
+
+def test_the_policy_weighs_what_crosses_the_link_away_and_all_io_at_home() -> None:
+    """Away, a job busy with its -X private files (all local) is light for the policy; its output and
+    working directory's traffic, the remote rate, is what counts. At home all of its I/O counts."""
+    rates = {"ioRateKbps": 5000.0, "remoteIoKbps": 12.5, "homeNode": "node1"}
+    away = views.job_view(mosix_job("a", "1", phase="Running", node="node2", **rates))
+    home = views.job_view(mosix_job("h", "1", phase="Running", node="node1", **rates))
+    unmeasured = views.job_view(mosix_job("u", "1", phase="Running", node="node2", homeNode="node1",
+                                          ioRateKbps=5000.0))
+    assert (away.io_rate_kbps, home.io_rate_kbps, unmeasured.io_rate_kbps) == (12.5, 5000.0, 0.0)
