@@ -42,6 +42,7 @@ from mosix.agent import (
     postcopy,
     server,
     tls,
+    unsupported,
     userapi,
 )
 from mosix.agent.homefs import exports, mounts
@@ -157,11 +158,17 @@ def migrator(api: client.Client, manager: containers.Manager, loop: Loop, contex
         try:
             result = loop.run(migration.migrate(manager, name, peer, context, lazy=lazy))
         except migration.MigrationFailed as e:
-            metrics.FAILURES.labels(reason, me).inc()
+            metrics.FAILURES.labels(reason=reason, cause=metrics.failure_cause(e), node=me).inc()
             log.warning("%s stays on %s: %s", name, me, e)
             record({"phase": job.Phase.RUNNING.value, "targetNode": None,
                     "message": f"migration to {target.name} failed: {e}"}, me)
             return
+        except unsupported.Unsupported as e:  # the agent's loop marks the job unmigratable
+            metrics.FAILURES.labels(reason=reason, cause=metrics.failure_cause(e), node=me).inc()
+            raise
+        if index is None:  # its series are the target's now
+            namespace, _, plain = key.rpartition("/")
+            metrics.forget_job(namespace or api.store.namespace, plain)
         metrics.MIGRATIONS.labels(reason, me).inc()
         metrics.FREEZE.observe(result.frozen_seconds)
         metrics.DURATION.observe(time.monotonic() - started)
@@ -219,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port:
         for reason in ("Requested", "Policy"):  # zero series from the start, so rates and alerts have data
             metrics.MIGRATIONS.labels(reason, args.node_name)
-            metrics.FAILURES.labels(reason, args.node_name)
+            for cause in metrics.CAUSES:
+                metrics.FAILURES.labels(reason=reason, cause=cause, node=args.node_name)
         metrics.MOVED.labels(args.node_name)
         prometheus_client.start_http_server(args.metrics_port, addr=args.address)
     stop = threading.Event()

@@ -169,7 +169,7 @@ class Agent:
         """Publishes the mosctl status fields."""
         me = self.api.get_node(self.me.name)
         pids, frozen, guests = [], 0, 0
-        running: dict[str, int] = {}
+        running: dict[str, tuple[int, int]] = {}  # job key → its pid and migrations
         for j in self.api.jobs():
             if j.status.phase.finished:
                 continue
@@ -185,7 +185,7 @@ class Agent:
                 continue
             if st.state == jobs.State.RUNNING and st.pid:
                 pids.append(st.pid)
-                running[self.api.key(j)] = st.pid
+                running[self.api.key(j)] = (st.pid, j.status.migrations)
                 guests += (j.status.home_node or self.me.name) != self.me.name
             frozen += st.state == jobs.State.FROZEN
         before = self.sampler.last_sample
@@ -193,10 +193,12 @@ class Agent:
                                      queue_up=self._queue_up())
         self.api.store.patch(node.MosixNode, self.me.name, {"status": status.wire()}, status=True)
         metrics.node_status(self.me.name, status, self.sampler.last_sample - before if before else 0.0)
-        for key, pid in running.items():
+        for key, (pid, migrations) in running.items():
             namespace, _, name = key.rpartition("/")
-            cpu, rss = metrics.job_usage(nodestatus.descendants(pid))
-            metrics.job(namespace or self.api.store.namespace, name, max(0.0, cpu - self._cpu_base.get(key, 0.0)), rss)
+            namespace, procs = namespace or self.api.store.namespace, nodestatus.descendants(pid)
+            cpu, rss = metrics.job_usage(procs)
+            metrics.job(namespace, name, max(0.0, cpu - self._cpu_base.get(key, 0.0)), rss,
+                        io=metrics.job_io(namespace, name, procs), migrations=migrations)
 
     def clear_statistics(self, key: str) -> None:
         """Start the job's statistics afresh (/run/mosix/clear, MOSIX's `clear`): the one place per-job

@@ -5,9 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import re
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterable
 
+import aiohttp
 import prometheus_client as prom
 
+from mosix.agent import errors, runc, unsupported
 from mosix.api import meta, node
 
 NODE = ["node"]
@@ -27,11 +34,15 @@ SPEED = prom.Gauge("mosix_node_speed", "CPU speed in MOSIX units", NODE)
 UP = prom.Gauge("mosix_node_up", "1 while the node's agent runs", NODE)
 BOOT = prom.Gauge("mosix_node_boot_time_seconds", "When the node's agent started (unix time)", NODE)
 JOB = ["namespace", "mosixjob"]
-JOB_CPU = prom.Gauge("mosix_job_cpu_seconds_total", "CPU seconds used by a job's processes here", JOB)
+# A gauge, not a counter (it is set, and `clear` starts it afresh), so no `_total` suffix.
+JOB_CPU = prom.Gauge("mosix_job_cpu_seconds", "CPU seconds used by a job's processes here", JOB)
 JOB_RSS = prom.Gauge("mosix_job_rss_bytes", "Resident memory of a job's processes", JOB)
+JOB_READ = prom.Counter("mosix_job_read_bytes", "Bytes a job's processes read here by system calls (rchar)", JOB)
+JOB_WRITE = prom.Counter("mosix_job_write_bytes", "Bytes a job's processes wrote here by system calls (wchar)", JOB)
+JOB_MIGRATIONS = prom.Gauge("mosix_job_migrations", "Migrations of a job so far (mosps NMIGS)", JOB)
 MIGRATIONS = prom.Counter("mosix_migrations", "Migrations carried out from this node", ["reason", "node"])
-FAILURES = prom.Counter("mosix_migration_failures", "Migrations that failed and were rolled back",
-                        ["reason", "node"])
+FAILURES = prom.Counter("mosix_migration_failures", "Migrations that failed and were rolled back, by the "
+                        "trigger (reason) and what failed (cause)", ["reason", "cause", "node"])
 FREEZE = prom.Histogram("mosix_migration_freeze_seconds", "How long a migration froze its job",
                         buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30))
 DURATION = prom.Histogram("mosix_migration_duration_seconds", "A migration from request to running on the peer",
@@ -79,12 +90,105 @@ def job_usage(pids: list[int], proc: pathlib.Path = pathlib.Path("/proc")) -> tu
     return cpu, rss
 
 
-def job(namespace: str, name: str, cpu: float, rss: int) -> None:
+Process = tuple[int, int]  # (pid, start time in clock ticks): a pid reused later is another process
+_io_seen: dict[tuple[str, str], dict[Process, tuple[int, int]]] = {}  # job → its processes' (rchar, wchar)
+_io_lock = threading.Lock()
+
+
+def process_io(pid: int, proc: pathlib.Path = pathlib.Path("/proc")) -> tuple[Process, int, int] | None:
+    """The process's identity, and its bytes read and written by system calls; None once it is gone."""
+    try:
+        start = int((proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19])
+        fields = dict(line.split(":", 1) for line in (proc / str(pid) / "io").read_text().splitlines() if ":" in line)
+        return (pid, start), int(fields["rchar"]), int(fields["wchar"])
+    except (OSError, IndexError, KeyError, ValueError):
+        return None
+
+
+def job_io(namespace: str, name: str, pids: Iterable[int],
+           proc: pathlib.Path = pathlib.Path("/proc")) -> tuple[int, int]:
+    """Bytes the job's processes read and wrote since the last call for the job.
+
+    rchar/wchar of /proc/PID/io, not read_bytes/write_bytes: the job's I/O is what its processes read
+    and wrote by system calls (files on its layer and its home directory, pipes, its output), the same
+    measure the I/O policy uses (iostats). read_bytes/write_bytes count only what reaches a block
+    device: nothing for a page-cache hit or a file of its home directory (FUSE, over the network), and
+    buffered writes to the overlay late, when flushed, and charged to whoever flushes them.
+
+    The processes present when the job is first seen here are a baseline, not counted (what a
+    restored process's counters hold is the restore's own reading of its images, or I/O done on
+    another node); a process born after that counts from its start."""
+    key = (namespace, name)
+    now = {found[0]: found[1:] for pid in pids if (found := process_io(pid, proc)) is not None}
+    with _io_lock:
+        before = _io_seen.get(key)
+        _io_seen[key] = now
+    if before is None:
+        return 0, 0
+    read = sum(max(0, r - before.get(p, (0, 0))[0]) for p, (r, _) in now.items())
+    written = sum(max(0, w - before.get(p, (0, 0))[1]) for p, (_, w) in now.items())
+    return read, written
+
+
+def job(namespace: str, name: str, cpu: float, rss: int, *, io: tuple[int, int], migrations: int) -> None:
+    """Publishes one sample of a job running here: `io` is what it read and wrote since the last (job_io)."""
     JOB_CPU.labels(namespace, name).set(cpu)
     JOB_RSS.labels(namespace, name).set(rss)
+    JOB_READ.labels(namespace, name).inc(io[0])
+    JOB_WRITE.labels(namespace, name).inc(io[1])
+    JOB_MIGRATIONS.labels(namespace, name).set(migrations)
 
 
 def forget_job(namespace: str, name: str) -> None:
-    for gauge in (JOB_CPU, JOB_RSS, CHECKPOINT_BYTES):
+    """The job no longer runs here (it ended, or moved): its series go."""
+    for metric in (JOB_CPU, JOB_RSS, JOB_READ, JOB_WRITE, JOB_MIGRATIONS, CHECKPOINT_BYTES):
         with contextlib.suppress(KeyError):
-            gauge.remove(namespace, name)
+            metric.remove(namespace, name)
+    with _io_lock:
+        _io_seen.pop((namespace, name), None)
+
+
+# What failed, for mosix_migration_failures' `cause`: a closed set, so the label stays small.
+CAUSES = ("peer-unreachable", "refused", "transfer", "dump", "restore", "timeout", "locked", "unsupported", "other")
+_REFUSAL = re.compile(r" refused (?P<sink>a page server for )?\S+: (?P<status>\d{3})\b")
+
+
+def failure_cause(e: BaseException) -> str:
+    """What made a migration fail, one of CAUSES, from the exception it raised (MigrationFailed and what
+    it was raised from, or Unsupported): the innermost exception of the chain that says, since the
+    outer ones only add where it happened."""
+    chain: list[BaseException] = []
+    while e is not None and e not in chain:
+        chain.append(e)
+        e = e.__cause__  # type: ignore[assignment]
+    for err in reversed(chain):
+        if (cause := _cause_of(err)) is not None:
+            return cause
+    return "other"
+
+
+def _cause_of(e: BaseException) -> str | None:
+    if isinstance(e, unsupported.Unsupported):
+        return "unsupported"
+    if isinstance(e, TimeoutError | subprocess.TimeoutExpired):
+        return "timeout"
+    if isinstance(e, ssl.SSLError | aiohttp.ClientSSLError):
+        return "refused"  # the TLS handshake: one side is not of this cluster
+    if isinstance(e, aiohttp.ClientConnectorError | ConnectionRefusedError):
+        return "peer-unreachable"
+    if isinstance(e, aiohttp.ClientError | ConnectionError):
+        return "transfer"
+    if isinstance(e, errors.CheckpointError | runc.RuncError):  # runc and CRIU run here only to dump
+        return "dump"
+    if not isinstance(e, errors.AgentError):
+        return None
+    text = str(e)
+    if " is locked to " in text:
+        return "locked"
+    if (m := _REFUSAL.search(text)) is not None:  # the peer answered no: a failed restore there, or a refusal
+        return "restore" if m["status"].startswith("5") and not m["sink"] else "refused"
+    if "page stream" in text:
+        return "transfer"
+    if "dump" in text:
+        return "dump"
+    return None

@@ -24,6 +24,7 @@ import subprocess
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import prometheus_client.metrics
 import pytest
 import yaml
 
@@ -102,7 +103,8 @@ AGENT_METRICS = {
     "mosix_node_swap_available_bytes", "mosix_node_swap_total_bytes", "mosix_node_procs", "mosix_node_guests",
     "mosix_node_read_bytes_total", "mosix_node_write_bytes_total", "mosix_node_net_receive_bytes_total",
     "mosix_node_net_transmit_bytes_total", "mosix_node_speed", "mosix_node_up", "mosix_node_boot_time_seconds",
-    "mosix_job_cpu_seconds_total", "mosix_job_rss_bytes", "mosix_migrations_total", "mosix_migration_failures_total",
+    "mosix_job_cpu_seconds", "mosix_job_rss_bytes", "mosix_job_read_bytes_total", "mosix_job_write_bytes_total",
+    "mosix_job_migrations", "mosix_migrations_total", "mosix_migration_failures_total",
     "mosix_migration_freeze_seconds", "mosix_migration_duration_seconds", "mosix_migration_bytes_total",
     "mosix_checkpoint_seconds", "mosix_checkpoint_bytes",
 }
@@ -374,10 +376,20 @@ def test_dashboard_shows_every_metric_and_only_known_ones() -> None:
         f"missing: {(AGENT_METRICS | OPERATOR_METRICS) - used}, unknown: {used - AGENT_METRICS - OPERATOR_METRICS}")
     titles = " ".join(p["title"].lower() for p in dashboard["panels"])
     for view in ("load", "frozen", "memory", "swap", "guests", "i/o", "network", "speed", "uptime", "dead",
-                 "queue", "migrations", "freeze"):
+                 "queue", "migrations", "freeze", "failures by cause", "job i/o", "job migrations"):
         assert view in titles, view
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
+
+
+def test_the_agent_metrics_named_here_are_the_agents() -> None:
+    """AGENT_METRICS (which the dashboard must show, all of them) is what the agent exports, as scraped."""
+    from mosix.agent import metrics
+
+    suffix = {"counter": "_total", "gauge": "", "histogram": ""}  # a histogram's parts: metric_names()
+    exported = {m.name + suffix[m.type] for v in vars(metrics).values()
+                if isinstance(v, prometheus_client.metrics.MetricWrapperBase) for m in v.describe()}
+    assert exported == AGENT_METRICS, f"not here: {exported - AGENT_METRICS}, not exported: {AGENT_METRICS - exported}"
 
 
 def test_promtool_parses_every_dashboard_expression(tmp_path: pathlib.Path) -> None:
