@@ -1,4 +1,8 @@
-"""mosps: MOSIX processes with WHERE, FROM, ORIGPID, CLASS, FRZ, DUE, NMIGS (ps-style flags)."""
+"""mosps: MOSIX processes with WHERE, FROM, ORIGPID, CLASS, FRZ, DUE, NMIGS (ps-style flags).
+
+The columns are the tutorial's. A job CRIU cannot checkpoint shows FRZ N/A ("can't be frozen"), and under
+the table a line says why, as CRIU named it: "24090: not migratable: a connected TCP socket".
+"""
 
 from __future__ import annotations
 
@@ -179,7 +183,14 @@ def render(chosen: list[Row], opts: Options, names: columns.NodeNames) -> str:
         row += ["N/A" if waiting else migrations] if opts.nmigs else []
         row += ["?", columns.command_line(j, r.index)]
         out.append(row)
-    return output.table(headers, out)
+    return output.table(headers, out) + _not_migratable(chosen)
+
+
+def _not_migratable(chosen: list[Row]) -> str:
+    """Why each listed job cannot migrate, where CRIU named it: a blank line, then one line a job."""
+    why = {r.key or r.j.name: r.j.status.unsupported_reason for r in chosen
+           if not r.j.status.migratable and r.j.status.unsupported_reason}
+    return "".join(["\n", *(f"{pid}: not migratable: {reason}\n" for pid, reason in why.items())]) if why else ""
 
 
 def _main(argv: list[str]) -> int:
