@@ -19,7 +19,7 @@ def _spec(*command: str, **fields: object) -> job.MosixJobSpec:
 
 @pytest.fixture
 def refused(api: client.Client) -> client.Client:
-    running = {"phase": "Running", "node": "mos1", "homeNode": "mos1"}
+    running: dict[str, object] = {"phase": "Running", "node": "mos1", "homeNode": "mos1"}
     submit(api, "24081", "mosrun -b testload", _spec("testload"), running)
     submit(api, "24090", "mosrun -e ./server", _spec("./server", unsupported="Continue"),
            running | {"migratable": False, "unsupportedReason": "a connected TCP socket"})
