@@ -8,6 +8,7 @@ commands are run as the user runs them: the installed entry points, in a subproc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import shutil
@@ -16,13 +17,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from mosix.agent import checkpoints, tls
-from mosix.api import job, node
-from mosix.client import client, kube, local
+from mosix.api import cluster as mcluster
+from mosix.api import job, meta, node
+from mosix.client import client, kube, local, store
 from tests import ports
 
 # What every scenario that runs jobs needs (its pytestmark, or the start of it).
@@ -212,3 +214,33 @@ class Cluster:
 
     def status(self, name: str) -> job.MosixJobStatus:
         return self.api().get_job(name).status
+
+
+NO_MOVE_IS_WORTH_IT = 100.0  # the largest minGain the schema allows (a 100-fold speed-up)
+
+
+@contextlib.contextmanager
+def no_load_balancing(c: Cluster) -> Iterator[None]:
+    """The balancer's minimum gain set out of reach, put back afterwards: on a shared, noisy machine a
+    node's measured load can make a load move look worth it, and a scenario about another cause of
+    moves (I/O, a request) wants that one alone (bringing a job home for its I/O ignores this knob)."""
+    api = c.api()
+    try:
+        old = mcluster.MosixCluster.model_validate(api.store.get(mcluster.MosixCluster, mcluster.DEFAULT_NAME))
+    except store.NotFound:
+        old = None
+    if old is None:
+        made = mcluster.MosixCluster(metadata=meta.ObjectMeta(name=mcluster.DEFAULT_NAME))
+        made.spec.balancing.min_gain = NO_MOVE_IS_WORTH_IT
+        api.store.create(mcluster.MosixCluster, made.wire())
+    else:
+        api.store.patch(mcluster.MosixCluster, mcluster.DEFAULT_NAME,
+                        {"spec": {"balancing": {"minGain": NO_MOVE_IS_WORTH_IT}}})
+    try:
+        yield
+    finally:
+        if old is None:
+            api.store.delete(mcluster.MosixCluster, mcluster.DEFAULT_NAME)
+        else:
+            gain = old.spec.balancing.min_gain
+            api.store.patch(mcluster.MosixCluster, mcluster.DEFAULT_NAME, {"spec": {"balancing": {"minGain": gain}}})

@@ -5,12 +5,7 @@ FUSE, as root)."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-from mosix.api import cluster as mcluster
-from mosix.api import job, meta
-from mosix.client import store
+from mosix.api import job
 from mosix.policy import snapshot
 from tests.e2e import harness
 
@@ -24,41 +19,11 @@ def heavy_io(path: str) -> tuple[str, ...]:
     return ("sh", "-c", loop)
 
 
-NO_MOVE_IS_WORTH_IT = 100.0  # the largest minGain the schema allows (a 100-fold speed-up)
-
-
-@contextlib.contextmanager
-def no_load_balancing(c: harness.Cluster) -> Iterator[None]:
-    """The balancer's minimum gain set out of reach, put back afterwards: on a shared, noisy machine a
-    node's measured load can make a load move look worth it, and the scenario is about I/O alone
-    (bringing a job home for its I/O does not depend on that knob)."""
-    api = c.api()
-    try:
-        old = mcluster.MosixCluster.model_validate(api.store.get(mcluster.MosixCluster, mcluster.DEFAULT_NAME))
-    except store.NotFound:
-        old = None
-    if old is None:
-        made = mcluster.MosixCluster(metadata=meta.ObjectMeta(name=mcluster.DEFAULT_NAME))
-        made.spec.balancing.min_gain = NO_MOVE_IS_WORTH_IT
-        api.store.create(mcluster.MosixCluster, made.wire())
-    else:
-        api.store.patch(mcluster.MosixCluster, mcluster.DEFAULT_NAME,
-                        {"spec": {"balancing": {"minGain": NO_MOVE_IS_WORTH_IT}}})
-    try:
-        yield
-    finally:
-        if old is None:
-            api.store.delete(mcluster.MosixCluster, mcluster.DEFAULT_NAME)
-        else:
-            gain = old.spec.balancing.min_gain
-            api.store.patch(mcluster.MosixCluster, mcluster.DEFAULT_NAME, {"spec": {"balancing": {"minGain": gain}}})
-
-
 def test_an_io_heavy_job_away_comes_home_unless_c_or_its_io_is_private(cluster: harness.Cluster) -> None:
     """All three jobs have node1 as home (where mosrun ran) and start away on nodes 2 and 3; load
     balancing is off, so only their I/O can move them: -c forbids it for the first, and the second's
     I/O never crosses the link."""
-    with no_load_balancing(cluster):
+    with harness.no_load_balancing(cluster):
         _scenario(cluster)
 
 
