@@ -5,7 +5,7 @@ is its own container, and its output is kept at home."""
 from __future__ import annotations
 
 from mosix.api import job, meta
-from tests.e2e import harness, test_iopolicy
+from tests.e2e import harness
 
 pytestmark = harness.RUNS_JOBS
 
@@ -130,7 +130,7 @@ def _where(cluster: harness.Cluster) -> dict[str, str]:
 
 def test_migrate_one_process_of_a_gang_to_node_2(cluster: harness.Cluster) -> None:
     cluster.up(nodes=3)
-    with test_iopolicy.no_load_balancing(cluster):  # only the request moves a process (a noisy machine's load may not)
+    with harness.no_load_balancing(cluster):  # only the request moves a process (a noisy machine's load may not)
         _migrate_process_1_to_node_2(cluster)
 
 
