@@ -90,12 +90,13 @@ def test_requests_become_desired_state(api: client.Client) -> None:
 @pytest.mark.parametrize(("stay", "rate", "goes_home"), [(False, 4096.0, True), (True, 4096.0, False),
                                                          (False, 10.0, False)])
 def test_io_heavy_job_away_is_brought_home(api: client.Client, stay: bool, rate: float, goes_home: bool) -> None:
-    """The agent's published I/O rate reaches the policy through the views; -c keeps the job away."""
+    """The agent's published remote I/O rate (what crosses the link) reaches the policy through the views;
+    -c keeps the job away, and so does I/O that stays local (a high ioRateKbps with little remote)."""
     name = _submit(api, placement="Node", node="2", stayOnSyscalls=stay)
     round.run_round(api)
     started = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=120)).isoformat()
     api.patch_job_status(name, {"phase": "Running", "homeNode": "node1", "startTime": started,
-                                "ioRateKbps": rate})
+                                "ioRateKbps": 4096.0, "remoteIoKbps": rate})
     outcome = round.run_round(api)
     assert (api.get_job(name).status.target_node == "node1") is goes_home
     assert any(e.reason == "MigrationDecided" and "(IO)" in e.message for e in outcome.plan.events) is goes_home
