@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections.abc
 import pathlib
+import re
 
 import pytest
 
@@ -21,21 +22,31 @@ WaitLines = collections.abc.Callable[[pathlib.Path, int], list[str]]
 PERF = ("testload", "--perf", "-d", "0.05")
 
 
+# Two busybox nc's in the job's own network namespace, joined by a TCP connection on 127.0.0.1: the client
+# sends a count, the server prints it to the job's stdout. runc dumps without --tcp-established.
+TCP = ("sh", "-c", "sleep 3600 | nc -l -p 9000 & sleep 0.5;"
+       " i=0; while :; do echo $i; i=$((i+1)); sleep 0.05; done | nc 127.0.0.1 9000")
+
+
 @pytest.mark.root
+@pytest.mark.parametrize(("args", "reason"), [(PERF, "fd 3 is anon_inode:[perf_event]"),
+                                              (TCP, "a connected TCP socket")], ids=["perf_event", "tcp"])
 def test_a_job_criu_cannot_dump_keeps_running_and_the_refusal_names_why(
-    agent: containers.Manager, wait_lines: WaitLines
+    agent: containers.Manager, wait_lines: WaitLines, args: tuple[str, ...], reason: str
 ) -> None:
-    agent.run(jobs.Job(name="perf", args=PERF))
-    out = agent.stdout_path("perf")
+    """A checkpoint and a freeze are refused with CRIU's reason; the job, thawed, counts on in order (for
+    TCP: over its connection)."""
+    agent.run(jobs.Job(name="refused", args=args))
+    out = agent.stdout_path("refused")
     wait_lines(out, 5)
     with pytest.raises(unsupported.Unsupported) as refused:
-        agent.checkpoint("perf", keep_running=True)
-    assert refused.value.reason == "fd 3 is anon_inode:[perf_event]"
-    with pytest.raises(unsupported.Unsupported, match=r"perf_event"):
-        agent.freeze("perf")
-    assert agent.status("perf").state == jobs.State.RUNNING
-    assert agent.status("perf").checkpoints == []
-    lines = wait_lines(out, len(out.read_text().splitlines()) + 5)  # it was thawed, and counts on in order
+        agent.checkpoint("refused", keep_running=True)
+    assert refused.value.reason == reason
+    with pytest.raises(unsupported.Unsupported, match=re.escape(reason)):
+        agent.freeze("refused")
+    assert agent.status("refused").state == jobs.State.RUNNING
+    assert agent.status("refused").checkpoints == []
+    lines = wait_lines(out, len(out.read_text().splitlines()) + 5)
     assert lines[: len(lines) - 1] == [str(i) for i in range(len(lines) - 1)]
 
 
@@ -64,28 +75,6 @@ def test_the_reason_is_read_from_criu_dump_logs() -> None:
     )
     assert unsupported.reason_in(log) == "fd 7 is anon_inode:[io_uring]"
     assert unsupported.reason_in("Error (criu/cr-dump.c:2111): Dumping FAILED.\n") is None
-
-
-# Two busybox nc's in the job's own network namespace, joined by a TCP connection on 127.0.0.1: the client
-# sends a count, the server prints it to the job's stdout. runc dumps without --tcp-established.
-TCP = ("sh", "-c", "sleep 3600 | nc -l -p 9000 & sleep 0.5;"
-       " i=0; while :; do echo $i; i=$((i+1)); sleep 0.05; done | nc 127.0.0.1 9000")
-
-
-@pytest.mark.root
-def test_a_job_holding_a_tcp_connection_keeps_running_and_the_refusal_names_it(
-    agent: containers.Manager, wait_lines: WaitLines
-) -> None:
-    agent.run(jobs.Job(name="tcp", args=TCP))
-    out = agent.stdout_path("tcp")
-    wait_lines(out, 5)  # the count came through the connection
-    with pytest.raises(unsupported.Unsupported) as refused:
-        agent.checkpoint("tcp", keep_running=True)
-    assert refused.value.reason == "a connected TCP socket"
-    assert agent.status("tcp").state == jobs.State.RUNNING
-    assert agent.status("tcp").checkpoints == []
-    lines = wait_lines(out, len(out.read_text().splitlines()) + 5)  # the connection carries on, in order
-    assert lines[: len(lines) - 1] == [str(i) for i in range(len(lines) - 1)]
 
 
 @pytest.mark.root
