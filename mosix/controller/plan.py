@@ -14,7 +14,7 @@ from typing import Any
 
 from mosix.api import job
 from mosix.controller import processes
-from mosix.policy import decisions, snapshot
+from mosix.policy import decisions, placement, snapshot
 
 Patch = dict[str, Any]
 
@@ -49,8 +49,9 @@ class Plan:
             self.events.append(event)
 
 
-def requests(jobs: dict[str, job.MosixJob], plan: Plan) -> None:
-    """The user's migrate/freeze/continue requests (spec) turned into desired state (status), by job key."""
+def requests(jobs: dict[str, job.MosixJob], plan: Plan, nodes: dict[str, snapshot.NodeView]) -> None:
+    """The user's migrate/freeze/continue requests (spec) turned into desired state (status), by job key;
+    a move the target node's policy refuses (`placement.arrival_refused`) is refused with its reason."""
     for key, j in jobs.items():
         s, st = j.spec, j.status
         if st.phase.finished:
@@ -66,6 +67,10 @@ def requests(jobs: dict[str, job.MosixJob], plan: Plan) -> None:
             elif not st.migratable:
                 why = f"cannot migrate: {st.unsupported_reason or 'unsupported'}"
                 plan.add(key, patch | {"message": why}, Event(key, "MigrationRefused", why, warning=True))
+            elif to and to != st.node and (refused := placement.arrival_refused(nodes.get(to), st.home_node
+                                                                               or s.home_node)):
+                why = f"cannot migrate: {refused}"
+                plan.add(key, patch | {"message": why}, Event(key, "MigrationRefused", why, warning=True))
             elif st.phase in (job.Phase.RUNNING, job.Phase.FROZEN) and to and to != st.node:
                 patch["targetNode"] = to
                 plan.add(key, patch, Event(key, "MigrationRequested", f"migrate to {to} (requested)"))
@@ -77,7 +82,7 @@ def requests(jobs: dict[str, job.MosixJob], plan: Plan) -> None:
         if not s.frozen and st.frozen == job.FreezeReason.MANUAL:
             plan.add(key, {"frozen": None}, Event(key, "ContinueRequested", "continue (requested)"))
         if s.processes and job.multi(s):
-            for r in processes.requests(j):
+            for r in processes.requests(j, nodes):
                 plan.add(key, {"processes": {r.index: r.patch}},
                          None if r.reason is None else Event(key, r.reason, r.message, warning=r.warning))
 

@@ -14,7 +14,7 @@ import dataclasses
 from typing import Any
 
 from mosix.api import job, meta
-from mosix.policy import decisions
+from mosix.policy import decisions, placement, snapshot
 
 Patch = dict[str, Any]
 
@@ -93,7 +93,7 @@ class Request:
     warning: bool = False
 
 
-def requests(j: job.MosixJob) -> list[Request]:
+def requests(j: job.MosixJob, nodes: dict[str, snapshot.NodeView]) -> list[Request]:
     """migrate {id}.{index} {node|home|freeze|continue} (spec.processes) as the process's desired status.
 
     A move is done once per serial (`observedMigrationSerial` on the process); a request for a process
@@ -109,10 +109,14 @@ def requests(j: job.MosixJob) -> list[Request]:
             patch: Patch = {"observedMigrationSerial": req.serial}
             to = st.home_node or j.spec.home_node if req.to == "home" else req.to
             live = proc.phase in (job.Phase.RUNNING, job.Phase.FROZEN)
+            refused = placement.arrival_refused(nodes.get(to), st.home_node or j.spec.home_node) if to else None
             if not st.migratable and live:
                 why = f"cannot migrate: {st.unsupported_reason or 'unsupported'}"
                 out.append(Request(index, patch | {"message": why}, "MigrationRefused",
                                    f"process {index} {why}", True))
+            elif live and to != proc.node and refused:
+                out.append(Request(index, patch | {"message": f"cannot migrate: {refused}"}, "MigrationRefused",
+                                   f"process {index} cannot migrate: {refused}", True))
             elif live and to and to != proc.node:
                 out.append(Request(index, patch | {"targetNode": to}, "MigrationRequested",
                                    f"migrate process {index} to {to} (requested)"))

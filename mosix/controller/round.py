@@ -69,7 +69,7 @@ def plan_round(by_name: dict[str, job.MosixJob], snap: snapshot.Snapshot, result
     out = plan.Plan()
     changed = kept.changed(by_name)
     plan.summaries(changed, out)
-    plan.requests(changed, out)
+    plan.requests(changed, out, {n.name: n for n in snap.nodes})
     plan.decided(result, by_name, out)
     plan.unsupported(changed, out, meta.now_rfc3339())
     asked = set(out.patches)

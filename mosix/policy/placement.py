@@ -44,6 +44,19 @@ def allowed(led: ledger.Ledger, node: snapshot.NodeView, job: snapshot.JobView) 
     return True
 
 
+def arrival_refused(node: snapshot.NodeView | None, home: str | None) -> str | None:
+    """Why `node`'s own policy refuses a requested move of a job whose home is `home` there (None: it may
+    come): a blocked or expelling node, or one not accepting, takes no guests (mosctl block, expel); a job
+    going home is no guest and always may. Which nodes exist and are up is the agents' to find."""
+    if node is None or node.name == home:
+        return None
+    for refused, why in ((node.block, "blocked"), (node.expel, "expelling its guests"),
+                         (not node.accept, "not accepting guests")):
+        if refused:
+            return f"node {node.name} is {why}"
+    return None
+
+
 def fits(led: ledger.Ledger, node: snapshot.NodeView, job: snapshot.JobView, *,
          slot: bool, reserve_mb: int = 0) -> bool:
     """Resources: the job's memory need (plus `reserve_mb`) is free, and a CPU if `slot`."""

@@ -362,3 +362,24 @@ def test_a_process_about_to_move_counts_on_its_target_and_a_moved_one_as_arrived
         "1": {"node": "node3", "phase": "Running", "startTime": old, "lastMigrationTime": recent},
         "2": {"node": "node1", "phase": "Running", "startTime": old}}}))
     assert views.arrivals({"g": j}, now.timestamp()) == {"node2": 1, "node3": 1}
+
+
+def test_a_process_move_to_a_blocked_node_is_refused_and_home_is_not(api: client.Client) -> None:
+    """A process away from home is asked to a third node, blocked: refused with why. Its home, blocked as
+    well, still takes it back (a job going home is no guest)."""
+    name = running_gang(api)  # one process per node: at least one of the two runs away from home
+    st = api.get_job(name).status
+    index, proc = next((i, p) for i, p in sorted(st.processes.items()) if p.node != st.home_node)
+    third = next(n for n in ("node1", "node2", "node3") if n not in (st.home_node, proc.node))
+    for n in (st.home_node, third):
+        api.store.patch(node.MosixNode, str(n), {"spec": {"block": True}})
+    api.patch_job(name, {"processes": {index: {"migration": {"to": third, "serial": 1}}}})
+    outcome = round.run_round(api)
+    refused = api.get_job(name).status.processes[index]
+    assert (refused.target_node, refused.observed_migration_serial) == (None, 1)
+    assert refused.message == f"cannot migrate: node {third} is blocked"
+    assert [e.message for e in outcome.plan.events if e.reason == "MigrationRefused"] == [
+        f"process {index} cannot migrate: node {third} is blocked"]
+    api.patch_job(name, {"processes": {index: {"migration": {"to": "home", "serial": 2}}}})
+    round.run_round(api)
+    assert api.get_job(name).status.processes[index].target_node == st.home_node

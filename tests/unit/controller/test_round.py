@@ -87,6 +87,24 @@ def test_requests_become_desired_state(api: client.Client) -> None:
     assert api.get_job(name).status == status
 
 
+
+def test_a_move_to_a_node_that_blocks_guests_is_refused_and_home_is_not(api: client.Client) -> None:
+    """mosctl block on node3: `migrate {id} 3` is refused with why; the job's blocked home takes it back."""
+    name = _submit(api, placement="Node", node="2", homeNode="node1")
+    round.run_round(api)
+    api.patch_job_status(name, {"phase": "Running", "homeNode": "node1"})
+    for n in ("node1", "node3"):
+        api.store.patch(node.MosixNode, n, {"spec": {"block": True}})
+    api.patch_job(name, {"migration": {"to": "node3", "serial": 1}})
+    outcome = round.run_round(api)
+    status = api.get_job(name).status
+    assert (status.target_node, status.observed_migration_serial) == (None, 1)
+    assert status.message == "cannot migrate: node node3 is blocked"
+    assert [e.message for e in outcome.plan.events if e.reason == "MigrationRefused"] == [status.message]
+    api.patch_job(name, {"migration": {"to": "home", "serial": 2}})
+    round.run_round(api)
+    assert api.get_job(name).status.target_node == "node1"
+
 @pytest.mark.parametrize(("stay", "rate", "goes_home"), [(False, 4096.0, True), (True, 4096.0, False),
                                                          (False, 10.0, False)])
 def test_io_heavy_job_away_is_brought_home(api: client.Client, stay: bool, rate: float, goes_home: bool) -> None:

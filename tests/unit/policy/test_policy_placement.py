@@ -116,3 +116,13 @@ def test_range_skips_ineligible_nodes() -> None:
     snap = snapshot.Snapshot((node(1, block=True), node(2, alive=False), node(3)), ())
     ranged = snapshot.JobView(name="r", placement=snapshot.PlacementKind.RANGE, ranges=((1, 3),))
     assert placement.place(snap, ranged) == "n3"
+
+
+@pytest.mark.parametrize(("policy", "refused"), [
+    ({}, None), ({"block": True}, "node n2 is blocked"), ({"expel": True}, "node n2 is expelling its guests"),
+    ({"accept": False}, "node n2 is not accepting guests")])
+def test_a_requested_move_is_refused_by_the_target_nodes_policy_unless_it_goes_home(
+        policy: dict[str, object], refused: str | None) -> None:
+    assert placement.arrival_refused(node(2, **policy), home="n1") == refused
+    assert placement.arrival_refused(node(2, **policy), home="n2") is None  # a job going home is no guest
+    assert placement.arrival_refused(None, home="n1") is None  # an unknown node is the agents' to find
