@@ -13,8 +13,8 @@ everything is at home before close(2), fsync(2), any metadata operation (sizes a
 agent's drain (a syncfs of the mount, then DRAIN, before a dump) return. Appends (O_APPEND) skip the
 cache: home places each at its end, whoever else appends there (small ones that follow each other are
 held up to HOLD seconds and go as one frame). The kernel owns a cached file's size: a
-file changed at home by someone else (not written here since its last flush or fsync) is shown under a
-new inode number at the next lookup or open (the open answers ESTALE, so the kernel looks the name up
+file changed at home by someone else (not written here since its last flush or fsync, nor open here) is
+shown under a new inode number at the next lookup or open (the open answers ESTALE, so the kernel looks the name up
 again), which keeps close-to-open. While a file is open for writing, what the kernel caches goes home
 every FLUSH_EVERY seconds (`write_back`).
 """
@@ -162,10 +162,12 @@ class HomeFS(pyfuse3.Operations):
 
     def _changed(self, ino: int, a: dict[str, int]) -> bool:
         """Whether home's file (attributes a) is not what the kernel holds of inode ino, not written here
-        since its last flush (so the kernel's size and pages of it are those it had when last known)."""
+        since its last flush (so the kernel's size and pages of it are those it had when last known), nor
+        open here: a file a process holds keeps its number while it does (CRIU dumps an open file only if
+        its path still leads to that inode, and home's appends leave the kernel's size behind)."""
         known = self._known.get(ino)
         return (known is not None and known != (a["size"], a["mtime_ns"]) and stat.S_ISREG(a["mode"])
-                and ino not in self._written)
+                and ino not in self._written and ino not in self._files.values())
 
     def _entry(self, path: str, a: dict[str, int], ino: int | None = None) -> pyfuse3.EntryAttributes:
         """Attributes for the kernel: of inode ino, or of the one path has now (numbered anew if it changed)."""

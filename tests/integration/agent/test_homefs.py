@@ -20,9 +20,10 @@ from tests.ports import free_port
 
 MakeAgent = collections.abc.Callable[..., containers.Manager]
 # One descriptor opened once (truncating) and written through to the end: if a restore lost its
-# offset, later lines would overwrite earlier ones. /scratch (-X) gets the same numbers.
-APPEND = ("sh", "-c", "exec 3>numbers; i=0; while :; do echo $i >&3; echo $i >> /scratch/log; i=$((i+1)); "
-          "sleep 0.05; done")
+# offset, later lines would overwrite earlier ones. One opened once with O_APPEND: every write lands at
+# home's end of the file, away too. /scratch (-X) gets the same numbers.
+APPEND = ("sh", "-c", "exec 3>numbers 4>>appended; i=0; while :; do echo $i >&3; echo $i >&4; "
+          "echo $i >> /scratch/log; i=$((i+1)); sleep 0.05; done")
 
 
 @dataclasses.dataclass
@@ -116,11 +117,13 @@ async def test_working_dir_follows_the_job_away_and_back(cluster: dict[str, Node
     written = [int(x) for x in numbers.read_text().split()]
     assert written == list(range(len(written)))  # complete and in order, nothing overwritten
     assert len(written) >= 40
+    appended = [int(x) for x in (workdir / "appended").read_text().split()]
+    assert appended == list(range(len(appended))) and len(appended) >= len(written) - 1
     # -X: the private directory moved with the container, never touched home's directory.
     assert [int(x) for x in scratch] == list(range(len(scratch)))
     assert len(scratch) >= len(written) - 2
     assert not (workdir / "scratch").exists()
-    assert sorted(p.name for p in workdir.iterdir()) == ["numbers"]
+    assert sorted(p.name for p in workdir.iterdir()) == ["appended", "numbers"]
 
 
 @pytest.mark.root
