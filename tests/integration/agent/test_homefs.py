@@ -126,6 +126,32 @@ async def test_working_dir_follows_the_job_away_and_back(cluster: dict[str, Node
     assert sorted(p.name for p in workdir.iterdir()) == ["appended", "numbers"]
 
 
+
+@pytest.mark.root
+async def test_a_job_reading_its_input_reads_on_from_where_it_was_after_each_move(
+        cluster: dict[str, Node], tmp_path: pathlib.Path) -> None:
+    """A job copies an input file from its working directory line by line, read through one descriptor held
+    open: at home, away (through FUSE) and home again. The copy is the input, each line once."""
+    home, away = cluster["2"], cluster["3"]
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    lines = [f"line {i}:{'x' * (i % 50)}" for i in range(1500)]
+    (workdir / "input").write_text("".join(f"{line}\n" for line in lines))
+    copy = ("sh", "-c", "exec 3>copy; while read -r l; do echo \"$l\" >&3; sleep 0.005; done < input")
+    home.exports.export("reader", workdir)
+    home.manager.run(jobs.Job(name="reader", args=copy, workdir=str(workdir), home_url=home.url))
+    copied = workdir / "copy"
+    await wait_for(copied, 100)
+    await migration.migrate(home.manager, "reader", away.url, home.client)
+    await wait_for(copied, len(lines_of(copied)) + 200)  # read away, from where it was
+    await migration.migrate(away.manager, "reader", home.url, away.client)
+    deadline = time.monotonic() + 120
+    while home.manager.status("reader").state == jobs.State.RUNNING:
+        assert time.monotonic() < deadline, f"copied {len(lines_of(copied))} of {len(lines)} lines"
+        await asyncio.sleep(0.1)
+    assert home.manager.status("reader").exit_code == 0
+    assert lines_of(copied) == lines
+
 @pytest.mark.root
 async def test_starting_away_needs_home_to_serve_the_directory(cluster: dict[str, Node], tmp_path: pathlib.Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
