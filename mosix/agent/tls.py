@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import ipaddress
+import logging
 import os
 import pathlib
 import ssl
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALID_DAYS = 365
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,9 +96,33 @@ def issue(ca: Identity, directory: pathlib.Path, name: str, addresses: tuple[str
     return ident
 
 
+def refusal(e: ssl.SSLError) -> str | None:
+    """Why a server-side handshake refused its peer (no certificate, a foreign CA's, not TLS at all), or
+    None when the peer only went away before or during it (a TCP readiness probe) or must be waited for."""
+    if isinstance(e, (ssl.SSLWantReadError, ssl.SSLWantWriteError, ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return None
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return e.verify_message
+    return e.reason or str(e)
+
+
+class _RefusalsLogged(ssl.SSLObject):
+    """A server side (under asyncio) that logs the peers it refuses: asyncio reports a failed handshake only
+    in debug mode."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except ssl.SSLError as e:
+            if (why := refusal(e)) is not None:
+                log.warning("refused a TLS peer: %s", why)
+            raise
+
+
 def server_context(ident: Identity) -> ssl.SSLContext:
-    """TLS for the agent API: clients must present a certificate from the cluster CA."""
+    """TLS for the agent API: clients must present a certificate from the cluster CA; refusals are logged."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ident.ca))
+    ctx.sslobject_class = _RefusalsLogged
     ctx.load_cert_chain(str(ident.cert), str(ident.key))
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2

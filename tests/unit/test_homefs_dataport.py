@@ -6,10 +6,12 @@ from __future__ import annotations
 import collections.abc
 import errno
 import json
+import logging
 import os
 import pathlib
 import socket
 import ssl
+import time
 
 import pytest
 
@@ -101,8 +103,13 @@ def test_a_job_not_served_here_is_refused(port: tuple[dataport.DataPort, tls.Ide
 
 
 def test_a_peer_without_the_cluster_s_certificate_is_refused(port: tuple[dataport.DataPort, tls.Identity],
-                                                            tmp_path: pathlib.Path) -> None:
+                                                            tmp_path: pathlib.Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """Refused, and logged (by the port's thread, maybe after the client gave up); a plain TCP connect and
+    close (a readiness probe) is not logged."""
+    caplog.set_level(logging.WARNING, logger=dataport.log.name)
     p, _ = port
+    socket.create_connection(("127.0.0.1", p.port), timeout=10).close()
     stranger_ca = tls.make_ca(tmp_path / "other-ca")
     stranger = tls.issue(stranger_ca, tmp_path / "stranger", "away", ("127.0.0.1",))
     context = tls.client_context(stranger)
@@ -113,6 +120,11 @@ def test_a_peer_without_the_cluster_s_certificate_is_refused(port: tuple[datapor
     anonymous.load_verify_locations(cafile=str(port[1].ca))
     with pytest.raises((ssl.SSLError, ConnectionError)):
         connect(p, anonymous, "j")
+    deadline = time.monotonic() + 10
+    while len(refused := [r.getMessage() for r in caplog.records]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(refused) == 2 and all(m.startswith("homefs data port refused 127.0.0.1: ") for m in refused)
+    assert "certificate" in refused[0].lower() and "certificate" in refused[1].lower()
 
 
 def test_a_frame_not_ours_ends_that_stream_only(port: tuple[dataport.DataPort, tls.Identity],

@@ -24,6 +24,7 @@ import ssl
 import threading
 import typing
 
+from mosix.agent import tls
 from mosix.agent.homefs import exports, wire
 
 log = logging.getLogger(__name__)
@@ -88,11 +89,17 @@ class DataPort:
         try:
             conn.settimeout(HELLO_TIMEOUT)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock = tls = self.context.wrap_socket(conn, server_side=True)  # the same fd, now TLS
-            job = self._hello(tls)
+            peer = conn.getpeername()[0]  # (the wrap takes conn's fd, and closes it if the handshake fails)
+            try:
+                sock = secure = self.context.wrap_socket(conn, server_side=True)  # the same fd, now TLS
+            except ssl.SSLError as e:
+                if (why := tls.refusal(e)) is not None:
+                    log.warning("homefs data port refused %s: %s", peer, why)
+                raise
+            job = self._hello(secure)
             if job is not None:
-                tls.settimeout(None)
-                _frames(tls, self.served, job)
+                secure.settimeout(None)
+                _frames(secure, self.served, job)
         except (OSError, ValueError) as e:  # the peer went away, or is not one of ours
             log.debug("homefs data stream ended: %s", e)
         finally:
