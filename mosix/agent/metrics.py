@@ -150,6 +150,7 @@ def forget_job(namespace: str, name: str) -> None:
 
 # What failed, for mosix_migration_failures' `cause`: a closed set, so the label stays small.
 CAUSES = ("peer-unreachable", "refused", "transfer", "dump", "restore", "timeout", "locked", "unsupported", "other")
+_PAGE_XFER_ERROR = "Error (criu/page-xfer.c"  # in the log CRIU's dump wrote, when its pages could not be sent
 _REFUSAL = re.compile(r" refused (?P<sink>a page server for )?\S+: (?P<status>\d{3})\b")
 
 
@@ -179,7 +180,7 @@ def _cause_of(e: BaseException) -> str | None:
     if isinstance(e, aiohttp.ClientError | ConnectionError):
         return "transfer"
     if isinstance(e, errors.CheckpointError | runc.RuncError):  # runc and CRIU run here only to dump
-        return "dump"
+        return "transfer" if _PAGE_XFER_ERROR in str(e) else "dump"  # CRIU lost the peer's page server
     if not isinstance(e, errors.AgentError):
         return None
     text = str(e)

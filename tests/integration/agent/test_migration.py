@@ -1,4 +1,4 @@
-"""Agents on 127.0.0.2 and 127.0.0.3 with mutual TLS: real stop-and-copy migrations, and refusals."""
+"""Agents on 127.0.0.2, 127.0.0.3 (and 127.0.0.4) with mutual TLS: real stop-and-copy migrations, and refusals."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from mosix.agent import containers, jobs, migration, pageserver, server, tls, transfer
+from mosix.agent import containers, jobs, metrics, migration, pageserver, server, tls, transfer
 from tests.ports import free_port
 
 MakeAgent = collections.abc.Callable[..., containers.Manager]
@@ -32,13 +32,19 @@ class Node:
 
 
 @pytest.fixture
-async def cluster(make_agent: MakeAgent, ca: tls.Identity,
-                  tmp_path: pathlib.Path) -> collections.abc.AsyncIterator[dict[str, Node]]:
-    """Two agents, 127.0.0.2 and 127.0.0.3, each serving its API with its own certificate."""
+def cluster_size() -> int:
+    """How many agents `cluster` starts; a test asks for more with @pytest.mark.parametrize("cluster_size", [3])."""
+    return 2
+
+
+@pytest.fixture
+async def cluster(make_agent: MakeAgent, ca: tls.Identity, tmp_path: pathlib.Path,
+                  cluster_size: int) -> collections.abc.AsyncIterator[dict[str, Node]]:
+    """Agents on 127.0.0.2, 127.0.0.3 (...), keyed "2", "3" (...), each serving its API with its own certificate."""
     pageserver.raise_pipe_max_size()
     nodes: dict[str, Node] = {}
     runners: list[web.AppRunner] = []
-    for n in ("2", "3"):
+    for n in (str(i) for i in range(2, 2 + cluster_size)):
         address = f"127.0.0.{n}"
         ident = tls.issue(ca, tmp_path / f"tls{n}", f"node{n}", (address,))
         manager = make_agent(f"node{n}")
@@ -66,8 +72,10 @@ async def test_tls_files_are_root_only(ca: tls.Identity, tmp_path: pathlib.Path)
 
 
 @pytest.mark.root
-async def test_counting_job_migrates_there_and_back(cluster: dict[str, Node], wait_lines: WaitLines) -> None:
-    a, b = cluster["2"], cluster["3"]
+@pytest.mark.parametrize("cluster_size", [3])
+async def test_counting_job_goes_round_three_agents_and_back(cluster: dict[str, Node], wait_lines: WaitLines) -> None:
+    """The issue's 1→2→3→1: 127.0.0.2 → .3 → .4 → .2, and the job's output has every number once."""
+    a, b, c = cluster["2"], cluster["3"], cluster["4"]
     a.manager.run(jobs.Job(name="mig", args=COUNT))
     await asyncio.to_thread(wait_lines, a.manager.stdout_path("mig"), 10)
     first = await migration.migrate(a.manager, "mig", b.url, a.client)
@@ -75,32 +83,56 @@ async def test_counting_job_migrates_there_and_back(cluster: dict[str, Node], wa
     assert a.manager.status("mig").state == jobs.State.STOPPED
     seg1 = len(a.manager.stdout_path("mig").read_text().splitlines())  # final: the job left
     await asyncio.to_thread(wait_lines, b.manager.stdout_path("mig"), 10)
-    await migration.migrate(b.manager, "mig", a.url, b.client)
+    second = await migration.migrate(b.manager, "mig", c.url, b.client)
+    assert second.peer_status["state"] == "Running"
+    assert b.manager.status("mig").state == jobs.State.STOPPED
+    await asyncio.to_thread(wait_lines, c.manager.stdout_path("mig"), 10)
+    await migration.migrate(c.manager, "mig", a.url, c.client)
+    assert c.manager.status("mig").state == jobs.State.STOPPED
     assert a.manager.status("mig").state == jobs.State.RUNNING
     # The agent forgets a job that left once home has its output; one that came back meanwhile stays.
     assert not a.manager.remove_stopped("mig")
     assert a.manager.status("mig").state == jobs.State.RUNNING
     await asyncio.to_thread(wait_lines, a.manager.stdout_path("mig"), seg1 + 10)
     a.manager.kill("mig")
-    # a's file holds the first and third stretches, b's the second: every number once, in order.
+    # a's file holds the first and fourth stretches, b's the second, c's the third: every number once, in order.
     a_numbers = all_numbers(a.manager.stdout_path("mig"))
     b_numbers = all_numbers(b.manager.stdout_path("mig"))
-    merged = a_numbers[:seg1] + b_numbers + a_numbers[seg1:]
+    c_numbers = all_numbers(c.manager.stdout_path("mig"))
+    merged = a_numbers[:seg1] + b_numbers + c_numbers + a_numbers[seg1:]
     assert merged == list(range(len(merged)))
-    assert len(b_numbers) >= 10
-    assert b.manager.remove_stopped("mig") and "mig" not in b.manager.names()  # it left b for good
+    assert len(b_numbers) >= 10 and len(c_numbers) >= 10 and len(a_numbers) >= seg1 + 10
+    for left in (b, c):
+        assert left.manager.remove_stopped("mig") and "mig" not in left.manager.names()  # it left for good
 
 
 @pytest.mark.root
-async def test_unauthenticated_client_is_refused(cluster: dict[str, Node], ca: tls.Identity) -> None:
-    b = cluster["3"]
+async def test_unauthenticated_client_is_refused(cluster: dict[str, Node], ca: tls.Identity, wait_lines: WaitLines,
+                                                 tmp_path: pathlib.Path) -> None:
+    """No client certificate, or one of a foreign CA: refused, and a whole, correctly hashed set sent that way
+    restores nothing; the same set from a cluster certificate does."""
+    a, b = cluster["2"], cluster["3"]
+    stream = await _set_stream(a, wait_lines)
     anonymous = ssl.create_default_context(cafile=str(ca.cert))  # trusts the server, shows no certificate
-    async with aiohttp.ClientSession() as session:
-        with pytest.raises((aiohttp.ClientError, ssl.SSLError, OSError)):
-            async with session.post(f"{b.url}/migrations", data=b"x" * 100, ssl=anonymous,
-                                    headers={transfer.JOB_HEADER: "evil"}) as resp:
-                await resp.read()
-    assert b.manager.names() == []
+    foreign = tls.issue(tls.make_ca(tmp_path / "other-ca"), tmp_path / "tls-foreign", "node2", ("127.0.0.2",))
+    forged = ssl.create_default_context(cafile=str(ca.cert))
+    forged.load_cert_chain(foreign.cert, foreign.key)  # a certificate, even of a node's name, but not the cluster's
+    for context in (anonymous, forged):
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises((aiohttp.ClientError, ssl.SSLError, OSError)):
+                async with session.post(f"{b.url}/migrations", data=stream, ssl=context,
+                                        headers={transfer.JOB_HEADER: "evil"}) as resp:
+                    await resp.read()
+        assert b.manager.names() == []
+        assert b.manager.runtime.list() == []
+    incoming = b.manager.state_dir / "incoming"
+    assert not incoming.exists() or not any(incoming.iterdir())  # nothing was received
+    # The stream is a good one: from a cluster certificate it is restored (the refusals were the check).
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{b.url}/migrations", data=stream, headers={transfer.JOB_HEADER: "evil"}, ssl=a.client) as resp:
+        assert resp.status == 200, await resp.text()
+    assert b.manager.status("evil").state == jobs.State.RUNNING
+    b.manager.kill("evil")
 
 
 async def _set_stream(a: Node, wait_lines: WaitLines) -> bytes:
@@ -139,8 +171,9 @@ async def test_tampered_stream_is_refused_and_the_job_rolls_back(cluster: dict[s
     b.manager.run(jobs.Job(name="roll", args=("sleep", "1000")))
     a.manager.run(jobs.Job(name="roll", args=COUNT))
     await asyncio.to_thread(wait_lines, a.manager.stdout_path("roll"), 10)
-    with pytest.raises(migration.MigrationFailed):
+    with pytest.raises(migration.MigrationFailed) as refused:
         await migration.migrate(a.manager, "roll", b.url, a.client)
+    assert metrics.failure_cause(refused.value) == "refused"  # the peer answered 409
     assert a.manager.status("roll").state == jobs.State.RUNNING
     n = len(a.manager.stdout_path("roll").read_text().splitlines())
     await asyncio.to_thread(wait_lines, a.manager.stdout_path("roll"), n + 10)
@@ -172,17 +205,35 @@ async def test_peer_dying_mid_transfer_rolls_back(make_agent: MakeAgent, ca: tls
     try:
         source.run(jobs.Job(name="stay", args=COUNT))
         await asyncio.to_thread(wait_lines, source.stdout_path("stay"), 10)
-        with pytest.raises(migration.MigrationFailed):
+        with pytest.raises(migration.MigrationFailed) as failed:
             await migration.migrate(source, "stay", f"https://127.0.0.5:{port}", tls.client_context(ident))
     finally:
         dead.close()
         await dead.wait_closed()
     assert received >= 32768  # it really died mid-transfer
+    assert metrics.failure_cause(failed.value) == "transfer"
     assert source.status("stay").state == jobs.State.RUNNING
     n = len(source.stdout_path("stay").read_text().splitlines())
     await asyncio.to_thread(wait_lines, source.stdout_path("stay"), n + 10)
     source.kill("stay")
     numbers = all_numbers(source.stdout_path("stay"))
+    assert numbers == list(range(len(numbers)))
+
+
+@pytest.mark.root
+async def test_unreachable_peer_leaves_the_job_running(cluster: dict[str, Node], wait_lines: WaitLines) -> None:
+    """Nobody listens at the peer's address: the dump begun meanwhile is dropped and the job runs on here."""
+    a = cluster["2"]
+    a.manager.run(jobs.Job(name="here", args=COUNT))
+    await asyncio.to_thread(wait_lines, a.manager.stdout_path("here"), 5)
+    with pytest.raises(migration.MigrationFailed) as failed:
+        await migration.migrate(a.manager, "here", f"https://127.0.0.6:{free_port('127.0.0.6')}", a.client)
+    assert metrics.failure_cause(failed.value) == "peer-unreachable"
+    assert a.manager.status("here").state == jobs.State.RUNNING
+    n = len(a.manager.stdout_path("here").read_text().splitlines())
+    await asyncio.to_thread(wait_lines, a.manager.stdout_path("here"), n + 5)
+    a.manager.kill("here")
+    numbers = all_numbers(a.manager.stdout_path("here"))
     assert numbers == list(range(len(numbers)))
 
 
@@ -369,9 +420,10 @@ async def test_page_server_dying_mid_dump_rolls_back(cluster: dict[str, Node], w
             await asyncio.sleep(0.005)
 
     killer = asyncio.create_task(kill_when_pages_flow())
-    with pytest.raises(migration.MigrationFailed, match="page server"):
+    with pytest.raises(migration.MigrationFailed, match="page server") as failed:
         await migration.migrate(a.manager, "stay", b.url, a.client)
     killer.cancel()
+    assert metrics.failure_cause(failed.value) == "transfer"
     assert killed  # it really died mid-dump, with pages arriving
     assert a.manager.status("stay").state == jobs.State.RUNNING
     n = len(a.manager.stdout_path("stay").read_text().splitlines())
