@@ -37,6 +37,7 @@ log = logging.getLogger("mosix.agent")
 
 IO_PUBLISH_EVERY = 2.0  # seconds between a job's I/O rate updates in its status: the policy needs no more
 SEND_TRIES = 20  # pushes of output home (a chunk per stream each) before a new set is listed
+MINUTE = 60.0  # seconds in one of -A's minutes (a test shortens it)
 
 
 
@@ -266,6 +267,7 @@ class Agent:
                 self._begun.pop(name, None)
                 self.iostats.forget(name)
                 self._io_published.pop(name, None)
+                self._last_checkpoint.pop(name, None)
                 del self._ran[name]
 
     def reconcile(self) -> None:
@@ -485,7 +487,10 @@ class Agent:
             self._patch(key, {"observedCheckpointSerial": request.serial})
             return
         every = spec.checkpoint.interval_minutes if spec.checkpoint else None
-        if every and time.monotonic() - self._last_checkpoint.get(name, time.monotonic()) >= every * 60:
+        # -A counts from the job's last checkpoint here, or from when this agent first saw it run: started
+        # here, arrived by migration, or adopted after a restart of this agent.
+        last = self._last_checkpoint.setdefault(name, time.monotonic())
+        if every and time.monotonic() - last >= every * MINUTE:
             self._checkpoint(key, name, j, job.AfterCheckpoint.CONTINUE)
         if st.target_node and st.target_node != self.me.name and self.migrate is not None:
             target = self.api.get_node(st.target_node)
