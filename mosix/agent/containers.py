@@ -284,7 +284,11 @@ class Manager:
             e.image_digest = image.identity
             self._teardown_layer(e)
             self._prepare(e, image.rootfs, upper_from=set_dir / checkpoints.UPPER, move=take_layer)
-            self._cut_output(e, {"stdout": meta.stdout_offset, "stderr": meta.stderr_offset})
+            # A set of another job (mosrun -R after checkstop or exit) starts a new job: its output, like any
+            # new job's, from 0 at its home; the same job (migrated, restored after its node died) goes on.
+            recovered = meta.job.get("name") != name
+            self._cut_output(e, {"stdout": 0, "stderr": 0} if recovered else
+                             {"stdout": meta.stdout_offset, "stderr": meta.stderr_offset})
             (e.dir / "exit_code").unlink(missing_ok=True)
             if job.host_time:  # -t: CRIU restores the dumped clocks in a new time namespace unless this is gone
                 for clocks in (set_dir / checkpoints.IMAGES).glob("timens-*.img"):

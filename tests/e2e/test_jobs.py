@@ -3,8 +3,13 @@ checkpoint, and recovery when a node's agent dies."""
 
 from __future__ import annotations
 
+import pathlib
+import subprocess
+import time
+
 from mosix.api import job
 from tests.e2e import harness
+from tests.e2e.test_agent_crash import home_output
 
 pytestmark = harness.RUNS_JOBS
 
@@ -39,6 +44,56 @@ def test_freeze_continue_and_checkpoint_through_migrate(cluster: harness.Cluster
     cluster.run("moskillall", "-9")
     cluster.wait_for("the job to end on SIGKILL", lambda: _phase(cluster, name).finished)
     assert cluster.status(name).exit_code == 128 + 9
+
+
+def _stopped_by(cluster: harness.Cluster, action: str) -> tuple[str, pathlib.Path, str]:
+    """A counting job on node1 checkpointed by `migrate {job} {action}`: the job, its set, its output by then."""
+    cluster.up(nodes=1)
+    name = cluster.submit("-1", "testload", "-d", "0.05")
+    cluster.wait_for("output at home", lambda: len(home_output(cluster, 1, name).splitlines()) >= 10)
+    pid = cluster.status(name).orig_pid
+    cluster.run("migrate", name, action)
+    after = job.Phase.STOPPED if action == "checkstop" else job.Phase.SUCCEEDED
+    cluster.wait_for(f"the job {after.value.lower()}", lambda: _phase(cluster, name) == after)
+    status = cluster.status(name)
+    assert [c.node for c in status.checkpoints] == [None]  # one set, shared (the e2e agents share checkpoints)
+    assert pid is not None and not pathlib.Path(f"/proc/{pid}").exists()  # the process is gone
+    output = home_output(cluster, 1, name)
+    assert output == "".join(f"{i}\n" for i in range(len(output.splitlines())))  # whole up to the checkpoint
+    return name, pathlib.Path(status.checkpoints[0].name), output
+
+
+def _recovered_from(cluster: harness.Cluster, checkpoint: pathlib.Path, before: str) -> None:
+    """mosrun -R{set}: the program goes on counting from where its set left it."""
+    again = cluster.submit("-1", f"-R{checkpoint}")
+    cluster.wait_for("the recovered job's output", lambda: len(home_output(cluster, 1, again).splitlines()) >= 10)
+    after = [int(n) for n in home_output(cluster, 1, again).split()]
+    assert after[0] == len(before.splitlines()) and after == list(range(after[0], after[0] + len(after)))
+    cluster.run("moskillall", "-9")
+
+
+def test_checkstop_through_migrate_stops_the_job_at_a_checkpoint(cluster: harness.Cluster) -> None:
+    """migrate {job} checkstop: checkpointed, then stopped (not finished): its process gone, its set kept."""
+    name, checkpoint, output = _stopped_by(cluster, "checkstop")
+    assert checkpoint.is_dir()
+    time.sleep(2)  # some agent rounds: a stopped job stays so, with no output after its checkpoint
+    status = cluster.status(name)
+    assert (status.phase, status.node, len(status.checkpoints)) == (job.Phase.STOPPED, "node1", 1)
+    assert home_output(cluster, 1, name) == output
+    _recovered_from(cluster, checkpoint, output)
+
+
+def test_exit_through_migrate_ends_the_job_at_a_checkpoint(cluster: harness.Cluster) -> None:
+    """migrate {job} exit: checkpointed, then its container removed and the job Succeeded."""
+    name, checkpoint, output = _stopped_by(cluster, "exit")
+    status = cluster.status(name)
+    assert status.completion_time is not None and f"checkpointed to {checkpoint}" in (status.message or "")
+    assert checkpoint.is_dir()
+    runc_root = cluster.workdir / "state" / "nodes" / "node1" / "runc"
+    listed = subprocess.run(["runc", "--root", str(runc_root), "list", "-q"], capture_output=True, text=True,
+                            check=False)
+    assert listed.stdout.split() == []  # no container left
+    _recovered_from(cluster, checkpoint, output)
 
 
 def test_a_checkpointed_job_resumes_elsewhere_when_its_node_dies(cluster: harness.Cluster) -> None:
