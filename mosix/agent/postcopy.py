@@ -238,10 +238,11 @@ async def migrate(manager: containers.Manager, name: str, peer_url: str, context
     done = await asyncio.wrap_future(dump.done)
     shutil.rmtree(work, ignore_errors=True)
     if not done:
-        # The job thawed here: the peer's copy lacks pages and must not run on.
+        # The job thawed here: the peer's copy lacks pages and must not run on, nor its output count (the
+        # job here prints it again, from where it froze).
         with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session, session.post(
-                    f"{peer_url}/jobs/{name}/kill", ssl=context) as resp:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session, session.delete(
+                    f"{peer_url}/jobs/{name}", ssl=context) as resp:
                 await resp.read()
         raise migration.MigrationFailed(f"post-copy of {name} to {peer_url}: the page stream broke; "
                                         "the job runs on the source")

@@ -60,6 +60,7 @@ def app(manager: containers.Manager, client_context: ssl.SSLContext | None = Non
         web.post("/jobs/{name}/continue", _continue),
         web.post("/jobs/{name}/migrate", _migrate),
         web.post("/jobs/{name}/kill", _kill),
+        web.delete("/jobs/{name}", _remove),
         web.post("/jobs/{name}/restore", _restore),
         web.post("/inspect", _inspect),
         web.post("/migrations", _receive_migration),
@@ -203,6 +204,14 @@ async def _kill(request: web.Request) -> web.Response:
     await asyncio.to_thread(request.app[MANAGER].kill, name)
     status = await asyncio.to_thread(request.app[MANAGER].status, name)
     return web.json_response(status.to_dict())
+
+
+async def _remove(request: web.Request) -> web.Response:
+    """Forget the job: kill it, delete its layer and output (a post-copy whose source took the job back: what
+    this copy printed, the source prints again)."""
+    name = request.match_info["name"]
+    await asyncio.to_thread(request.app[MANAGER].remove, name)
+    return web.json_response({"removed": name})
 
 
 async def _migrate(request: web.Request) -> web.Response:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections.abc
+import os
 import pathlib
+import signal
 import ssl
+import time
 
 import pytest
 from aiohttp import web
@@ -119,3 +122,48 @@ async def test_a_job_criu_cannot_dump_is_named_unsupported_by_post_copy_too(pair
     n = len(a.stdout_path("perf").read_text().splitlines())
     got = await asyncio.to_thread(wait_lines, a.stdout_path("perf"), n + 5)
     assert got[: n + 4] == [str(i) for i in range(n + 4)]
+
+
+def _lazy_pages_daemon(state_dir: pathlib.Path) -> int | None:
+    """The pid of the `criu lazy-pages` daemon serving an incoming post-copy under state_dir, if one runs."""
+    for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"lazy-pages" in args and any(bytes(state_dir) in a for a in args):
+            return int(cmdline.parent.name)
+    return None
+
+
+@pytest.mark.root
+async def test_a_page_stream_broken_after_the_peer_runs_the_job_rolls_back_to_the_source(
+        pair: list[Node], wait_lines: WaitLines) -> None:
+    """The peer runs the job, pages still coming, when its lazy-pages daemon dies (kill -9): the source's
+    processes, frozen with all their memory until the last page is across, are thawed and run on; the
+    peer's copy, which can never get its missing pages, is removed with the lines it printed (the source
+    prints them again)."""
+    (a, _, a_client), (b, b_url, _) = pair
+    a.run(jobs.Job(name="broken", args=("testload", "-m", "1024", "-d", "0.05")))
+    await asyncio.to_thread(wait_lines, a.stdout_path("broken"), 5)
+    moving = asyncio.create_task(migration.migrate(a, "broken", b_url, a_client, lazy=True))
+
+    def kill_the_daemon_once_the_peer_runs_the_job() -> None:
+        deadline = time.monotonic() + 60
+        while not ("broken" in b.names() and b.status("broken").state == jobs.State.RUNNING):
+            assert time.monotonic() < deadline and not moving.done(), "the peer never ran the job"
+            time.sleep(0.005)
+        daemon = _lazy_pages_daemon(b.state_dir)
+        assert daemon is not None, "every page came before the daemon could be killed"
+        os.kill(daemon, signal.SIGKILL)
+
+    await asyncio.to_thread(kill_the_daemon_once_the_peer_runs_the_job)
+    with pytest.raises(migration.MigrationFailed, match="page stream broke"):
+        await moving
+    assert a.status("broken").state == jobs.State.RUNNING
+    n = len(a.stdout_path("broken").read_text().splitlines())
+    await asyncio.to_thread(wait_lines, a.stdout_path("broken"), n + 10)
+    a.kill("broken")
+    got = numbers(a.stdout_path("broken"))
+    assert got == list(range(len(got)))  # the source's own output runs on from where it froze
+    assert b.runtime.list() == [] and "broken" not in b.names()  # the peer's copy is gone, and what it printed
