@@ -168,7 +168,7 @@ def migrator(api: client.Client, manager: containers.Manager, loop: Loop, contex
             raise
         if index is None:  # its series are the target's now
             namespace, _, plain = key.rpartition("/")
-            metrics.forget_job(namespace or api.store.namespace, plain)
+            metrics.job_left(namespace or api.store.namespace, plain)
         metrics.MIGRATIONS.labels(reason, me).inc()
         metrics.FREEZE.observe(result.frozen_seconds)
         metrics.DURATION.observe(time.monotonic() - started)

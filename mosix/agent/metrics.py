@@ -140,8 +140,16 @@ def job(namespace: str, name: str, cpu: float, rss: int, *, io: tuple[int, int],
 
 
 def forget_job(namespace: str, name: str) -> None:
-    """The job no longer runs here (it ended, or moved): its series go."""
-    for metric in (JOB_CPU, JOB_RSS, JOB_READ, JOB_WRITE, JOB_MIGRATIONS, CHECKPOINT_BYTES):
+    """The job ended here: its series go."""
+    job_left(namespace, name)
+    with contextlib.suppress(KeyError):
+        CHECKPOINT_BYTES.remove(namespace, name)
+
+
+def job_left(namespace: str, name: str) -> None:
+    """The job runs on another node now: its usage series go (that node's agent publishes them); the size of
+    its newest set, written here and still there, stays."""
+    for metric in (JOB_CPU, JOB_RSS, JOB_READ, JOB_WRITE, JOB_MIGRATIONS):
         with contextlib.suppress(KeyError):
             metric.remove(namespace, name)
     with _io_lock:
