@@ -63,3 +63,18 @@ def test_the_home_directory_stays_mounted_through_a_crash_of_the_agent_running_t
     cluster.wait_for("lines written while node2's agent restarted", lambda: _lines(numbers) >= crashed + 20)
     _home_and_whole(cluster, name, numbers)
     assert cluster.status(name).migrations == 1
+
+
+@pytest.mark.parametrize("flag", ["-M", "-E"])
+def test_a_directory_given_with_m_or_e_is_where_the_job_runs(cluster: harness.Cluster, flag: str) -> None:
+    """mosrun -M/{dir} and -E/{dir} (the tutorial's "directory where the job should run"): the job, started on
+    node2, runs in home's dir, not in the directory mosrun ran in."""
+    cluster.up(nodes=2)
+    there = cluster.workdir / f"run here {flag[1:]}"  # a space: a path is data, not shell
+    there.mkdir()
+    name = cluster.submit("-2", f"{flag}{there}", "sh", "-c", "pwd > where; echo made > file")
+    cluster.wait_for("the job to finish", lambda: cluster.status(name).phase.finished)
+    status = cluster.status(name)
+    assert (status.phase, status.node) == (job.Phase.SUCCEEDED, "node2"), status.message
+    assert ((there / "where").read_text().strip(), (there / "file").read_text()) == (str(there), "made\n")
+    assert not (cluster.workdir / "file").exists()
