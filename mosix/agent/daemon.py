@@ -521,6 +521,8 @@ class Agent:
         sets.append({"name": str(path), "time": meta.now_rfc3339(), "sizeBytes": size}
                     | ({} if self.shared_checkpoints else {"node": self.me.name}))
         patch: dict[str, Any] = {"checkpoints": sets[-50:]}
+        if after != job.AfterCheckpoint.CONTINUE:  # it no longer runs: its usage series go, its set's size stays
+            metrics.job_left(namespace or self.api.store.namespace, plain)
         if after == job.AfterCheckpoint.STOP:
             patch |= {"phase": job.Phase.STOPPED.value}
         elif after == job.AfterCheckpoint.EXIT:

@@ -3,6 +3,7 @@ a store, with real jobs under runc: two agents on 127.0.0.2 and .3."""
 
 from __future__ import annotations
 
+import prometheus_client
 import pytest
 
 from mosix.api import job, node
@@ -32,3 +33,22 @@ def test_the_report_counts_the_nodes_jobs_and_shows_its_policy(cluster: Cluster)
         a.report()
         st = api.get_node(a.me.name).status
         assert (st.state, st.accept) == (state, False)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("after", [job.AfterCheckpoint.STOP, job.AfterCheckpoint.EXIT])
+def test_a_job_checkstopped_or_exited_leaves_the_usage_metrics(cluster: Cluster,  # noqa: F811
+                                                               after: job.AfterCheckpoint) -> None:
+    """Its CPU and RSS series go with it (nothing runs to measure); the size of its set, still there, stays."""
+    api, (a, _) = cluster.api, cluster.agents
+    key = api.submit(job.MosixJobSpec(command=list(REPORT), placement=job.Placement.NODE, node="2")).name
+    cluster.until("it runs", lambda: api.get_job(key).status.phase == job.Phase.RUNNING)
+    a.report()
+    labels = {"namespace": api.store.namespace, "mosixjob": key}
+    assert prometheus_client.REGISTRY.get_sample_value("mosix_job_rss_bytes", labels)
+    api.patch_job(key, {"checkpointRequest": {"after": after.value, "serial": 1}})
+    cluster.until("the checkpoint", lambda: api.get_job(key).status.observed_checkpoint_serial == 1)
+    a.report()
+    assert prometheus_client.REGISTRY.get_sample_value("mosix_job_rss_bytes", labels) is None
+    assert prometheus_client.REGISTRY.get_sample_value("mosix_job_cpu_seconds", labels) is None
+    assert prometheus_client.REGISTRY.get_sample_value("mosix_checkpoint_bytes", labels)
