@@ -64,6 +64,15 @@ def all_numbers(*files: pathlib.Path) -> list[int]:
     return out
 
 
+async def runs_on_whole(manager: containers.Manager, name: str, wait_lines: WaitLines, more: int = 10) -> None:
+    """The job runs on here (`more` lines after now); then, killed, its output is every number once, in order."""
+    n = len(manager.stdout_path(name).read_text().splitlines())
+    await asyncio.to_thread(wait_lines, manager.stdout_path(name), n + more)
+    manager.kill(name)
+    numbers = all_numbers(manager.stdout_path(name))
+    assert numbers == list(range(len(numbers)))
+
+
 @pytest.mark.root
 async def test_tls_files_are_root_only(ca: tls.Identity, tmp_path: pathlib.Path) -> None:
     ident = tls.issue(ca, tmp_path / "tlsx", "nodex", ("127.0.0.9",))
@@ -175,11 +184,7 @@ async def test_tampered_stream_is_refused_and_the_job_rolls_back(cluster: dict[s
         await migration.migrate(a.manager, "roll", b.url, a.client)
     assert metrics.failure_cause(refused.value) == "refused"  # the peer answered 409
     assert a.manager.status("roll").state == jobs.State.RUNNING
-    n = len(a.manager.stdout_path("roll").read_text().splitlines())
-    await asyncio.to_thread(wait_lines, a.manager.stdout_path("roll"), n + 10)
-    a.manager.kill("roll")
-    numbers = all_numbers(a.manager.stdout_path("roll"))
-    assert numbers == list(range(len(numbers)))
+    await runs_on_whole(a.manager, "roll", wait_lines)
 
 
 @pytest.mark.root
@@ -213,11 +218,7 @@ async def test_peer_dying_mid_transfer_rolls_back(make_agent: MakeAgent, ca: tls
     assert received >= 32768  # it really died mid-transfer
     assert metrics.failure_cause(failed.value) == "transfer"
     assert source.status("stay").state == jobs.State.RUNNING
-    n = len(source.stdout_path("stay").read_text().splitlines())
-    await asyncio.to_thread(wait_lines, source.stdout_path("stay"), n + 10)
-    source.kill("stay")
-    numbers = all_numbers(source.stdout_path("stay"))
-    assert numbers == list(range(len(numbers)))
+    await runs_on_whole(source, "stay", wait_lines)
 
 
 @pytest.mark.root
@@ -230,11 +231,7 @@ async def test_unreachable_peer_leaves_the_job_running(cluster: dict[str, Node],
         await migration.migrate(a.manager, "here", f"https://127.0.0.6:{free_port('127.0.0.6')}", a.client)
     assert metrics.failure_cause(failed.value) == "peer-unreachable"
     assert a.manager.status("here").state == jobs.State.RUNNING
-    n = len(a.manager.stdout_path("here").read_text().splitlines())
-    await asyncio.to_thread(wait_lines, a.manager.stdout_path("here"), n + 5)
-    a.manager.kill("here")
-    numbers = all_numbers(a.manager.stdout_path("here"))
-    assert numbers == list(range(len(numbers)))
+    await runs_on_whole(a.manager, "here", wait_lines, more=5)
 
 
 @pytest.mark.root
