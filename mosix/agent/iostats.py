@@ -67,17 +67,17 @@ class _Job:
     link: dict[Process, int] = dataclasses.field(default_factory=dict)  # of the processes carrying its remote I/O
 
 
-def process_io(pid: int, proc: pathlib.Path = PROC) -> tuple[Process, int] | None:
-    """The process's identity and its bytes read plus written by system calls; None once it is gone."""
+def process_io(pid: int, proc: pathlib.Path = PROC) -> tuple[Process, int, int] | None:
+    """The process's identity, and its bytes read and written by system calls; None once it is gone."""
     try:
         start = int((proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19])
         fields = dict(line.split(":", 1) for line in (proc / str(pid) / "io").read_text().splitlines() if ":" in line)
-        return (pid, start), int(fields["rchar"]) + int(fields["wchar"])
+        return (pid, start), int(fields["rchar"]), int(fields["wchar"])
     except (OSError, IndexError, KeyError, ValueError):
         return None
 
 
-def _grown(before: dict[Process, int], now: dict[Process, int]) -> int:
+def grown(before: dict[Process, int], now: dict[Process, int]) -> int:
     """Bytes the processes in `now` moved since `before` (all of it for one new since then)."""
     return sum(max(0, value - before.get(key, 0)) for key, value in now.items())
 
@@ -110,13 +110,14 @@ class Statistics:
             elapsed = now - job.last
             if elapsed <= 0:
                 return self._reading(job)
-            job.io.add(_grown(job.counters, counters), elapsed)
-            job.remote.add(remote_bytes + _grown(job.link, link) / 2, elapsed)
+            job.io.add(grown(job.counters, counters), elapsed)
+            job.remote.add(remote_bytes + grown(job.link, link) / 2, elapsed)
             job.counters, job.link, job.last = counters, link, now
             return self._reading(job)
 
     def _counters(self, pids: Iterable[int]) -> dict[Process, int]:
-        return dict(found for pid in pids if (found := process_io(pid, self._proc)) is not None)
+        found = (process_io(pid, self._proc) for pid in pids)
+        return {process: read + written for process, read, written in filter(None, found)}
 
     def reading(self, name: str) -> Reading | None:
         """The job's rates as of its last sample, or None when it is not watched."""

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import aiohttp
 import prometheus_client as prom
 
-from mosix.agent import errors, runc, unsupported
+from mosix.agent import errors, iostats, runc, unsupported
 from mosix.api import meta, node
 
 NODE = ["node"]
@@ -90,19 +90,9 @@ def job_usage(pids: list[int], proc: pathlib.Path = pathlib.Path("/proc")) -> tu
     return cpu, rss
 
 
-Process = tuple[int, int]  # (pid, start time in clock ticks): a pid reused later is another process
-_io_seen: dict[tuple[str, str], dict[Process, tuple[int, int]]] = {}  # job → its processes' (rchar, wchar)
+_io_seen: dict[tuple[str, str], tuple[dict[iostats.Process, int], dict[iostats.Process, int]]] = {}
+"""job → its processes' rchar and wchar, as of the last job_io"""
 _io_lock = threading.Lock()
-
-
-def process_io(pid: int, proc: pathlib.Path = pathlib.Path("/proc")) -> tuple[Process, int, int] | None:
-    """The process's identity, and its bytes read and written by system calls; None once it is gone."""
-    try:
-        start = int((proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19])
-        fields = dict(line.split(":", 1) for line in (proc / str(pid) / "io").read_text().splitlines() if ":" in line)
-        return (pid, start), int(fields["rchar"]), int(fields["wchar"])
-    except (OSError, IndexError, KeyError, ValueError):
-        return None
 
 
 def job_io(namespace: str, name: str, pids: Iterable[int],
@@ -119,15 +109,14 @@ def job_io(namespace: str, name: str, pids: Iterable[int],
     restored process's counters hold is the restore's own reading of its images, or I/O done on
     another node); a process born after that counts from its start."""
     key = (namespace, name)
-    now = {found[0]: found[1:] for pid in pids if (found := process_io(pid, proc)) is not None}
+    found = list(filter(None, (iostats.process_io(pid, proc) for pid in pids)))
+    now = {p: r for p, r, _ in found}, {p: w for p, _, w in found}
     with _io_lock:
         before = _io_seen.get(key)
         _io_seen[key] = now
     if before is None:
         return 0, 0
-    read = sum(max(0, r - before.get(p, (0, 0))[0]) for p, (r, _) in now.items())
-    written = sum(max(0, w - before.get(p, (0, 0))[1]) for p, (_, w) in now.items())
-    return read, written
+    return iostats.grown(before[0], now[0]), iostats.grown(before[1], now[1])
 
 
 def job(namespace: str, name: str, cpu: float, rss: int, *, io: tuple[int, int], migrations: int) -> None:

@@ -39,7 +39,7 @@ def world(tmp_path: pathlib.Path) -> World:
 
 def test_reads_proc_io(world: World) -> None:
     world.proc(7, 100, 23, start=42)
-    assert iostats.process_io(7, world.root) == ((7, 42), 123)
+    assert iostats.process_io(7, world.root) == ((7, 42), 100, 23)
     assert iostats.process_io(8, world.root) is None
 
 
